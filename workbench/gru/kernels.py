@@ -1,0 +1,269 @@
+"""Pure tensor kernels for GRU layers: no TensorDict keys, no modes.
+
+Every function takes a GRU layer object only to read its parameters by their
+``torch.nn.GRU`` names (``weight_ih_l0``, ``bias_hh_l1``, ...), so the same
+kernel serves ``torch.nn.GRU`` and our :class:`~workbench.gru.cell.PythonGRU`,
+and parameters swapped in with ``TensorDict.to_module`` (as torchrl losses do)
+are picked up at call time.
+
+Shapes, with ``N`` rows, ``T`` steps, ``L`` layers and ``H`` hidden units:
+
+- inputs ``x``: ``[N, T, F]``
+- hidden states in the TensorDict layout: ``[N, (T,) L, H]``
+- ``is_init``: ``[N, T]`` booleans
+
+The gate convention is ``torch.nn.GRU``'s (order r, z, n; the reset gate
+multiplies ``W_hn h + b_hn``), and the update is computed as
+``h' = (h - n) * z + n``, the same expression ATen uses, so results agree with
+the native kernel to the last bits on CPU.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "LayerWeights",
+    "SequenceResult",
+    "layer_weights",
+    "gru_cell",
+    "loop_sequence",
+    "native_sequence",
+    "native_step",
+    "trajectory_end_mask",
+    "reset_columns",
+]
+
+
+class LayerWeights(NamedTuple):
+    """The four parameters of one GRU layer (biases are ``None`` without bias)."""
+
+    w_ih: Tensor
+    w_hh: Tensor
+    b_ih: Tensor | None
+    b_hh: Tensor | None
+
+
+class SequenceResult(NamedTuple):
+    """What a sequence kernel returns.
+
+    ``output`` is the last layer's hidden state at every step, ``[N, T, H]``;
+    ``trace`` the hidden state of every layer after every step, ``[N, T, L, H]``
+    (``None`` when the kernel was not asked for it); ``gates`` the r, z, n
+    activations, ``[N, T, L, 3, H]``, when recorded; ``ends`` the hidden state
+    of every layer at trajectory ends and zeros elsewhere, ``[N, T, L, H]``.
+    """
+
+    output: Tensor
+    trace: Tensor | None
+    gates: Tensor | None
+    ends: Tensor
+
+
+def layer_weights(gru: nn.Module, layer: int) -> LayerWeights:
+    """Reads layer ``layer``'s parameters from a GRU by their ``nn.GRU`` names.
+
+    Examples:
+        >>> w = layer_weights(torch.nn.GRU(3, 4, num_layers=2), 1)
+        >>> tuple(w.w_ih.shape), tuple(w.w_hh.shape), tuple(w.b_hh.shape)
+        ((12, 4), (12, 4), (12,))
+    """
+    if gru.bias:
+        b_ih = getattr(gru, f"bias_ih_l{layer}")
+        b_hh = getattr(gru, f"bias_hh_l{layer}")
+    else:
+        b_ih = b_hh = None
+    return LayerWeights(
+        getattr(gru, f"weight_ih_l{layer}"), getattr(gru, f"weight_hh_l{layer}"), b_ih, b_hh
+    )
+
+
+def gru_cell(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> tuple[Tensor, Tensor]:
+    """One GRU step from a precomputed input projection ``gi = W_ih x + b_ih``.
+
+    Returns the new hidden state ``[N, H]`` and the gates stacked as
+    ``[N, 3, H]`` in the order r, z, n. Out-of-place and branch-free, so it
+    runs under ``torch.vmap``.
+
+    Examples:
+        >>> gru = torch.nn.GRU(2, 3)
+        >>> x, h = torch.randn(5, 2), torch.randn(5, 3)
+        >>> gi = F.linear(x, gru.weight_ih_l0, gru.bias_ih_l0)
+        >>> h1, gates = gru_cell(gi, h, gru.weight_hh_l0, gru.bias_hh_l0)
+        >>> ref = torch.gru_cell(x, h, gru.weight_ih_l0, gru.weight_hh_l0,
+        ...                      gru.bias_ih_l0, gru.bias_hh_l0)
+        >>> torch.allclose(h1, ref), tuple(gates.shape)
+        (True, (5, 3, 3))
+    """
+    gh = F.linear(h, w_hh, b_hh)
+    i_r, i_z, i_n = gi.chunk(3, -1)
+    h_r, h_z, h_n = gh.chunk(3, -1)
+    r = torch.sigmoid(i_r + h_r)
+    z = torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    h_new = (h - n) * z + n
+    return h_new, torch.stack((r, z, n), -2)
+
+
+def trajectory_end_mask(is_init: Tensor) -> Tensor:
+    """``True`` at the last step of every trajectory: before each reset and at the end.
+
+    Examples:
+        >>> trajectory_end_mask(torch.tensor([[True, False, True, False, False]]))
+        tensor([[False,  True, False, False,  True]])
+    """
+    last = torch.ones_like(is_init[..., :1])
+    return torch.cat((is_init[..., 1:], last), -1)
+
+
+def reset_columns(is_init: Tensor) -> list[int]:
+    """Time indices ``t >= 1`` at which at least one row restarts.
+
+    Examples:
+        >>> reset_columns(torch.tensor([[True, False, True], [False, True, False]]))
+        [1, 2]
+    """
+    return (is_init[:, 1:].any(0).nonzero().flatten() + 1).tolist()
+
+
+def _dropout_between_layers(gru: nn.Module, out: Tensor, layer: int) -> Tensor:
+    if gru.dropout and gru.training and layer < gru.num_layers - 1:
+        return F.dropout(out, gru.dropout, training=True)
+    return out
+
+
+def loop_sequence(
+    gru: nn.Module,
+    x: Tensor,
+    h0: Tensor,
+    is_init: Tensor | None = None,
+    h_stored: Tensor | None = None,
+    *,
+    record_gates: bool = False,
+) -> SequenceResult:
+    """Reset-aware GRU over a sequence, one step at a time, layer by layer.
+
+    Args:
+        gru: the layer whose parameters are used (``nn.GRU`` or ``PythonGRU``).
+        x: inputs ``[N, T, F]``.
+        h0: hidden state before the first step, ``[N, L, H]``.
+        is_init: ``[N, T]``; where ``True`` the step starts from ``h_stored``
+            instead of the carried state. ``None`` means no resets.
+        h_stored: stored hidden states ``[N, T, L, H]`` to restart from.
+        record_gates: also return the r, z, n activations.
+
+    The input projection of each layer is one matmul over all steps; resets
+    are a ``torch.where`` (no data-dependent Python branch, so ``torch.vmap``
+    works).
+
+    Examples:
+        >>> gru = torch.nn.GRU(2, 3, batch_first=True)
+        >>> x, h0 = torch.randn(4, 6, 2), torch.zeros(4, 1, 3)
+        >>> res = loop_sequence(gru, x, h0)
+        >>> ref, _ = gru(x, h0.transpose(0, 1))
+        >>> torch.allclose(res.output, ref, atol=1e-6), tuple(res.trace.shape)
+        (True, (4, 6, 1, 3))
+    """
+    steps = x.shape[1]
+    layer_input = x
+    traces, gate_traces = [], []
+    if is_init is not None:
+        restart = is_init.unsqueeze(-1)
+    for layer in range(gru.num_layers):
+        w = layer_weights(gru, layer)
+        gi_all = F.linear(layer_input, w.w_ih, w.b_ih)
+        h = h0[:, layer]
+        outs, gates = [], []
+        for t in range(steps):
+            if is_init is not None:
+                h = torch.where(restart[:, t], h_stored[:, t, layer], h)
+            h, g = gru_cell(gi_all[:, t], h, w.w_hh, w.b_hh)
+            outs.append(h)
+            gates.append(g)
+        layer_out = torch.stack(outs, 1)
+        traces.append(layer_out)
+        if record_gates:
+            gate_traces.append(torch.stack(gates, 1))
+        layer_input = _dropout_between_layers(gru, layer_out, layer)
+    trace = torch.stack(traces, 2)
+    if is_init is None:
+        is_init = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
+    ends_mask = trajectory_end_mask(is_init)
+    ends = torch.where(ends_mask[..., None, None], trace, torch.zeros((), dtype=trace.dtype, device=trace.device))
+    gates_out = torch.stack(gate_traces, 2) if record_gates else None
+    return SequenceResult(traces[-1], trace, gates_out, ends)
+
+
+def native_sequence(
+    gru: nn.GRU, x: Tensor, h0: Tensor, is_init: Tensor | None = None, h_stored: Tensor | None = None
+) -> SequenceResult:
+    """Reset-aware GRU through ``torch.nn.GRU`` (cuDNN on CUDA).
+
+    The time axis is cut at the columns where some row restarts; each piece is
+    one native call, and between pieces the rows that restart take their stored
+    hidden state. Nothing is padded and no step is computed twice. The per-step
+    trace of every layer is not available from the native kernel (``trace`` is
+    ``None``).
+
+    Examples:
+        >>> gru = torch.nn.GRU(2, 3, batch_first=True)
+        >>> x = torch.randn(2, 5, 2)
+        >>> is_init = torch.tensor([[1, 0, 0, 1, 0], [1, 0, 0, 0, 0]]).bool()
+        >>> h = torch.zeros(2, 5, 1, 3)
+        >>> fast = native_sequence(gru, x, h[:, 0], is_init, h)
+        >>> slow = loop_sequence(gru, x, h[:, 0], is_init, h)
+        >>> torch.allclose(fast.output, slow.output, atol=1e-6)
+        True
+    """
+    steps = x.shape[1]
+    cuts = reset_columns(is_init) if is_init is not None else []
+    bounds = [0, *cuts, steps]
+    h = h0.transpose(0, 1).contiguous()  # [L, N, H]
+    outputs, end_states = [], []
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        if start > 0:
+            restart = is_init[:, start].view(1, -1, 1)
+            h = torch.where(restart, h_stored[:, start].transpose(0, 1), h).contiguous()
+        y, h = gru(x[:, start:stop], h)
+        outputs.append(y)
+        if stop < steps:
+            ending = is_init[:, stop].view(1, -1, 1)
+            end_states.append(torch.where(ending, h, torch.zeros((), dtype=h.dtype, device=h.device)))
+        else:
+            end_states.append(h)
+    output = torch.cat(outputs, 1) if len(outputs) > 1 else outputs[0]
+    n, layers, hidden = h0.shape
+    end_cols = torch.tensor([stop - 1 for stop in bounds[1:]], device=x.device)
+    ends = h0.new_zeros(n, steps, layers, hidden).index_copy(
+        1, end_cols, torch.stack(end_states, 0).permute(2, 0, 1, 3)
+    )
+    return SequenceResult(output, None, None, ends)
+
+
+def native_step(gru: nn.GRU, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    """One step of a native GRU for ``x`` ``[N, F]`` and ``h`` ``[N, L, H]``.
+
+    Uses ATen's fused ``gru_cell`` layer by layer: no sequence bookkeeping, no
+    weight flattening. Returns the output ``[N, H]`` and the new hidden state
+    ``[N, L, H]``.
+
+    Examples:
+        >>> gru = torch.nn.GRU(2, 3, num_layers=2, batch_first=True)
+        >>> x, h = torch.randn(4, 2), torch.randn(4, 2, 3)
+        >>> y, h1 = native_step(gru, x, h)
+        >>> ref_y, ref_h = gru(x.unsqueeze(1), h.transpose(0, 1).contiguous())
+        >>> torch.allclose(y, ref_y[:, 0], atol=1e-6), torch.allclose(h1, ref_h.transpose(0, 1), atol=1e-6)
+        (True, True)
+    """
+    layer_input = x
+    states = []
+    for layer in range(gru.num_layers):
+        w = layer_weights(gru, layer)
+        h_layer = torch.gru_cell(layer_input, h[:, layer], w.w_ih, w.w_hh, w.b_ih, w.b_hh)
+        states.append(h_layer)
+        layer_input = _dropout_between_layers(gru, h_layer, layer)
+    return states[-1], torch.stack(states, 1)

@@ -1,0 +1,96 @@
+"""The recurrent-mode switch, shared with torchrl.
+
+torchrl's losses wrap their forward in ``torchrl.modules.set_recurrent_mode(True)``
+and its RNN modules read ``torchrl.modules.recurrent_mode()``. Our
+:class:`set_recurrent_mode` writes that very same process-wide (and
+thread/context-local) flag, so the two context managers are interchangeable
+and nest in any order.
+
+It also fixes one trap of torchrl 0.14.1's version: there, the value to restore
+is kept on the object, so entering one object twice (nested, or from two
+threads) restores the wrong mode and can leave recurrent mode switched on. Here
+each context (thread or asyncio task) keeps its own stack of previous modes.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any, Literal
+
+from torchrl.modules.tensordict_module import rnn as _torchrl_rnn
+
+__all__ = ["recurrent_mode", "set_recurrent_mode"]
+
+_MODE_NAMES = {"recurrent": True, "sequential": False}
+
+
+def recurrent_mode() -> bool | None:
+    """The mode set by the innermost ``set_recurrent_mode`` (ours or torchrl's), else ``None``.
+
+    Examples:
+        >>> recurrent_mode() is None
+        True
+        >>> with set_recurrent_mode(True):
+        ...     recurrent_mode()
+        True
+    """
+    return _torchrl_rnn.recurrent_mode()
+
+
+def _normalize_mode(mode: Any) -> bool | None:
+    if mode is None or isinstance(mode, bool):
+        return mode
+    if isinstance(mode, str) and mode.lower() in _MODE_NAMES:
+        return _MODE_NAMES[mode.lower()]
+    raise ValueError(
+        f"set_recurrent_mode: 'mode' must be True, False, None, 'recurrent' or 'sequential'; got {mode!r}."
+    )
+
+
+class set_recurrent_mode(_torchrl_rnn.set_recurrent_mode):
+    """Context manager and decorator that sets the recurrent mode of GRU modules.
+
+    Args:
+        mode: ``True`` or ``"recurrent"`` (whole sequences, time = last batch
+            dim), ``False`` or ``"sequential"`` (single steps), ``None`` (each
+            module's ``default_recurrent_mode``). Default: ``True``.
+
+    It is a subclass of ``torchrl.modules.set_recurrent_mode`` and sets the same
+    flag, so torchrl's modules and losses see it too.
+
+    Examples:
+        >>> from torchrl.modules import set_recurrent_mode as torchrl_set
+        >>> with torchrl_set(True):
+        ...     with set_recurrent_mode("sequential"):
+        ...         inner = recurrent_mode()
+        ...     outer = recurrent_mode()
+        >>> inner, outer, recurrent_mode()
+        (False, True, None)
+        >>> same = set_recurrent_mode(True)
+        >>> with same:
+        ...     with same:  # re-entering one object restores correctly
+        ...         pass
+        ...     still = recurrent_mode()
+        >>> still, recurrent_mode()
+        (True, None)
+    """
+
+    def __init__(self, mode: bool | Literal["recurrent", "sequential"] | None = True) -> None:
+        super().__init__(_normalize_mode(mode))
+        self._previous: contextvars.ContextVar[tuple] = contextvars.ContextVar("workbench_previous_modes", default=())
+
+    def __enter__(self) -> None:
+        manager = _torchrl_rnn.recurrent_mode_state_manager
+        self._previous.set(self._previous.get() + (manager.get_mode(),))
+        manager.set_mode(self.mode)
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        stack = self._previous.get()
+        self._previous.set(stack[:-1])
+        _torchrl_rnn.recurrent_mode_state_manager.set_mode(stack[-1])
+
+    def clone(self) -> set_recurrent_mode:
+        return type(self)(self.mode)
+
+    def __repr__(self) -> str:
+        return f"set_recurrent_mode({self.mode!r})"

@@ -1,0 +1,557 @@
+"""``GRUModule``: a TensorDict-aware GRU, a drop-in for ``torchrl.modules.GRUModule``.
+
+This file reads and writes TensorDict keys, checks what comes in, and picks a
+kernel; the math lives in :mod:`workbench.gru.kernels`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from typing import Literal, Sequence
+
+import torch
+from tensordict import TensorDictBase, unravel_key_list
+from tensordict.nn import TensorDictModuleBase, dispatch
+from torch import Tensor, nn
+
+from . import kernels
+from .cell import PythonGRU
+from .modes import _normalize_mode, recurrent_mode
+
+__all__ = ["GRUModule"]
+
+NestedKey = str | tuple[str, ...]
+
+
+class _DefaultInt(int):
+    """An int default that can be told apart from the same value passed explicitly."""
+
+    def __repr__(self) -> str:
+        return int.__repr__(self)
+
+
+_DEFAULT_NUM_LAYERS = _DefaultInt(1)
+_DEFAULT_DROPOUT = _DefaultInt(0)
+
+
+def _as_tuple(key: NestedKey) -> tuple[str, ...]:
+    return key if isinstance(key, tuple) else (key,)
+
+
+def _same_device(requested: torch.device | str | int, actual: torch.device) -> bool:
+    requested = torch.device(requested)
+    if requested.type != actual.type:
+        return False
+    return requested.index is None or actual.index is None or requested.index == actual.index
+
+
+class GRUModule(TensorDictModuleBase):
+    """An embedder for a GRU: reads an input and a hidden state from a TensorDict, writes both back.
+
+    Args:
+        input_size: features of the input value.
+        hidden_size: features of the hidden state.
+        num_layers: stacked GRU layers. Default: 1.
+        bias: whether the layers have biases. Default: ``True``.
+        dropout: dropout between layers, in training mode. Default: 0.
+        python_based: run our Python GRU cell (vmap-safe, can record gates)
+            instead of ``torch.nn.GRU``. Default: ``False``.
+
+    Keyword Args:
+        batch_first: must be ``True`` (accepted for torchrl compatibility).
+        bidirectional: must be ``False`` (a policy runs forward in time).
+        recurrent_backend: how the native layer handles resets inside a
+            sequence in recurrent mode: ``"native"`` (``nn.GRU``/cuDNN calls
+            between reset columns), ``"loop"`` (a reset-aware step loop) or
+            ``"auto"`` (the module picks; :attr:`last_backend` says which).
+            torchrl's ``"pad"`` and ``"scan"`` are accepted as aliases of
+            ``"native"`` and ``"loop"``. A Python layer always runs its own
+            loop. Default: ``"auto"``.
+        in_key: the input value key; the hidden key is then ``"recurrent_state"``.
+        in_keys: ``[value, hidden]`` (``"is_init"`` is appended). Exclusive with ``in_key``.
+        out_key: the output value key; the hidden key is then ``("next", "recurrent_state")``.
+        out_keys: ``[value, next_hidden]``. Exclusive with ``out_key``.
+        device: device of the parameters.
+        dtype: dtype of the parameters (e.g. ``torch.float64``).
+        gru: an existing ``torch.nn.GRU`` (or :class:`PythonGRU`) to wrap.
+            Exclusive with the sizes; conflicting layer arguments raise.
+        default_recurrent_mode: the mode when no ``set_recurrent_mode`` context
+            is active. Default: ``False`` (single steps).
+        hidden_trace_key: if given, also write the hidden state of every layer
+            after every step there (``[*batch, T, L, H]`` in recurrent mode,
+            ``[*batch, L, H]`` for a single step), for analysis.
+        gates_key: if given (Python layer only), also write the r, z, n gate
+            activations there (``[*batch, (T,) L, 3, H]``).
+
+    Single-step mode: any batch shape; a missing hidden state means zeros, and
+    the hidden state is zeroed where ``is_init`` is ``True``.
+
+    Recurrent mode (time is the last batch dimension): at ``t = 0`` and at every
+    ``is_init`` the sequence restarts from the hidden state stored at that
+    step, so no hidden state crosses an episode boundary. ``out_keys[1]`` holds,
+    as in torchrl, the hidden state after the last step of each trajectory and
+    zeros elsewhere.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> module = GRUModule(3, 8, num_layers=2, in_key="obs", out_key="features")
+        >>> td = TensorDict({"obs": torch.randn(4, 3), "is_init": torch.ones(4, 1, dtype=torch.bool)}, [4])
+        >>> td = module(td)
+        >>> td["features"].shape, td["next", "recurrent_state"].shape
+        (torch.Size([4, 8]), torch.Size([4, 2, 8]))
+        >>> from workbench import set_recurrent_mode
+        >>> seq = TensorDict({"obs": torch.randn(4, 10, 3), "is_init": torch.zeros(4, 10, 1, dtype=torch.bool)}, [4, 10])
+        >>> with set_recurrent_mode(True):
+        ...     seq = module(seq)
+        >>> seq["features"].shape, module.last_backend
+        (torch.Size([4, 10, 8]), 'native')
+    """
+
+    DEFAULT_IN_KEYS = ["recurrent_state"]
+    DEFAULT_OUT_KEYS = [("next", "recurrent_state")]
+    BACKENDS = ("auto", "native", "loop")
+    _BACKEND_ALIASES = {"pad": "native", "scan": "loop"}
+
+    def __init__(
+        self,
+        input_size: int | None = None,
+        hidden_size: int | None = None,
+        num_layers: int = _DEFAULT_NUM_LAYERS,
+        bias: bool = True,
+        dropout: float = _DEFAULT_DROPOUT,
+        python_based: bool = False,
+        *,
+        batch_first: bool = True,
+        bidirectional: bool = False,
+        recurrent_backend: Literal["auto", "native", "loop", "pad", "scan"] = "auto",
+        in_key: NestedKey | None = None,
+        in_keys: Sequence[NestedKey] | None = None,
+        out_key: NestedKey | None = None,
+        out_keys: Sequence[NestedKey] | None = None,
+        device: torch.device | str | int | None = None,
+        dtype: torch.dtype | None = None,
+        gru: nn.Module | None = None,
+        default_recurrent_mode: bool | None = None,
+        hidden_trace_key: NestedKey | None = None,
+        gates_key: NestedKey | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_first is not True:
+            raise ValueError(f"GRUModule: 'batch_first' must be True (the TensorDict layout); got {batch_first!r}.")
+        if bidirectional:
+            raise ValueError(
+                "GRUModule: 'bidirectional=True' is not supported: a recurrent policy steps forward in time "
+                "and single-step mode cannot run backwards."
+            )
+        self.recurrent_backend = self._check_backend(recurrent_backend)
+        if gru is None:
+            gru = self._make_layer(input_size, hidden_size, num_layers, bias, dropout, python_based, device, dtype)
+        else:
+            self._check_given_layer(gru, input_size, hidden_size, num_layers, bias, dropout, python_based, device, dtype)
+        self.gru = gru
+        self.in_keys, self.out_keys = self._check_keys(in_key, in_keys, out_key, out_keys)
+        self.hidden_trace_key = None if hidden_trace_key is None else unravel_key_list([hidden_trace_key])[0]
+        self.gates_key = None if gates_key is None else unravel_key_list([gates_key])[0]
+        self._check_gates_supported()
+        for extra in (self.hidden_trace_key, self.gates_key):
+            if extra is not None:
+                if extra in self.in_keys or extra in self.out_keys:
+                    raise ValueError(f"GRUModule: extra output key {extra!r} collides with in_keys/out_keys.")
+                self.out_keys = [*self.out_keys, extra]
+        self._recurrent_mode = _normalize_mode(default_recurrent_mode)
+        self.last_backend: str | None = None
+
+    # ------------------------------------------------------------------ construction checks
+    @classmethod
+    def _check_backend(cls, backend: str) -> str:
+        backend = cls._BACKEND_ALIASES.get(backend, backend)
+        if backend not in cls.BACKENDS:
+            hint = " (triton kernels are not part of GRU Workbench)" if backend == "triton" else ""
+            raise ValueError(
+                f"GRUModule: 'recurrent_backend' must be one of {list(cls.BACKENDS)} "
+                f"(or torchrl's aliases {list(cls._BACKEND_ALIASES)}); got {backend!r}{hint}."
+            )
+        return backend
+
+    @staticmethod
+    def _make_layer(input_size, hidden_size, num_layers, bias, dropout, python_based, device, dtype) -> nn.Module:
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"GRUModule: '{name}' must be a positive int (or pass gru=...); got {value!r}.")
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"GRUModule: 'num_layers' must be an int >= 1; got {num_layers!r}.")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"GRUModule: 'dropout' must be a float in [0, 1); got {dropout!r}.")
+        if not isinstance(bias, bool):
+            raise ValueError(f"GRUModule: 'bias' must be a bool; got {bias!r}.")
+        layer_cls = PythonGRU if python_based else nn.GRU
+        return layer_cls(
+            input_size=input_size,
+            hidden_size=hidden_size,
+            num_layers=int(num_layers),
+            bias=bias,
+            dropout=float(dropout),
+            batch_first=True,
+            device=device,
+            dtype=dtype,
+        )
+
+    @staticmethod
+    def _check_given_layer(gru, input_size, hidden_size, num_layers, bias, dropout, python_based, device, dtype) -> None:
+        if not isinstance(gru, (nn.GRU, PythonGRU)):
+            raise TypeError(f"GRUModule: 'gru' must be a torch.nn.GRU or workbench PythonGRU; got {type(gru).__name__}.")
+        if not gru.batch_first:
+            raise ValueError("GRUModule: the 'gru' passed must have batch_first=True; got batch_first=False.")
+        if gru.bidirectional:
+            raise ValueError("GRUModule: the 'gru' passed must not be bidirectional.")
+        conflicts = []
+        if input_size is not None and input_size != gru.input_size:
+            conflicts.append(f"input_size={input_size!r} (gru has {gru.input_size})")
+        if hidden_size is not None and hidden_size != gru.hidden_size:
+            conflicts.append(f"hidden_size={hidden_size!r} (gru has {gru.hidden_size})")
+        if num_layers is not _DEFAULT_NUM_LAYERS and num_layers != gru.num_layers:
+            conflicts.append(f"num_layers={num_layers!r} (gru has {gru.num_layers})")
+        if dropout is not _DEFAULT_DROPOUT and float(dropout) != float(gru.dropout):
+            conflicts.append(f"dropout={dropout!r} (gru has {gru.dropout})")
+        if bias is False and gru.bias:
+            conflicts.append("bias=False (gru has biases)")
+        if python_based and not isinstance(gru, PythonGRU):
+            conflicts.append("python_based=True (gru is a torch.nn.GRU; call make_python_based() afterwards)")
+        param = next(gru.parameters(), None)
+        if param is not None and device is not None and not _same_device(device, param.device):
+            conflicts.append(f"device={device!r} (gru is on {param.device}; move it with .to())")
+        if param is not None and dtype is not None and dtype != param.dtype:
+            conflicts.append(f"dtype={dtype} (gru is {param.dtype})")
+        if conflicts:
+            raise ValueError(
+                "GRUModule: arguments conflict with the 'gru' passed, which defines the layer: "
+                + "; ".join(conflicts)
+                + ". Pass either gru=... or the layer arguments."
+            )
+
+    def _check_keys(self, in_key, in_keys, out_key, out_keys):
+        if (in_key is None) == (in_keys is None):
+            raise ValueError(
+                f"GRUModule: pass exactly one of 'in_key' or 'in_keys'; got in_key={in_key!r}, in_keys={in_keys!r}."
+            )
+        if in_key is not None:
+            in_keys = [in_key, *self.DEFAULT_IN_KEYS]
+        if (out_key is None) == (out_keys is None):
+            raise ValueError(
+                f"GRUModule: pass exactly one of 'out_key' or 'out_keys'; got out_key={out_key!r}, out_keys={out_keys!r}."
+            )
+        if out_key is not None:
+            out_keys = [out_key, *self.DEFAULT_OUT_KEYS]
+        if isinstance(in_keys, (str, tuple)) or isinstance(out_keys, (str, tuple)):
+            raise ValueError(
+                "GRUModule: 'in_keys' and 'out_keys' must be lists, e.g. in_keys=['observation', 'hidden'], "
+                f"out_keys=['features', ('next', 'hidden')]; got in_keys={in_keys!r}, out_keys={out_keys!r}."
+            )
+        in_keys = unravel_key_list(list(in_keys))
+        out_keys = unravel_key_list(list(out_keys))
+        if len(in_keys) == 3 and in_keys[2] == "is_init":
+            in_keys = in_keys[:2]
+        if len(in_keys) != 2 or "is_init" in in_keys or in_keys[0] == in_keys[1]:
+            raise ValueError(
+                "GRUModule: 'in_keys' must be [value_key, hidden_key] (optionally followed by 'is_init'), "
+                f"two different keys, neither of them 'is_init'; got {in_keys!r}."
+            )
+        if len(out_keys) != 2 or out_keys[0] == out_keys[1]:
+            raise ValueError(
+                "GRUModule: 'out_keys' must be [output_key, next_hidden_key], two different keys, "
+                f"e.g. ['features', ('next', 'recurrent_state')]; got {out_keys!r}."
+            )
+        return [*in_keys, "is_init"], out_keys
+
+    def _check_gates_supported(self) -> None:
+        if self.gates_key is not None and not isinstance(self.gru, PythonGRU):
+            raise ValueError(
+                f"GRUModule: gates_key={self.gates_key!r} needs the Python cell (python_based=True or "
+                "make_python_based()); the native GRU does not expose its gates."
+            )
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def recurrent_mode(self) -> bool:
+        """The effective mode: the innermost ``set_recurrent_mode``, else ``default_recurrent_mode``."""
+        mode = recurrent_mode()
+        return bool(self._recurrent_mode) if mode is None else bool(mode)
+
+    @recurrent_mode.setter
+    def recurrent_mode(self, value) -> None:
+        raise RuntimeError(
+            "GRUModule.recurrent_mode cannot be assigned. Use `with workbench.set_recurrent_mode(True):` "
+            "(or torchrl.modules.set_recurrent_mode) around the call, or default_recurrent_mode=... at construction."
+        )
+
+    @property
+    def python_based(self) -> bool:
+        """Whether the layer is our Python cell."""
+        return isinstance(self.gru, PythonGRU)
+
+    @property
+    def num_layers(self) -> int:
+        return self.gru.num_layers
+
+    @property
+    def hidden_size(self) -> int:
+        return self.gru.hidden_size
+
+    @property
+    def input_size(self) -> int:
+        return self.gru.input_size
+
+    @property
+    def canonical_keys(self) -> list[NestedKey]:
+        """Keys whose layout matters to this module (torchrl's ``canonicalize_rnn_subset`` reads them)."""
+        return list(self.in_keys) + list(self.out_keys)
+
+    def _reference_param(self) -> Tensor:
+        return next(self.gru.parameters())
+
+    # ------------------------------------------------------------------ mode (deprecated API)
+    def set_recurrent_mode(self, mode: bool = True) -> GRUModule:
+        """Deprecated: returns a copy sharing the same ``.gru`` whose default mode is ``mode``.
+
+        Prefer ``with workbench.set_recurrent_mode(True):`` around the call.
+
+        Examples:
+            >>> import warnings
+            >>> module = GRUModule(3, 4, in_key="x", out_key="y")
+            >>> with warnings.catch_warnings():
+            ...     warnings.simplefilter("ignore", DeprecationWarning)
+            ...     training = module.set_recurrent_mode(True)
+            >>> training.recurrent_mode, module.recurrent_mode, training.gru is module.gru
+            (True, False, True)
+        """
+        warnings.warn(
+            "GRUModule.set_recurrent_mode(mode) is deprecated: wrap the call in "
+            "`with workbench.set_recurrent_mode(mode):` (or torchrl.modules.set_recurrent_mode), "
+            "or pass default_recurrent_mode=... to the constructor.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        mode = _normalize_mode(mode)
+        if bool(mode) == bool(self._recurrent_mode):
+            return self
+        twin = copy.copy(self)
+        for name in ("_parameters", "_buffers", "_modules"):
+            twin.__dict__[name] = dict(self.__dict__[name])
+        twin._recurrent_mode = mode
+        return twin
+
+    # ------------------------------------------------------------------ backend switching
+    def _swap_layer(self, layer_cls: type[nn.Module]) -> GRUModule:
+        old = self.gru
+        if type(old) is layer_cls:
+            return self
+        new = layer_cls(
+            input_size=old.input_size,
+            hidden_size=old.hidden_size,
+            num_layers=old.num_layers,
+            bias=old.bias,
+            dropout=old.dropout,
+            batch_first=True,
+            device="meta",
+        )
+        for name, param in old.named_parameters():
+            setattr(new, name, param)  # the same Parameter objects: optimizers keep working
+        new.train(old.training)
+        if isinstance(new, nn.GRU):
+            new._init_flat_weights()
+        self.gru = new
+        return self
+
+    def make_python_based(self) -> GRUModule:
+        """Switches the layer to our Python cell, keeping the very same parameters. Returns ``self``.
+
+        Examples:
+            >>> module = GRUModule(3, 4, in_key="x", out_key="y").eval()
+            >>> weight = module.gru.weight_hh_l0
+            >>> module.make_python_based().gru.weight_hh_l0 is weight, module.gru.training
+            (True, False)
+        """
+        return self._swap_layer(PythonGRU)
+
+    def make_cudnn_based(self) -> GRUModule:
+        """Switches the layer to ``torch.nn.GRU`` (cuDNN on CUDA), keeping the parameters. Returns ``self``."""
+        if self.gates_key is not None:
+            raise ValueError(
+                f"GRUModule.make_cudnn_based: this module records gates into {self.gates_key!r}, which needs the "
+                "Python cell. Build it with gates_key=None to use the native layer."
+            )
+        return self._swap_layer(nn.GRU)
+
+    # ------------------------------------------------------------------ primer
+    def make_tensordict_primer(self):
+        """A torchrl ``TensorDictPrimer`` that adds the hidden state to an environment's specs.
+
+        Its spec has the module's shape ``(num_layers, hidden_size)``, dtype and device.
+
+        Examples:
+            >>> module = GRUModule(3, 4, num_layers=2, in_key="x", out_key="y", dtype=torch.float64)
+            >>> spec = module.make_tensordict_primer().primers["recurrent_state"]
+            >>> tuple(spec.shape), spec.dtype
+            ((2, 4), torch.float64)
+        """
+        from torchrl.data import Unbounded
+        from torchrl.envs import TensorDictPrimer
+
+        hidden_in, hidden_out = _as_tuple(self.in_keys[1]), _as_tuple(self.out_keys[1])
+        if hidden_out != ("next", *hidden_in):
+            raise RuntimeError(
+                "GRUModule.make_tensordict_primer: the output hidden key must be ('next', <input hidden key>) so "
+                f"that the environment carries it from step to step; got in_keys[1]={self.in_keys[1]!r} and "
+                f"out_keys[1]={self.out_keys[1]!r}."
+            )
+        param = self._reference_param()
+        spec = Unbounded(shape=(self.num_layers, self.hidden_size), dtype=param.dtype, device=param.device)
+        return TensorDictPrimer({self.in_keys[1]: spec}, expand_specs=True)
+
+    # ------------------------------------------------------------------ reading inputs
+    def _read_value(self, td: TensorDictBase, batch: torch.Size) -> Tensor:
+        key = self.in_keys[0]
+        value = td.get(key, None)
+        if value is None:
+            present = sorted(str(k) for k in td.keys(include_nested=True, leaves_only=True))
+            raise KeyError(f"GRUModule: the input key {key!r} is missing from the TensorDict (it has {present}).")
+        expected = [*batch, self.input_size]
+        if list(value.shape) != expected:
+            raise ValueError(
+                f"GRUModule: {key!r} must have shape [*batch, input_size] = {expected}; got {list(value.shape)}."
+            )
+        param = self._reference_param()
+        if value.dtype != param.dtype:
+            raise TypeError(
+                f"GRUModule: {key!r} has dtype {value.dtype} but the GRU parameters are {param.dtype}; "
+                f"cast the input or the module (e.g. module.to({value.dtype}))."
+            )
+        return value
+
+    def _read_hidden(self, td: TensorDictBase, batch: torch.Size, value: Tensor) -> Tensor:
+        key = self.in_keys[1]
+        expected = [*batch, self.num_layers, self.hidden_size]
+        hidden = td.get(key, None)
+        if hidden is None:
+            return value.new_zeros(expected)
+        if list(hidden.shape) != expected:
+            raise ValueError(
+                f"GRUModule: the hidden state {key!r} must have shape [*batch, num_layers, hidden_size] = "
+                f"{expected}; got {list(hidden.shape)}."
+            )
+        return hidden
+
+    def _read_is_init(self, td: TensorDictBase, batch: torch.Size) -> Tensor:
+        is_init = td.get("is_init", None)
+        if is_init is None:
+            raise KeyError(
+                "GRUModule: 'is_init' is missing from the TensorDict. It marks the first step of each episode so "
+                "the hidden state restarts there; add torchrl.envs.InitTracker() to the environment (or set it "
+                "yourself)."
+            )
+        if list(is_init.shape) == [*batch, 1]:
+            is_init = is_init.squeeze(-1)
+        if list(is_init.shape) != list(batch):
+            raise ValueError(f"GRUModule: 'is_init' must have shape {[*batch, 1]}; got {list(is_init.shape)}.")
+        return is_init if is_init.dtype == torch.bool else is_init.bool()
+
+    # ------------------------------------------------------------------ forward
+    @dispatch
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if self.recurrent_mode:
+            return self._forward_sequence(tensordict)
+        return self._forward_step(tensordict)
+
+    def _write(self, td: TensorDictBase, output: Tensor, next_hidden: Tensor, trace: Tensor | None, gates) -> None:
+        td.set(self.out_keys[0], output)
+        td.set(self.out_keys[1], next_hidden)
+        if self.hidden_trace_key is not None:
+            td.set(self.hidden_trace_key, trace)
+        if self.gates_key is not None:
+            td.set(self.gates_key, gates)
+
+    def _forward_step(self, td: TensorDictBase) -> TensorDictBase:
+        batch = td.batch_size
+        value = self._read_value(td, batch)
+        hidden = self._read_hidden(td, batch, value)
+        is_init = self._read_is_init(td, batch)
+        layers, size = self.num_layers, self.hidden_size
+        rows = math.prod(batch)
+        x = value.reshape(rows, self.input_size)
+        h = hidden.reshape(rows, layers, size)
+        h = torch.where(is_init.reshape(rows, 1, 1), torch.zeros((), dtype=h.dtype, device=h.device), h)
+        gates = None
+        if rows == 0:
+            output, h_next = x.new_zeros(0, size), h
+            if self.gates_key is not None:
+                gates = x.new_zeros(0, layers, 3, size)
+        elif isinstance(self.gru, PythonGRU):
+            res = self.gru.sequence(x.unsqueeze(1), h, record_gates=self.gates_key is not None)
+            output, h_next = res.output[:, 0], res.trace[:, 0]
+            gates = None if res.gates is None else res.gates[:, 0]
+        else:
+            output, h_next = kernels.native_step(self.gru, x, h)
+        h_next = h_next.reshape(*batch, layers, size)
+        if gates is not None:
+            gates = gates.reshape(*batch, layers, 3, size)
+        self._write(td, output.reshape(*batch, size), h_next, h_next, gates)
+        return td
+
+    def _pick_backend(self, is_init: Tensor) -> str:
+        if isinstance(self.gru, PythonGRU):
+            return "python"
+        if self.recurrent_backend != "auto":
+            return self.recurrent_backend
+        return "native"
+
+    def _forward_sequence(self, td: TensorDictBase) -> TensorDictBase:
+        if td.batch_dims == 0:
+            raise ValueError(
+                "GRUModule in recurrent mode needs a TensorDict with at least one batch dimension (time, the last "
+                "one); got batch_size=[]. Call it on a trajectory, or use single-step mode."
+            )
+        batch = td.batch_size
+        value = self._read_value(td, batch)
+        hidden = self._read_hidden(td, batch, value)
+        is_init = self._read_is_init(td, batch)
+        steps, layers, size = batch[-1], self.num_layers, self.hidden_size
+        rows = math.prod(batch[:-1])
+        x = value.reshape(rows, steps, self.input_size)
+        h_stored = hidden.reshape(rows, steps, layers, size)
+        starts = is_init.reshape(rows, steps)
+        want_trace = self.hidden_trace_key is not None
+        if rows == 0 or steps == 0:
+            self.last_backend = "empty"
+            zeros = h_stored.new_zeros(*batch, layers, size)
+            gates = x.new_zeros(*batch, layers, 3, size) if self.gates_key is not None else None
+            self._write(td, x.new_zeros(*batch, size), zeros, zeros, gates)
+            return td
+        backend = self._pick_backend(starts)
+        if backend == "native" and want_trace and layers > 1:
+            backend = "loop"  # the native kernel only returns the last layer at every step
+        self.last_backend = backend
+        if backend == "python":
+            res = self.gru.sequence(x, h_stored[:, 0], starts, h_stored, record_gates=self.gates_key is not None)
+        elif backend == "loop":
+            res = kernels.loop_sequence(self.gru, x, h_stored[:, 0], starts, h_stored)
+        else:
+            res = kernels.native_sequence(self.gru, x, h_stored[:, 0], starts, h_stored)
+        trace = res.trace
+        if want_trace and trace is None:
+            trace = res.output.unsqueeze(2)
+        self._write(
+            td,
+            res.output.reshape(*batch, size),
+            res.ends.reshape(*batch, layers, size),
+            None if trace is None else trace.reshape(*batch, layers, size),
+            None if res.gates is None else res.gates.reshape(*batch, layers, 3, size),
+        )
+        return td
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_keys={self.in_keys}, out_keys={self.out_keys}, recurrent_backend={self.recurrent_backend!r}, "
+            f"default_recurrent_mode={bool(self._recurrent_mode)}"
+        )
