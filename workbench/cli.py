@@ -1,0 +1,161 @@
+"""Command line of the workbench: ``python -m workbench COMMAND``.
+
+Each subcommand is one function registered with :func:`command`; its help text is the first
+line of its docstring. Heavy imports (torch, jupyterlab) happen inside the commands, and this
+module never imports plotly or ipywidgets.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import secrets
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+__all__ = ["main", "command", "arg"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO_ROOT / "notebooks"
+DISTRIBUTION = "gru-workbench"
+
+
+@dataclass(frozen=True)
+class _Command:
+    """A registered subcommand."""
+
+    run: Callable[[argparse.Namespace, list[str]], int | None]
+    arguments: tuple[tuple[tuple, dict], ...]
+    passthrough: bool
+    """Whether unknown arguments are handed to ``run`` instead of being an error."""
+
+
+_COMMANDS: dict[str, _Command] = {}
+
+
+def arg(*flags: str, **options) -> tuple[tuple, dict]:
+    """One ``ArgumentParser.add_argument`` call, for :func:`command`."""
+    return flags, options
+
+
+def command(*arguments: tuple[tuple, dict], passthrough: bool = False):
+    """Register ``fn(args, extra) -> exit code`` as the subcommand ``fn.__name__``."""
+
+    def register(fn):
+        _COMMANDS[fn.__name__.replace("_", "-")] = _Command(fn, arguments, passthrough)
+        return fn
+
+    return register
+
+
+def version() -> str:
+    """The installed distribution's version, else the package's ``__version__``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return getattr(sys.modules.get("workbench"), "__version__", "unknown")
+
+
+def _free_port(ip: str, start: int, tries: int = 50) -> int:
+    """The first port from ``start`` on that nothing listens on at ``ip``."""
+    for port in range(start, start + tries):
+        with socket.socket() as s:
+            try:
+                s.bind((ip, port))
+            except OSError:
+                continue
+            return port
+    raise SystemExit(f"workbench lab: no free port in {start}..{start + tries - 1} on {ip}; pass --port")
+
+
+@command(
+    arg("--headless", action="store_true", help="do not open a browser; just print the URL"),
+    arg("--port", type=int, default=None,
+        help="port to serve on (default: the first free one from 8888)"),
+    arg("--ip", default="127.0.0.1", help="address to listen on (default: %(default)s)"),
+    arg("--notebook-dir", type=Path, default=None,
+        help="folder to open (default: the repository's notebooks/, else the current folder)"),
+    passthrough=True,
+)
+def lab(args: argparse.Namespace, extra: list[str]) -> int:
+    """Start JupyterLab on the notebooks; other arguments go to jupyterlab."""
+    root = args.notebook_dir or (NOTEBOOKS if NOTEBOOKS.is_dir() else Path.cwd())
+    port = args.port if args.port is not None else _free_port(args.ip, 8888)
+    token = secrets.token_hex(24)
+    cmd = [
+        sys.executable, "-m", "jupyterlab",
+        f"--ServerApp.root_dir={root.resolve()}",
+        f"--ServerApp.ip={args.ip}",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",  # the printed URL must be the real one
+        f"--IdentityProvider.token={token}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    if args.headless:
+        cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # jupyter refuses to run as root otherwise
+    cmd += extra
+    host = f"[{args.ip}]" if ":" in args.ip else args.ip
+    print(f"JupyterLab on {root}", flush=True)
+    print(f"URL: http://{host}:{port}/lab?token={token}", flush=True)
+    if os.name == "nt":
+        import subprocess
+
+        return subprocess.call(cmd)
+    os.execv(sys.executable, cmd)  # signals (Ctrl-C, terminate) reach the server directly
+
+
+@command()
+def info(args: argparse.Namespace, extra: list[str]) -> int:
+    """Print the versions of Python and the libraries, the default device and torch threads."""
+    from importlib import metadata
+
+    import torch
+
+    rows = [("gru-workbench", version()), ("python", platform.python_version())]
+    for name in ("torch", "tensordict", "torchrl", "gymnasium"):
+        try:
+            rows.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            rows.append((name, "not installed"))
+    rows += [
+        ("device", "cuda" if torch.cuda.is_available() else "cpu"),
+        ("torch threads", str(torch.get_num_threads())),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one subparser per registered command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m workbench",
+        description="GRU Workbench: an interactive workbench for recurrent RL policies.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, cmd in _COMMANDS.items():
+        doc = (cmd.run.__doc__ or "").strip()
+        p = sub.add_parser(name, help=doc.splitlines()[0] if doc else None, description=doc,
+                           allow_abbrev=False)  # so pass-through options are never taken for ours
+        for flags, options in cmd.arguments:
+            p.add_argument(*flags, **options)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not _COMMANDS[args.command].passthrough:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return _COMMANDS[args.command].run(args, extra) or 0
