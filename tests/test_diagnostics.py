@@ -1,0 +1,236 @@
+"""Diagnostics on healthy and deliberately broken wiring and trajectories."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from workbench.diagnostics import (
+    DiagnosticsReport,
+    Finding,
+    ResetStatus,
+    WiringError,
+    WiringWarning,
+    check_wiring,
+    diagnose,
+    replay_check,
+    reset_audit,
+    reset_status,
+)
+from workbench.envs import EnvSpec, make_env
+from workbench.keys import KEYS
+from workbench.policy import PolicySpec, build_policy
+from workbench.rollout import rollout
+from workbench.testing import drop_hidden, drop_resets, inject_leak, policy_and_env
+
+SPEC = EnvSpec("CartPole-v1", hide_velocity=True, num_envs=2, max_steps=10)
+
+
+@pytest.fixture(scope="module")
+def healthy():
+    """A 2-env, 30-step rollout with resets at steps 10 and 20 of each env."""
+    policy, env = policy_and_env(SPEC)
+    return policy, env, rollout(policy, env, 30, seed=0, progress=False, device="cpu")
+
+
+def _titles(findings, severity):
+    return [f.title for f in findings if f.severity == severity]
+
+
+class TestHealthy:
+    def test_reset_audit_all_ok(self, healthy):
+        _, _, traj = healthy
+        findings = reset_audit(traj)
+        assert [f.severity for f in findings] == ["ok"] * 4
+        restarted = next(f for f in findings if f.title == "Resets restart the memory")
+        assert restarted.where == {"resets": 4}
+        status = reset_status(traj)
+        assert (status[:, [0, 10, 20]] == ResetStatus.RESTARTED).all()
+        assert (status[:, 1:10] == ResetStatus.CARRIED).all()
+
+    def test_replay_matches(self, healthy):
+        policy, _, traj = healthy
+        report = replay_check(policy, traj)
+        assert report.passed and report.finding.severity == "ok"
+        assert report.gap.shape == (2, 30)
+        assert report.max_gap < 1e-5 and report.output_gap < 1e-5
+        assert report.first_step_over is None
+
+    def test_diagnose_summary(self, healthy):
+        policy, env, traj = healthy
+        report = diagnose(traj, policy, env)
+        assert report.ok and not report.warnings
+        text = report.summary()
+        assert text.splitlines()[0] == "0 errors, 0 warnings, 6 ok"
+        assert "Replay matches the rollout" in text
+        data = json.loads(json.dumps(report.to_dict()))
+        assert data["ok"] is True and data["replay"]["passed"] is True
+
+
+class TestBrokenTrajectories:
+    def test_no_primer_is_a_dead_memory(self):
+        """No primer (check=False): the hidden state is zero at every step → error; the replay disagrees."""
+        policy, _ = policy_and_env(SPEC)
+        traj = rollout(policy, make_env(SPEC), 12, seed=0, progress=False, device="cpu", check=False)
+        findings = reset_audit(traj)
+        assert _titles(findings, "error") == ["Memory never fed back (dead primer)"]
+        dead = findings[0]
+        assert "no primer" in dead.explanation and "make_tensordict_primer" in dead.fix
+        replay = replay_check(policy, traj)
+        assert replay.finding.severity == "error"
+        assert replay.first_step_over == 1  # step 0 agrees: both start from zero
+
+    def test_leak_is_found_where_it_happens(self, healthy):
+        """Hidden carried over at is_init: a leak at each reset (env 0, step 10 first), and the replay diverges there."""
+        policy, _, traj = healthy
+        leaky = inject_leak(traj)
+        findings = reset_audit(leaky)
+        (leak,) = [f for f in findings if f.severity == "error"]
+        assert leak.title == "Memory leaks across episodes"
+        assert leak.where == {"env": 0, "step": 10, "count": 4, "resets": 4}
+        status = reset_status(leaky)
+        assert (status[:, [10, 20]] == ResetStatus.LEAKED).all()
+        replay = replay_check(policy, leaky)
+        assert not replay.passed and replay.finding.severity == "error"
+        assert replay.first_step_over == 10
+        assert replay.gap[:, :10].max() < 1e-5
+        assert replay.episode == int(leaky[KEYS.episode][replay.env, replay.step]) and replay.episode >= 1
+
+    def test_is_init_never_set_after_done(self, healthy):
+        _, _, traj = healthy
+        findings = reset_audit(drop_resets(traj))
+        errors = [f for f in findings if f.severity == "error"]
+        assert [f.title for f in errors] == ["is_init never set after episodes ended"]
+        assert errors[0].where == {"env": 0, "step": 10, "count": 4, "done": 4}
+
+    def test_missing_is_init(self, healthy):
+        _, _, traj = healthy
+        findings = reset_audit(traj.exclude(KEYS.is_init))
+        assert _titles(findings, "error") == ["No is_init"]
+        assert "InitTracker" in findings[0].fix
+
+    def test_memory_dropped_mid_episode(self, healthy):
+        _, _, traj = healthy
+        findings = reset_audit(drop_hidden(traj, [4, 5]))
+        (dropped,) = [f for f in findings if f.severity == "error"]
+        assert dropped.title == "Memory dropped mid-episode"
+        assert dropped.where == {"env": 0, "step": 4, "count": 4}
+
+    def test_memory_rewritten_mid_episode(self, healthy):
+        _, _, traj = healthy
+        broken = traj.clone()
+        broken[KEYS.hidden][1, 7] += 0.5
+        (rewritten,) = [f for f in reset_audit(broken) if f.severity == "error"]
+        assert rewritten.title == "Memory rewritten mid-episode"
+        assert rewritten.where == {"env": 1, "step": 7, "count": 1}
+
+    def test_no_hidden_recorded(self):
+        findings = reset_audit(TensorDict({KEYS.is_init: torch.ones(1, 3, 1, dtype=torch.bool)}, [1, 3]))
+        assert _titles(findings, "error") == ["No hidden state recorded"]
+
+    @pytest.mark.parametrize("noise, severity", [(1e-3, "warning"), (0.5, "error")])
+    def test_replay_gap_bands(self, healthy, noise, severity):
+        """Small gaps read as numerical drift (warning); large ones as a disagreement (error), located."""
+        policy, _, traj = healthy
+        shifted = traj.clone()
+        shifted[KEYS.next_hidden][1, 13] += noise
+        report = replay_check(policy, shifted)
+        assert report.finding.severity == severity
+        assert (report.env, report.step, report.episode, report.episode_step) == (1, 13, 1, 3)
+        assert report.max_gap == pytest.approx(noise, rel=1e-3)
+        assert report.first_step_over == 13
+
+
+class TestCheckWiring:
+    def test_ok(self, healthy):
+        policy, env, _ = healthy
+        assert _titles(check_wiring(policy, env), "ok") == ["Policy and environment are wired"]
+
+    def test_no_primer(self):
+        policy, _ = policy_and_env()
+        with pytest.raises(WiringError) as info:
+            check_wiring(policy, make_env(EnvSpec()))
+        (finding,) = info.value.findings
+        assert finding.title == "No primer for 'recurrent_state'"
+        assert "make_env(spec, policy=policy)" in str(info.value)
+
+    def test_no_init_tracker(self):
+        from torchrl.envs import GymEnv, TransformedEnv
+
+        policy, _ = policy_and_env()
+        env = TransformedEnv(GymEnv("CartPole-v1"), policy.module[0][0].make_tensordict_primer())
+        findings = check_wiring(policy, env, strict=False)
+        assert _titles(findings, "error") == ["No is_init in the environment"]
+
+    def test_observation_size_mismatch(self):
+        """A policy built for hidden velocities (2 inputs) on the full CartPole (4)."""
+        policy = build_policy(PolicySpec(hidden_size=4), make_env(EnvSpec(hide_velocity=True)), device="cpu")
+        findings = check_wiring(policy, make_env(EnvSpec(), policy), strict=False)
+        (err,) = [f for f in findings if f.severity == "error"]
+        assert err.title == "Observation size mismatch for 'observation'"
+        assert "expects 2 input features" in err.explanation and "has 4" in err.explanation
+
+    def test_hidden_shape_and_dtype_mismatch(self):
+        """An env primed for another policy: other hidden size, other dtype."""
+        policy = build_policy(PolicySpec(hidden_size=4), make_env(EnvSpec()), device="cpu")
+        other = build_policy(PolicySpec(hidden_size=6), make_env(EnvSpec()), device="cpu").double()
+        findings = check_wiring(policy, make_env(EnvSpec(), other), strict=False)
+        assert _titles(findings, "error") == [
+            "Hidden shape mismatch for 'recurrent_state'",
+            "Hidden dtype mismatch for 'recurrent_state'",
+        ]
+        assert "[1, 6]" in findings[0].explanation and "[1, 4]" in findings[0].explanation
+
+    def test_observation_key_mismatch(self):
+        from tensordict.nn import TensorDictSequential
+
+        from workbench import GRUModule
+
+        gru = GRUModule(4, 3, in_key="pixels", out_key="features")
+        with pytest.raises(WiringError, match="No observation 'pixels'"):
+            check_wiring(TensorDictSequential(gru), make_env(EnvSpec(), gru))
+
+    def test_no_recurrent_module_warns(self):
+        from tensordict.nn import TensorDictModule
+
+        policy = TensorDictModule(torch.nn.Linear(4, 2), [KEYS.observation], ["logits"])
+        with pytest.warns(WiringWarning, match="No recurrent module"):
+            findings = check_wiring(policy, make_env(EnvSpec()))
+        assert [f.severity for f in findings] == ["warning"]
+
+
+class TestReport:
+    def test_finding_validates_severity(self):
+        with pytest.raises(ValueError, match="'severity' must be one of.*got 'fatal'"):
+            Finding("fatal", "x", "y")
+
+    def test_summary_orders_errors_first(self):
+        report = DiagnosticsReport(
+            [Finding("ok", "Fine", "all good."), Finding("warning", "Hm", "odd."), Finding("error", "Bad", "broken.", "fix it.")]
+        )
+        assert report.summary().splitlines() == [
+            "1 error, 1 warning, 1 ok",
+            "[ERROR] Bad: broken. Fix: fix it.",
+            "[warning] Hm: odd.",
+            "[ok] Fine: all good.",
+        ]
+        assert not report.ok
+
+    def test_rollout_emits_wiring_warnings(self):
+        """rollout(check=True) turns warning findings into WiringWarning and still runs."""
+        from tensordict.nn import TensorDictModule
+        from torchrl.modules import ProbabilisticActor
+
+        env = make_env(EnvSpec())
+        head = TensorDictModule(torch.nn.Linear(4, 2), [KEYS.observation], ["logits"])
+        policy = ProbabilisticActor(head, in_keys=["logits"], spec=env.action_spec,
+                                    distribution_class=torch.distributions.Categorical)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            traj = rollout(policy, env, 3, progress=False, device="cpu")
+        assert any(issubclass(w.category, WiringWarning) for w in caught)
+        assert traj.batch_size == (1, 3) and KEYS.hidden not in traj.keys()

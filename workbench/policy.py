@@ -1,0 +1,477 @@
+"""Recurrent policies: :class:`PolicySpec` → :func:`build_policy`; checkpoints.
+
+A policy is a torchrl ``ProbabilisticActor`` around ``GRUModule → MLP head``:
+
+- discrete actions: logits → ``Categorical`` (integer actions) or
+  ``OneHotCategorical`` (one-hot actions);
+- continuous actions: ``loc, scale`` → ``TanhNormal`` squashed into the
+  action bounds.
+
+Sampling is random by default and greedy (argmax, or ``tanh(loc)`` scaled)
+under ``torchrl.envs.utils.set_exploration_type(ExplorationType.DETERMINISTIC)``
+(what ``rollout(..., deterministic=True)`` uses), so the same object serves a
+PPO loss later. Sizes come from the environment (:class:`PolicyIO`).
+
+Examples:
+    >>> from workbench.envs import EnvSpec, make_env
+    >>> policy = build_policy(PolicySpec(hidden_size=8), make_env(EnvSpec("CartPole-v1")))
+    >>> gru = recurrent_modules(policy)[0]
+    >>> gru.in_keys, gru.out_keys
+    (['observation', 'recurrent_state', 'is_init'], ['features', ('next', 'recurrent_state')])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .keys import KEYS
+
+__all__ = [
+    "PolicySpec",
+    "PolicyIO",
+    "build_policy",
+    "save_checkpoint",
+    "load_checkpoint",
+    "recurrent_modules",
+    "policy_spec_of",
+    "resolve_device",
+    "versions",
+    "checkpoint_versions",
+]
+
+FEATURES_KEY = "features"
+"""where the GRU writes its output for the head"""
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+"""activation names a :class:`PolicySpec` accepts"""
+
+CHECKPOINT_FORMAT = "gru-workbench-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The device a choice names: ``"auto"`` is CUDA when present, else CPU.
+
+    Examples:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+        >>> resolve_device("tpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got 'tpu'.
+    """
+    if isinstance(device, torch.device):
+        choice = str(device)
+    elif isinstance(device, str):
+        choice = device
+    else:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}.")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice != "cpu" and not (choice == "cuda" or choice.startswith("cuda:")):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {choice!r}.")
+    resolved = torch.device(choice)
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device={choice!r} was asked for, but CUDA is not available here (torch {torch.__version__}, "
+                f"built with CUDA {torch.version.cuda}). Use device='auto' or 'cpu'."
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"device={choice!r} was asked for, but only {torch.cuda.device_count()} CUDA device(s) exist."
+            )
+    return resolved
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries a checkpoint or a trajectory was made with."""
+    import tensordict
+    import torchrl
+
+    from . import __version__
+
+    return {"workbench": __version__, "torch": torch.__version__, "torchrl": torchrl.__version__,
+            "tensordict": tensordict.__version__}
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """How to build a recurrent policy; :func:`build_policy` builds it.
+
+    Examples:
+        >>> PolicySpec(hidden_size=8, head_cells=[32, 32]).head_cells
+        (32, 32)
+        >>> PolicySpec(record_gates=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: PolicySpec: 'record_gates=True' needs python_based=True (the native GRU does not expose its gates); got python_based=False.
+    """
+
+    hidden_size: int = 16
+    """features of the GRU's hidden state"""
+    num_layers: int = 1
+    """stacked GRU layers"""
+    head_cells: tuple[int, ...] = (32,)
+    """hidden layer sizes of the MLP head after the GRU (``()``: a linear head)"""
+    activation: str = "tanh"
+    """activation of the head: one of ``ACTIVATIONS``"""
+    python_based: bool = False
+    """run the Python GRU cell (vmap-safe, can record gates) instead of ``torch.nn.GRU``"""
+    record_gates: bool = False
+    """write the r, z, n gates to ``KEYS.gates`` at every step (needs ``python_based``)"""
+    recurrent_backend: str = "auto"
+    """the GRU's kernel in recurrent mode (see ``GRUModule``)"""
+    seed: int = 0
+    """seed of the weight initialisation"""
+
+    def __post_init__(self) -> None:
+        from .gru import GRUModule
+
+        for name in ("hidden_size", "num_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"PolicySpec: '{name}' must be an int >= 1; got {value!r}.")
+        cells = self.head_cells
+        if isinstance(cells, (list, tuple)):
+            cells = tuple(cells)
+        if not isinstance(cells, tuple) or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in cells):
+            raise ValueError(f"PolicySpec: 'head_cells' must be a tuple of ints >= 1, e.g. (32,); got {self.head_cells!r}.")
+        object.__setattr__(self, "head_cells", cells)
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"PolicySpec: 'activation' must be one of {sorted(ACTIVATIONS)}; got {self.activation!r}.")
+        for name in ("python_based", "record_gates"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"PolicySpec: '{name}' must be a bool; got {getattr(self, name)!r}.")
+        if self.record_gates and not self.python_based:
+            raise ValueError(
+                "PolicySpec: 'record_gates=True' needs python_based=True (the native GRU does not expose its "
+                f"gates); got python_based={self.python_based!r}."
+            )
+        accepted = [*GRUModule.BACKENDS, *GRUModule._BACKEND_ALIASES]
+        if self.recurrent_backend not in accepted:
+            raise ValueError(f"PolicySpec: 'recurrent_backend' must be one of {accepted}; got {self.recurrent_backend!r}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"PolicySpec: 'seed' must be an int >= 0; got {self.seed!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict; :meth:`from_dict` inverts it."""
+        data = asdict(self)
+        data["head_cells"] = list(self.head_cells)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PolicySpec:
+        """The spec of :meth:`to_dict`; unknown fields raise.
+
+        Examples:
+            >>> spec = PolicySpec(hidden_size=4, head_cells=(8, 8))
+            >>> PolicySpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+            True
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"PolicySpec.from_dict: unknown fields {unknown}; expected some of {sorted(known)}.")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class PolicyIO:
+    """What a policy reads and writes, taken from an environment's specs (JSON-able, for checkpoints).
+
+    Examples:
+        >>> from workbench.envs import EnvSpec, make_env
+        >>> io = PolicyIO.from_env(make_env(EnvSpec("Pendulum-v1", hide_velocity=True)))
+        >>> io.observation_size, io.action_kind, io.action_size, io.action_low, io.action_high
+        (2, 'continuous', 1, (-2.0,), (2.0,))
+    """
+
+    observation_size: int
+    """features of ``KEYS.observation``"""
+    action_kind: Literal["categorical", "one_hot", "continuous"]
+    """integer actions, one-hot actions, or a bounded box"""
+    action_size: int
+    """number of discrete actions, or dimensions of a continuous action"""
+    action_low: tuple[float, ...] | None = None
+    """lower bounds of a continuous action"""
+    action_high: tuple[float, ...] | None = None
+    """upper bounds of a continuous action"""
+
+    def __post_init__(self) -> None:
+        if self.action_kind not in ("categorical", "one_hot", "continuous"):
+            raise ValueError(
+                f"PolicyIO: 'action_kind' must be 'categorical', 'one_hot' or 'continuous'; got {self.action_kind!r}."
+            )
+        for name in ("observation_size", "action_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"PolicyIO: '{name}' must be an int >= 1; got {value!r}.")
+        if self.action_kind == "continuous":
+            for name in ("action_low", "action_high"):
+                value = getattr(self, name)
+                if value is None or len(value) != self.action_size:
+                    raise ValueError(
+                        f"PolicyIO: '{name}' must hold {self.action_size} bounds for a continuous action; got {value!r}."
+                    )
+                object.__setattr__(self, name, tuple(float(v) for v in value))
+
+    @classmethod
+    def from_env(cls, env) -> PolicyIO:
+        """Reads the observation size and the action space from a torchrl environment."""
+        from torchrl.data import Bounded, Categorical, OneHot
+
+        obs_spec = env.observation_spec_unbatched
+        if KEYS.observation not in obs_spec.keys(True):
+            raise KeyError(
+                f"PolicyIO.from_env: the environment has no {KEYS.observation!r} observation; it has "
+                f"{sorted(str(k) for k in obs_spec.keys(True, True))}."
+            )
+        shape = obs_spec[KEYS.observation].shape
+        if len(shape) != 1:
+            raise ValueError(f"PolicyIO.from_env: {KEYS.observation!r} must be a flat vector; got shape {list(shape)}.")
+        action = env.action_spec_unbatched
+        if isinstance(action, Categorical):
+            return cls(int(shape[0]), "categorical", int(action.space.n))
+        if isinstance(action, OneHot):
+            return cls(int(shape[0]), "one_hot", int(action.space.n))
+        if isinstance(action, Bounded) and len(action.shape) == 1:
+            low = action.space.low.flatten().tolist()
+            high = action.space.high.flatten().tolist()
+            return cls(int(shape[0]), "continuous", int(action.shape[0]), tuple(low), tuple(high))
+        raise TypeError(
+            "PolicyIO.from_env: the action space must be discrete (Categorical/OneHot) or a bounded box "
+            f"(Bounded, 1-d); got {type(action).__name__} with shape {list(action.shape)}."
+        )
+
+    def action_spec(self):
+        """The torchrl action spec (unbatched)."""
+        from torchrl.data import Bounded, Categorical, OneHot
+
+        if self.action_kind == "categorical":
+            return Categorical(self.action_size)
+        if self.action_kind == "one_hot":
+            return OneHot(self.action_size)
+        return Bounded(
+            low=torch.tensor(self.action_low), high=torch.tensor(self.action_high), shape=(self.action_size,)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict."""
+        data = asdict(self)
+        for name in ("action_low", "action_high"):
+            if data[name] is not None:
+                data[name] = list(data[name])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PolicyIO:
+        """The inverse of :meth:`to_dict`."""
+        data = dict(data)
+        for name in ("action_low", "action_high"):
+            if data.get(name) is not None:
+                data[name] = tuple(data[name])
+        return cls(**data)
+
+
+def build_policy(spec: PolicySpec, env, *, device: str | torch.device = "auto"):
+    """The policy of ``spec`` for an environment (or a :class:`PolicyIO`).
+
+    Args:
+        spec: the architecture.
+        env: a torchrl environment (its observation and action specs are read)
+            or a :class:`PolicyIO`.
+
+    Keyword Args:
+        device: where the parameters live: ``"auto"`` (CUDA when present),
+            ``"cpu"`` or ``"cuda"``. Initialisation happens on CPU under
+            ``spec.seed``, so the weights do not depend on the device.
+
+    Returns:
+        A torchrl ``ProbabilisticActor``: ``GRUModule`` (``KEYS.observation``,
+        ``KEYS.hidden`` → ``"features"``, ``KEYS.next_hidden``), an MLP head,
+        and a distribution; it writes ``KEYS.action`` and its log-probability.
+
+    Examples:
+        >>> from workbench.envs import EnvSpec, make_env
+        >>> from tensordict import TensorDict
+        >>> env = make_env(EnvSpec("CartPole-v1"))
+        >>> policy = build_policy(PolicySpec(hidden_size=8), env, device="cpu")
+        >>> td = policy(make_env(EnvSpec("CartPole-v1"), policy).reset())
+        >>> td["action"].shape, td["logits"].shape, td["next", "recurrent_state"].shape
+        (torch.Size([]), torch.Size([2]), torch.Size([1, 8]))
+    """
+    from tensordict.nn import InteractionType, NormalParamExtractor, TensorDictModule, TensorDictSequential
+    from torch.distributions import Categorical
+    from torchrl.modules import MLP, OneHotCategorical, ProbabilisticActor, TanhNormal
+
+    from .gru import GRUModule
+
+    if not isinstance(spec, PolicySpec):
+        raise TypeError(f"build_policy: 'spec' must be a PolicySpec; got {type(spec).__name__}.")
+    io = env if isinstance(env, PolicyIO) else PolicyIO.from_env(env)
+    target = resolve_device(device)
+    continuous = io.action_kind == "continuous"
+    out_features = 2 * io.action_size if continuous else io.action_size
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        gru = GRUModule(
+            io.observation_size,
+            spec.hidden_size,
+            spec.num_layers,
+            python_based=spec.python_based,
+            recurrent_backend=spec.recurrent_backend,
+            in_keys=[KEYS.observation, KEYS.hidden],
+            out_keys=[FEATURES_KEY, KEYS.next_hidden],
+            gates_key=KEYS.gates if spec.record_gates else None,
+        )
+        mlp = MLP(
+            in_features=spec.hidden_size,
+            out_features=out_features,
+            num_cells=list(spec.head_cells),
+            activation_class=ACTIVATIONS[spec.activation],
+        )
+    if continuous:
+        head = TensorDictSequential(
+            TensorDictModule(mlp, [FEATURES_KEY], ["params"]),
+            TensorDictModule(NormalParamExtractor(), ["params"], ["loc", "scale"]),
+        )
+        dist_keys, dist_cls = ["loc", "scale"], TanhNormal
+        dist_kwargs = {"low": torch.tensor(io.action_low), "high": torch.tensor(io.action_high)}
+    else:
+        head = TensorDictModule(mlp, [FEATURES_KEY], ["logits"])
+        dist_keys = ["logits"]
+        dist_cls = Categorical if io.action_kind == "categorical" else OneHotCategorical
+        dist_kwargs = {}
+    policy = ProbabilisticActor(
+        TensorDictSequential(gru, head),
+        in_keys=dist_keys,
+        out_keys=[KEYS.action],
+        spec=io.action_spec(),
+        distribution_class=dist_cls,
+        distribution_kwargs=dist_kwargs,
+        return_log_prob=True,
+        default_interaction_type=InteractionType.RANDOM,
+    )
+    policy = policy.to(target)
+    policy._workbench_spec = spec
+    policy._workbench_io = io
+    return policy
+
+
+def policy_spec_of(policy) -> tuple[PolicySpec, PolicyIO] | None:
+    """The spec and IO a policy was built from (None if not built by :func:`build_policy`)."""
+    spec = getattr(policy, "_workbench_spec", None)
+    io = getattr(policy, "_workbench_io", None)
+    return None if spec is None or io is None else (spec, io)
+
+
+def recurrent_modules(policy: nn.Module) -> list[nn.Module]:
+    """The recurrent modules inside ``policy``: those with ``make_tensordict_primer`` (torchrl's duck typing).
+
+    Examples:
+        >>> from workbench import GRUModule
+        >>> len(recurrent_modules(GRUModule(3, 4, in_key="x", out_key="y")))
+        1
+    """
+    found: list[nn.Module] = []
+    for module in policy.modules():
+        if hasattr(module, "make_tensordict_primer") and hasattr(module, "in_keys") and module not in found:
+            found.append(module)
+    return found
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(policy: nn.Module, spec: PolicySpec, path: str | os.PathLike, *, io: PolicyIO | None = None) -> Path:
+    """Writes the weights, the spec and the IO (as JSON-able dicts) to one file, atomically.
+
+    Args:
+        policy: a policy from :func:`build_policy`.
+        spec: its spec.
+        path: the file to write (``torch.save`` format, loadable with ``weights_only=True``).
+
+    Keyword Args:
+        io: the policy's :class:`PolicyIO`; read from the policy when omitted.
+
+    Returns:
+        The path written.
+
+    Examples:
+        >>> import tempfile
+        >>> from workbench.envs import EnvSpec, make_env
+        >>> spec = PolicySpec(hidden_size=4)
+        >>> policy = build_policy(spec, make_env(EnvSpec("CartPole-v1")), device="cpu")
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = save_checkpoint(policy, spec, Path(tmp) / "policy.pt")
+        ...     loaded, loaded_spec = load_checkpoint(path)
+        >>> loaded_spec == spec
+        True
+    """
+    if not isinstance(spec, PolicySpec):
+        raise TypeError(f"save_checkpoint: 'spec' must be a PolicySpec; got {type(spec).__name__}.")
+    if io is None:
+        io = getattr(policy, "_workbench_io", None)
+        if io is None:
+            raise ValueError("save_checkpoint: pass io=PolicyIO.from_env(env); this policy was not made by build_policy.")
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "spec": json.dumps(spec.to_dict()),
+        "io": json.dumps(io.to_dict()),
+        "versions": json.dumps(versions()),
+        "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
+    }
+    path = Path(path)
+    _atomic_torch_save(payload, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> tuple[nn.Module, PolicySpec]:
+    """Rebuilds a policy saved by :func:`save_checkpoint`; its outputs equal the original's bit for bit.
+
+    Keyword Args:
+        device: where to put the policy (``"auto"``, ``"cpu"``, ``"cuda"``). Default: ``"cpu"``.
+
+    Returns:
+        ``(policy, spec)``.
+    """
+    path = Path(path)
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"load_checkpoint: {str(path)!r} is not a GRU Workbench checkpoint (no '{CHECKPOINT_FORMAT}' tag).")
+    if payload.get("format_version", 0) > CHECKPOINT_VERSION:
+        raise ValueError(
+            f"load_checkpoint: {str(path)!r} has format version {payload['format_version']}; this workbench reads "
+            f"up to {CHECKPOINT_VERSION}. Upgrade gru-workbench."
+        )
+    spec = PolicySpec.from_dict(json.loads(payload["spec"]))
+    io = PolicyIO.from_dict(json.loads(payload["io"]))
+    policy = build_policy(spec, io, device="cpu")
+    policy.load_state_dict(payload["state_dict"])
+    return policy.to(resolve_device(device)), spec
+
+
+def checkpoint_versions(path: str | os.PathLike) -> dict[str, str]:
+    """The library versions a checkpoint was written with."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    return json.loads(payload["versions"])

@@ -1,0 +1,264 @@
+"""Rollouts of recurrent policies, and trajectories on disk.
+
+:func:`rollout` steps a policy (on CPU or CUDA) through an environment (on
+CPU) for a fixed number of steps; episodes end and restart inside it. The
+result is a trajectory TensorDict ``[envs, T]`` with the :data:`KEYS` entries,
+including the hidden state read at every step and the one after it.
+
+Examples:
+    >>> from workbench.envs import EnvSpec, make_env
+    >>> from workbench.policy import PolicySpec, build_policy
+    >>> spec = EnvSpec("CartPole-v1", hide_velocity=True, max_steps=10)
+    >>> policy = build_policy(PolicySpec(hidden_size=8), make_env(spec), device="cpu")
+    >>> traj = rollout(policy, make_env(spec, policy), 25, seed=0, progress=False, device="cpu")
+    >>> traj.batch_size, traj[KEYS.hidden].shape, traj[KEYS.true_state].shape
+    (torch.Size([1, 25]), torch.Size([1, 25, 1, 8]), torch.Size([1, 25, 4]))
+    >>> traj[KEYS.episode][0, ::5].tolist(), traj[KEYS.step][0, ::5].tolist()
+    ([0, 0, 1, 1, 2], [0, 5, 0, 5, 0])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from .diagnostics import WiringWarning, check_wiring, episode_and_step
+from .keys import KEYS
+from .policy import _atomic_torch_save, policy_spec_of, recurrent_modules, resolve_device, versions
+
+__all__ = [
+    "rollout",
+    "save_trajectory",
+    "load_trajectory",
+    "trajectory_metadata",
+    "episode_and_step",
+    "METADATA_KEY",
+]
+
+METADATA_KEY = "metadata"
+"""the non-tensor entry of a trajectory that holds its JSON-able metadata dict"""
+
+TRAJECTORY_FORMAT = "gru-workbench-trajectory"
+TRAJECTORY_VERSION = 1
+
+
+def _module_info(policy) -> dict[str, Any] | None:
+    modules = recurrent_modules(policy)
+    if not modules:
+        return None
+    gru = modules[0]
+    info: dict[str, Any] = {"class": type(gru).__name__, "in_keys": [list(k) if isinstance(k, tuple) else k
+                                                                      for k in gru.in_keys],
+                            "out_keys": [list(k) if isinstance(k, tuple) else k for k in gru.out_keys]}
+    for name in ("input_size", "hidden_size", "num_layers", "python_based", "recurrent_backend"):
+        value = getattr(gru, name, None)
+        if isinstance(value, (bool, int, float, str)):
+            info[name] = value
+    return info
+
+
+def _metadata(policy, env, steps, seed, deterministic, device, extra) -> dict[str, Any]:
+    from .envs import env_spec_of, observation_names, state_names
+
+    env_spec = env_spec_of(env)
+    built = policy_spec_of(policy)
+    meta: dict[str, Any] = {
+        "steps": steps,
+        "num_envs": max(1, env.batch_size.numel()),
+        "seed": seed,
+        "deterministic": deterministic,
+        "device": str(device),
+        "env_id": env_spec.env_id if env_spec is not None else None,
+        "env": env_spec.to_dict() if env_spec is not None else None,
+        "policy": built[0].to_dict() if built is not None else None,
+        "module": _module_info(policy),
+        "observation_names": list(observation_names(env_spec) or []) if env_spec is not None else None,
+        "state_names": list(state_names(env_spec) or []) if env_spec is not None else None,
+        "versions": versions(),
+    }
+    if extra:
+        meta.update(extra)
+    json.dumps(meta)  # fail early on a value that would not survive save_trajectory
+    return meta
+
+
+def rollout(
+    policy,
+    env,
+    steps: int,
+    *,
+    seed: int | None = None,
+    progress: bool = True,
+    deterministic: bool = False,
+    device: str | torch.device = "auto",
+    check: bool = True,
+    metadata: dict[str, Any] | None = None,
+) -> TensorDictBase:
+    """Runs ``policy`` in ``env`` for ``steps`` steps per env, single-step mode, no gradients.
+
+    Episodes that end are reset inside the rollout (torchrl's
+    ``break_when_any_done=False``), so several episodes and their resets
+    appear. The policy runs on ``device`` and the environment on its own
+    device; data moves between them at each step.
+
+    Args:
+        policy: a recurrent policy (e.g. :func:`workbench.policy.build_policy`).
+        env: an environment wired for it (:func:`workbench.envs.make_env` with ``policy``).
+        steps: steps per env (>= 1).
+
+    Keyword Args:
+        seed: reseeds the environment and the action sampling, for a
+            reproducible rollout; ``None`` keeps the current random state.
+        progress: show a ``tqdm`` progress bar.
+        deterministic: greedy actions (``ExplorationType.DETERMINISTIC``)
+            instead of samples.
+        device: where the policy runs: ``"auto"`` (CUDA when present),
+            ``"cpu"`` or ``"cuda"``. The policy is moved there in place (like
+            ``nn.Module.to``).
+        check: run :func:`workbench.diagnostics.check_wiring` first: errors
+            raise :class:`~workbench.diagnostics.WiringError`, warnings warn.
+        metadata: extra JSON-able entries for the trajectory's metadata.
+
+    Returns:
+        The trajectory, batch size ``[envs, steps]`` (one env: ``[1, steps]``):
+        the environment's and policy's entries, plus ``KEYS.hidden`` (read at
+        step t; zeros when the environment carries none), ``KEYS.next_hidden``,
+        ``KEYS.episode``, ``KEYS.step``, ``KEYS.true_state`` (when the env
+        reports it), ``KEYS.gates`` (when the GRU records them), and the
+        metadata dict (:func:`trajectory_metadata`).
+    """
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+    from tqdm.auto import tqdm
+
+    from .gru import set_recurrent_mode
+
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"rollout: 'steps' must be an int >= 1; got {steps!r}.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"rollout: 'seed' must be an int >= 0 or None; got {seed!r}.")
+    target = resolve_device(device)
+    if check:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", WiringWarning)
+            check_wiring(policy, env, strict=True)
+    policy.to(target)
+    env_device = env.device if env.device is not None else torch.device("cpu")
+    move = target != env_device
+    exploration = ExplorationType.DETERMINISTIC if deterministic else ExplorationType.RANDOM
+    rng_devices = [target] if target.type == "cuda" else []
+    frames = []
+    with torch.random.fork_rng(devices=rng_devices, enabled=seed is not None), torch.no_grad(), \
+            set_recurrent_mode(False), set_exploration_type(exploration):
+        if seed is not None:
+            torch.manual_seed(seed)
+            env.set_seed(seed)
+        td = env.reset()
+        for _ in tqdm(range(steps), desc="rollout", unit="step", disable=not progress, leave=False):
+            if move:
+                td = policy(td.to(target)).to(env_device)
+            else:
+                td = policy(td)
+            frame, td = env.step_and_maybe_reset(td)
+            frames.append(frame)
+    traj = torch.stack(frames, dim=env.batch_dims)
+    traj = traj.reshape(-1, steps) if env.batch_dims != 1 else traj
+    traj = _with_trajectory_keys(traj, policy)
+    traj.set_non_tensor(METADATA_KEY, _metadata(policy, env, steps, seed, deterministic, target, metadata))
+    return traj
+
+
+def _with_trajectory_keys(traj: TensorDictBase, policy) -> TensorDictBase:
+    """Renames the GRU's hidden keys to KEYS names and adds hidden, episode and step entries."""
+    modules = recurrent_modules(policy)
+    if modules:
+        gru = modules[0]
+        for key, name in ((gru.in_keys[1], KEYS.hidden), (gru.out_keys[1], KEYS.next_hidden)):
+            if key != name and key in traj.keys(True):
+                traj.rename_key_(key, name)
+        if KEYS.hidden not in traj.keys() and KEYS.next_hidden in traj.keys(True):
+            # no primer: the module read zeros at every step
+            traj.set(KEYS.hidden, torch.zeros_like(traj.get(KEYS.next_hidden)))
+    is_init = traj.get(KEYS.is_init, None)
+    if is_init is not None:
+        episode, step = episode_and_step(is_init.reshape(traj.batch_size))
+        traj.set(KEYS.episode, episode)
+        traj.set(KEYS.step, step)
+    return traj
+
+
+def trajectory_metadata(trajectory: TensorDictBase) -> dict[str, Any]:
+    """The metadata dict of a trajectory (empty when it has none).
+
+    Examples:
+        >>> td = TensorDict({}, [1, 3])
+        >>> td = td.set_non_tensor(METADATA_KEY, {"env_id": "CartPole-v1"})
+        >>> trajectory_metadata(td)["env_id"], trajectory_metadata(TensorDict({}, [1, 3]))
+        ('CartPole-v1', {})
+    """
+    if METADATA_KEY not in trajectory.keys():
+        return {}
+    return dict(trajectory.get_non_tensor(METADATA_KEY))
+
+
+def save_trajectory(trajectory: TensorDictBase, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None) -> Path:
+    """Writes a trajectory and its metadata to one file, atomically (temp file + ``os.replace``).
+
+    Every tensor entry is kept bit for bit; the metadata dict (the
+    trajectory's own, updated with ``metadata``) is stored as JSON. The file
+    loads with ``torch.load(..., weights_only=True)``.
+
+    Returns:
+        The path written.
+
+    Examples:
+        >>> import tempfile
+        >>> td = TensorDict({"observation": torch.randn(2, 5, 3), ("next", "reward"): torch.ones(2, 5, 1)}, [2, 5])
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = save_trajectory(td, Path(tmp) / "traj.pt", metadata={"seed": 3})
+        ...     back = load_trajectory(path)
+        >>> (back.exclude(METADATA_KEY) == td).all(), trajectory_metadata(back)
+        (True, {'seed': 3})
+    """
+    meta = trajectory_metadata(trajectory)
+    if metadata:
+        meta.update(metadata)
+    data = {}
+    for key, value in trajectory.items(include_nested=True, leaves_only=True):
+        if isinstance(value, torch.Tensor):
+            data[key] = value.detach().cpu()
+    payload = {
+        "format": TRAJECTORY_FORMAT,
+        "format_version": TRAJECTORY_VERSION,
+        "batch_size": list(trajectory.batch_size),
+        "data": data,
+        "metadata": json.dumps(meta),
+    }
+    path = Path(path)
+    _atomic_torch_save(payload, path)
+    return path
+
+
+def load_trajectory(path: str | os.PathLike) -> TensorDictBase:
+    """Reads a trajectory written by :func:`save_trajectory` (on CPU)."""
+    path = Path(path)
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != TRAJECTORY_FORMAT:
+        raise ValueError(f"load_trajectory: {str(path)!r} is not a GRU Workbench trajectory (no '{TRAJECTORY_FORMAT}' tag).")
+    if payload.get("format_version", 0) > TRAJECTORY_VERSION:
+        raise ValueError(
+            f"load_trajectory: {str(path)!r} has format version {payload['format_version']}; this workbench reads "
+            f"up to {TRAJECTORY_VERSION}. Upgrade gru-workbench."
+        )
+    td = TensorDict({}, batch_size=payload["batch_size"])
+    for key, value in payload["data"].items():
+        td.set(key, value)
+    meta = json.loads(payload["metadata"])
+    if meta:
+        td.set_non_tensor(METADATA_KEY, meta)
+    return td
