@@ -1,0 +1,696 @@
+"""Figures to files that open offline, with the run's metadata inside; returns the paths written.
+
+Formats:
+
+- ``html``: plotly.js embedded (``include_plotlyjs=True``, ~4.8 MB) or written
+  once next to the pages (``"directory"``, for bundles); never a CDN. The
+  metadata is a ``<script type="application/json" id="workbench-metadata">`` block.
+- ``json``: the figure (``fig.to_json()``) plus a ``"metadata"`` field.
+- ``png``, ``svg``, ``pdf``: through kaleido and the system Chromium
+  (Debian package ``chromium``). The metadata goes into a PNG ``tEXt`` chunk
+  (keyword ``workbench-metadata``), an SVG ``<metadata>`` element, and the PDF
+  document information (``/WorkbenchMetadata``, appended as an incremental
+  update; a ``.metadata.json`` sidecar if the PDF's layout does not allow it).
+
+Every file is written atomically: to a temporary file in the same directory,
+then ``os.replace``; a failed export leaves no partial file and never damages
+an earlier one. :func:`read_metadata` reads the metadata back from any format.
+
+Examples:
+    >>> import tempfile, plotly.graph_objects as go
+    >>> fig = go.Figure(go.Scatter(y=[1, 3, 2]), layout=dict(title=dict(text="A line")))
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> paths = export_figure(fig, tmp.name, ("html", "json"), metadata={"seed": 3})
+    >>> [p.name for p in paths], read_metadata(paths[0])["seed"], read_metadata(paths[1])["figure"]
+    (['a-line.html', 'a-line.json'], 3, 'a-line')
+    >>> tmp.cleanup()
+"""
+
+from __future__ import annotations
+
+import binascii
+import contextlib
+import dataclasses
+import datetime as _dt
+import enum
+import hashlib
+import html as _html
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import struct
+import tempfile
+import warnings
+import zlib
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import plotly.graph_objects as go
+import plotly.io as pio
+import torch
+
+__all__ = [
+    "ExportError",
+    "ChromiumNotFoundError",
+    "FORMATS",
+    "STATIC_FORMATS",
+    "METADATA_ID",
+    "collect_metadata",
+    "find_chromium",
+    "image_server",
+    "export_figure",
+    "export_figures",
+    "read_metadata",
+    "load_figure",
+]
+
+FORMATS = ("html", "json", "png", "svg", "pdf")
+"""What :func:`export_figure` writes."""
+STATIC_FORMATS = ("png", "svg", "pdf")
+"""The formats rendered by kaleido in Chromium."""
+METADATA_ID = "workbench-metadata"
+"""HTML element id, PNG ``tEXt`` keyword and SVG ``<metadata>`` id of the embedded metadata."""
+PLOTLY_BUNDLE = "plotly.min.js"
+DEFAULT_WIDTH, DEFAULT_HEIGHT = 900, 500
+_CHUNK = 1 << 20
+_VERSIONED = ("torch", "torchrl", "tensordict", "gymnasium", "numpy", "plotly", "kaleido")
+
+
+class ExportError(RuntimeError):
+    """An export that could not be done: a path that cannot be written, a bad option."""
+
+
+class ChromiumNotFoundError(ExportError):
+    """Static export (PNG/SVG/PDF) needs Chromium and none was found."""
+
+
+_NO_CHROMIUM = (
+    "Static export to {formats} renders the figure in Chromium through kaleido, and no Chromium was "
+    "found{detail}. Install the Debian package `chromium` (`apt-get install chromium`), or set "
+    "BROWSER_PATH to a Chrome/Chromium executable. HTML and JSON export work without it."
+)
+
+
+# ---------------------------------------------------------------------------- metadata
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _module_config(module: torch.nn.Module) -> dict[str, Any]:
+    """What identifies a (GRU) module: its class, sizes, keys and backend."""
+    out: dict[str, Any] = {"class": type(module).__qualname__}
+    gru = getattr(module, "gru", module)
+    if gru is not module:
+        out["gru_class"] = type(gru).__qualname__
+    for name in ("input_size", "hidden_size", "num_layers", "bias", "dropout", "batch_first"):
+        if hasattr(gru, name):
+            out[name] = getattr(gru, name)
+    for name in ("recurrent_backend", "in_keys", "out_keys"):
+        if hasattr(module, name):
+            out[name] = getattr(module, name)
+    out["parameters"] = sum(p.numel() for p in module.parameters())
+    return _jsonable(out)
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-ready copy of ``value`` (tensors: small ones as lists, big ones as shape + sha256)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, enum.Enum):
+        return _jsonable(value.value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu()
+        if t.numel() <= 64:
+            return _jsonable(t.tolist())
+        raw = t.contiguous().view(torch.uint8) if t.dtype != torch.bool else t.to(torch.uint8)
+        return {"shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", ""),
+                "sha256": hashlib.sha256(raw.numpy().tobytes()).hexdigest()}
+    if isinstance(value, torch.nn.Module):
+        return _module_config(value)
+    if isinstance(value, (torch.dtype, torch.device, Path)):
+        return str(value)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return _jsonable(value.tolist())
+    return repr(value)
+
+
+def collect_metadata(**extra: Any) -> dict[str, Any]:
+    """Run metadata: creation time, package versions and machine, plus anything given.
+
+    Keyword Args:
+        **extra: e.g. ``env=...``, ``seed=...``, ``module=<GRUModule>`` (its
+            configuration is recorded), ``is_init=<tensor>`` (large tensors are
+            recorded as shape, dtype and sha256). Values are made JSON-ready.
+
+    Examples:
+        >>> meta = collect_metadata(seed=0, env="CartPole-v1")
+        >>> sorted(meta["versions"])[:4], meta["seed"]
+        (['gymnasium', 'kaleido', 'numpy', 'plotly'], 0)
+        >>> collect_metadata(is_init=torch.zeros(100, dtype=torch.bool))["is_init"]["shape"]
+        [100]
+    """
+    from . import __version__
+
+    meta: dict[str, Any] = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"workbench": __version__, "python": platform.python_version(),
+                     **{name: _version(name) for name in _VERSIONED}},
+        "platform": platform.platform(),
+    }
+    meta.update({k: _jsonable(v) for k, v in extra.items()})
+    return meta
+
+
+def _with_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """:func:`collect_metadata` with ``metadata`` on top (its ``versions`` merged into ours, theirs winning)."""
+    meta = collect_metadata()
+    for key, value in (metadata or {}).items():
+        value = _jsonable(value)
+        if key == "versions" and isinstance(value, dict):
+            meta["versions"] = {**meta["versions"], **value}
+        else:
+            meta[key] = value
+    return meta
+
+
+def _metadata_json(meta: Mapping[str, Any]) -> str:
+    return json.dumps(meta, ensure_ascii=True, sort_keys=False)
+
+
+# ---------------------------------------------------------------------------- files
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+def _write_bytes(fh, data: bytes) -> None:
+    """Writes ``data`` to an open file in chunks."""
+    view = memoryview(data)
+    for start in range(0, len(view), _CHUNK):
+        fh.write(view[start:start + _CHUNK])
+
+
+def _atomic_write(path: Path, data: bytes) -> Path:
+    """Writes ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
+    mode = (path.stat().st_mode & 0o777) if path.exists() else (0o666 & ~_umask())
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise ExportError(f"cannot write {path}: {e.strerror or e}.") from e
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            _write_bytes(fh, data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise ExportError(
+                f"cannot write {path}: {e.strerror or e}; the previous file, if any, is unchanged."
+            ) from e
+        raise
+    return path
+
+
+def _prepare_dir(directory: Path) -> Path:
+    """Creates ``directory`` if needed; a clear error naming it when it cannot be written."""
+    if directory.exists() and not directory.is_dir():
+        raise ExportError(f"cannot export into {directory}: it is a file, not a directory.")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        blocker = next((p for p in [directory, *directory.parents] if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a directory" if blocker is not None else (e.strerror or str(e))
+        raise ExportError(f"cannot create the export directory {directory}: {why}.") from e
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ExportError(f"cannot export into {directory}: the directory is not writable (read-only).")
+    return directory
+
+
+def _slug(text: str | None) -> str:
+    text = re.sub(r"<[^>]+>", " ", text or "")
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+    return slug[:60].strip("-")
+
+
+def _title(fig: go.Figure) -> str | None:
+    title = fig.layout.title
+    return title.text if title is not None and title.text else None
+
+
+# ---------------------------------------------------------------------------- renderers
+def _render_html(fig: go.Figure, meta: Mapping[str, Any], stem: str, include_plotlyjs) -> bytes:
+    page = pio.to_html(fig, include_plotlyjs=include_plotlyjs, full_html=True, div_id=f"workbench-{stem}",
+                       config={"displaylogo": False, "toImageButtonOptions": {"filename": stem}})
+    payload = _metadata_json(meta).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    version = _html.escape(str(meta.get("versions", {}).get("workbench")))
+    head = (f"<title>{_html.escape(_title(fig) or stem)}</title>\n"
+            f'<meta name="generator" content="GRU Workbench {version}">\n'
+            f'<script type="application/json" id="{METADATA_ID}">{payload}</script>\n')
+    index = page.find("</head>")
+    page = page[:index] + head + page[index:] if index >= 0 else head + page
+    return page.encode("utf-8")
+
+
+def _render_json(fig: go.Figure, meta: Mapping[str, Any]) -> bytes:
+    data = json.loads(fig.to_json())
+    data["metadata"] = meta
+    return json.dumps(data).encode("utf-8")
+
+
+def find_chromium() -> str | None:
+    """The Chrome/Chromium executable kaleido will use, or ``None`` (``BROWSER_PATH`` wins when set).
+
+    Examples:
+        >>> find_chromium() is None or Path(find_chromium()).is_file()
+        True
+    """
+    override = os.environ.get("BROWSER_PATH")
+    if override:
+        return override if Path(override).is_file() else None
+    try:
+        from choreographer.browsers.chromium import Chromium
+
+        found = Chromium.find_browser(skip_local=False)
+    except Exception:  # noqa: BLE001 best effort, fall back to PATH
+        found = None
+    if found and Path(found).is_file():
+        return str(found)
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        if path := shutil.which(name):
+            return path
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
+
+
+def _require_chromium(formats: Sequence[str]) -> None:
+    if find_chromium() is None:
+        override = os.environ.get("BROWSER_PATH")
+        detail = f" (BROWSER_PATH={override!r} is not a file)" if override else ""
+        raise ChromiumNotFoundError(_NO_CHROMIUM.format(formats="/".join(formats), detail=detail))
+
+
+def _server():
+    import kaleido
+
+    return getattr(kaleido, "_global_server", None)
+
+
+@contextlib.contextmanager
+def image_server() -> Iterator[None]:
+    """Keeps one kaleido/Chromium process for every static image rendered inside the block.
+
+    The first image takes ~3 s (starting Chromium), later ones ~0.2 s. A server
+    that was already running is reused and left running. MathJax is off (no
+    CDN request).
+
+    Examples:
+        >>> with image_server():   # doctest: +SKIP
+        ...     export_figure(fig_a, "out", "png"); export_figure(fig_b, "out", "png")
+    """
+    import kaleido
+
+    _require_chromium(STATIC_FORMATS)
+    server = _server()
+    started = False
+    if server is None or not server.is_running():
+        kaleido.start_sync_server(mathjax=False, silence_warnings=True)
+        started = True
+    try:
+        yield
+    finally:
+        if started:
+            kaleido.stop_sync_server(silence_warnings=True)
+
+
+def _render_static(fig: go.Figure, fmt: str, *, width, height, scale) -> bytes:
+    import kaleido
+
+    spec = fig.to_dict()
+    layout = spec.get("layout", {})
+    opts = dict(format=fmt, width=width or layout.get("width") or DEFAULT_WIDTH,
+                height=height or layout.get("height") or DEFAULT_HEIGHT, scale=scale or 1)
+    server = _server()
+    kopts = {} if server is not None and server.is_running() else {"mathjax": False}
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The kopts argument is ignored")
+            return kaleido.calc_fig_sync(spec, opts=opts, kopts=kopts)
+    except Exception as e:
+        if "chrom" in type(e).__name__.lower() or "chrome" in str(e).lower():
+            raise ChromiumNotFoundError(_NO_CHROMIUM.format(formats=fmt, detail=f" ({e})")) from e
+        raise
+
+
+# ---------------------------------------------------------------------------- metadata in images
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _png_with_text(png: bytes, entries: Mapping[str, str]) -> bytes:
+    """Inserts ``tEXt`` chunks before ``IEND``."""
+    if not png.startswith(_PNG_MAGIC) or png[-8:-4] != b"IEND":
+        raise ExportError("kaleido returned bytes that are not a PNG.")
+    chunks = b"".join(_png_chunk(b"tEXt", k.encode("latin-1") + b"\0" + v.encode("latin-1"))
+                      for k, v in entries.items())
+    return png[:-12] + chunks + png[-12:]
+
+
+def _png_text(png: bytes) -> dict[str, str]:
+    out, pos = {}, len(_PNG_MAGIC)
+    while pos + 8 <= len(png):
+        (length,) = struct.unpack(">I", png[pos:pos + 4])
+        kind = png[pos + 4:pos + 8]
+        if kind == b"tEXt":
+            key, _, value = png[pos + 8:pos + 8 + length].partition(b"\0")
+            out[key.decode("latin-1")] = value.decode("latin-1")
+        pos += 12 + length
+    return out
+
+
+def _svg_with_metadata(svg: bytes, meta_json: str) -> bytes:
+    text = svg.decode("utf-8")
+    match = re.search(r"<svg\b[^>]*>", text)
+    if match is None:
+        raise ExportError("kaleido returned text that is not an SVG.")
+    block = f'<metadata id="{METADATA_ID}">{_html.escape(meta_json, quote=False)}</metadata>'
+    return (text[:match.end()] + block + text[match.end():]).encode("utf-8")
+
+
+def _pdf_string(text: str) -> bytes:
+    """A PDF text string: literal if ASCII, else UTF-16BE hex with a BOM."""
+    if text.isascii():
+        esc = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+        esc = esc.replace("\r", "\\r").replace("\n", "\\n")
+        return b"(" + esc.encode("ascii") + b")"
+    return b"<FEFF" + text.encode("utf-16-be").hex().upper().encode("ascii") + b">"
+
+
+def _pdf_with_info(pdf: bytes, meta_json: str, title: str) -> bytes | None:
+    """Appends an incremental update with a new document information dictionary (None if not possible)."""
+    tail = pdf[-4096:]
+    starts = list(re.finditer(rb"startxref\s+(\d+)", tail))
+    trailers = list(re.finditer(rb"trailer\s*<<(.*?)>>\s*startxref", pdf[-8192:], re.S))
+    if not starts or not trailers:
+        return None  # e.g. cross-reference streams: use a sidecar
+    trailer = trailers[-1].group(1)
+    size = re.search(rb"/Size\s+(\d+)", trailer)
+    root = re.search(rb"/Root\s+(\d+\s+\d+\s+R)", trailer)
+    if size is None or root is None:
+        return None
+    ident = re.search(rb"/ID\s*\[[^\]]*\]", trailer)
+    producer = re.search(rb"/Producer\s*(\([^)]*\))", pdf[:4096])
+    n = int(size.group(1))
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("D:%Y%m%d%H%M%SZ")
+    info = (b"<< /Title " + _pdf_string(title) + b" /Creator (GRU Workbench)"
+            + (b" /Producer " + producer.group(1) if producer else b"")
+            + b" /ModDate (" + now.encode() + b") /WorkbenchMetadata <"
+            + binascii.hexlify(meta_json.encode("ascii")) + b"> >>")
+    body = pdf if pdf.endswith(b"\n") else pdf + b"\n"
+    obj_offset = len(body)
+    obj = b"%d 0 obj\n" % n + info + b"\nendobj\n"
+    xref_offset = obj_offset + len(obj)
+    xref = b"xref\n%d 1\n%010d 00000 n \n" % (n, obj_offset)
+    new_trailer = (b"trailer\n<< /Size %d /Root " % (n + 1) + root.group(1) + b" /Info %d 0 R /Prev " % n
+                   + starts[-1].group(1) + (b" " + ident.group(0) if ident else b"") + b" >>\n")
+    return body + obj + xref + new_trailer + b"startxref\n%d\n%%%%EOF\n" % xref_offset
+
+
+def _pdf_metadata(pdf: bytes) -> dict | None:
+    found = list(re.finditer(rb"/WorkbenchMetadata\s*<([0-9A-Fa-f\s]*)>", pdf))
+    return json.loads(binascii.unhexlify(re.sub(rb"\s", b"", found[-1].group(1)))) if found else None
+
+
+# ---------------------------------------------------------------------------- export
+def _formats(formats, default: tuple[str, ...]) -> tuple[str, ...]:
+    if formats is None:
+        return default
+    items = [formats] if isinstance(formats, str) else list(formats)
+    out = []
+    for f in items:
+        f = str(f).lower().lstrip(".")
+        if f not in FORMATS:
+            raise ValueError(f"unknown export format {f!r}; expected some of {list(FORMATS)}.")
+        if f not in out:
+            out.append(f)
+    if not out:
+        raise ValueError(f"no export format given; expected some of {list(FORMATS)}.")
+    return tuple(out)
+
+
+def _check_plotlyjs(include_plotlyjs) -> None:
+    if include_plotlyjs is not True and include_plotlyjs != "directory":
+        raise ValueError(
+            f"include_plotlyjs must be True (embedded) or 'directory' (one {PLOTLY_BUNDLE} beside the pages) "
+            f"so that the HTML opens offline; got {include_plotlyjs!r}."
+        )
+
+
+def _write_bundle(directory: Path) -> Path:
+    """Writes plotly.js beside the pages (once: an identical file is left alone)."""
+    from plotly.offline import get_plotlyjs
+
+    path = directory / PLOTLY_BUNDLE
+    data = get_plotlyjs().encode("utf-8")
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return path
+    return _atomic_write(path, data)
+
+
+def _render(fig: go.Figure, fmts: Sequence[str], *, stem: str, meta: Mapping[str, Any], include_plotlyjs,
+            width, height, scale) -> dict[str, tuple[bytes, bytes | None]]:
+    """Every format's bytes (and a sidecar's, if any), before anything is written."""
+    meta_json = _metadata_json(meta)
+    out: dict[str, tuple[bytes, bytes | None]] = {}
+    for fmt in fmts:
+        sidecar = None
+        if fmt == "html":
+            data = _render_html(fig, meta, stem, include_plotlyjs)
+        elif fmt == "json":
+            data = _render_json(fig, meta)
+        else:
+            data = _render_static(fig, fmt, width=width, height=height, scale=scale)
+            if fmt == "png":
+                data = _png_with_text(data, {METADATA_ID: meta_json, "Software": "GRU Workbench"})
+            elif fmt == "svg":
+                data = _svg_with_metadata(data, meta_json)
+            else:
+                updated = _pdf_with_info(data, meta_json, _title(fig) or stem)
+                if updated is None:
+                    sidecar = json.dumps(meta, indent=2).encode("utf-8")
+                else:
+                    data = updated
+        out[fmt] = (data, sidecar)
+    return out
+
+
+def export_figure(
+    fig: go.Figure,
+    path_or_dir: str | os.PathLike,
+    formats: str | Sequence[str] | None = None,
+    *,
+    name: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    include_plotlyjs: bool | str = True,
+    width: int | None = None,
+    height: int | None = None,
+    scale: float | None = None,
+) -> list[Path]:
+    """Writes one figure in one or more formats, with the run metadata embedded.
+
+    Args:
+        fig: a plotly figure (``go.Figure``, ``FigureWidget`` or a figure dict).
+        path_or_dir: a directory (files are ``<dir>/<name>.<format>``) or a
+            file path whose suffix is a format (``"out/pca.png"``).
+        formats: some of :data:`FORMATS`; default: the path's suffix, else ``("html",)``.
+
+    Keyword Args:
+        name: the file stem (default: the path's stem, or the figure title as a slug, or ``"figure"``).
+        metadata: run metadata (env, seed, module config, a trajectory's
+            metadata...), laid over :func:`collect_metadata` (a ``versions``
+            dict is merged into the collected one).
+        include_plotlyjs: ``True`` embeds plotly.js; ``"directory"`` writes
+            ``plotly.min.js`` beside the page (returned last). Never a CDN.
+        width, height, scale: size of static images in layout pixels
+            (default: the figure's, else 900 × 500).
+
+    Returns:
+        The paths written, in the order of ``formats``.
+
+    Raises:
+        ExportError: a path cannot be written (the message names it).
+        ChromiumNotFoundError: a static format without Chromium.
+
+    Examples:
+        >>> import tempfile, plotly.graph_objects as go
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> out = Path(tmp.name) / "figs"                       # created on demand
+        >>> paths = export_figure(go.Figure(), out / "empty.json")
+        >>> [p.relative_to(out).as_posix() for p in paths]
+        ['empty.json']
+        >>> tmp.cleanup()
+    """
+    if isinstance(fig, Mapping):
+        fig = go.Figure(fig)
+    _check_plotlyjs(include_plotlyjs)
+    target = Path(path_or_dir).expanduser()
+    suffix = target.suffix.lower().lstrip(".")
+    if suffix in FORMATS and not target.is_dir():
+        directory, stem, fmts = target.parent, name or target.stem, _formats(formats, (suffix,))
+    else:
+        directory, stem, fmts = target, name or _slug(_title(fig)) or "figure", _formats(formats, ("html",))
+    if not stem or "/" in stem or "\\" in stem or stem in (".", ".."):
+        raise ValueError(f"name must be a plain file stem, got {stem!r}.")
+    meta = _with_metadata(metadata)
+    meta.setdefault("figure", stem)
+    _prepare_dir(directory)
+    paths = {fmt: directory / f"{stem}.{fmt}" for fmt in fmts}
+    for path in paths.values():
+        if path.is_dir():
+            raise ExportError(f"cannot write {path}: a directory is in the way.")
+    static = [f for f in fmts if f in STATIC_FORMATS]
+    if static:
+        _require_chromium(static)
+    rendered = _render(fig, fmts, stem=stem, meta=meta, include_plotlyjs=include_plotlyjs,
+                       width=width, height=height, scale=scale)
+    written = []
+    for fmt, (data, sidecar) in rendered.items():
+        written.append(_atomic_write(paths[fmt], data))
+        if sidecar is not None:
+            written.append(_atomic_write(paths[fmt].with_name(paths[fmt].name + ".metadata.json"), sidecar))
+    if "html" in fmts and include_plotlyjs == "directory":
+        written.append(_write_bundle(directory))
+    return written
+
+
+def export_figures(
+    figures: Mapping[str, go.Figure],
+    out_dir: str | os.PathLike,
+    formats: str | Sequence[str] = ("html",),
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    include_plotlyjs: bool | str = "directory",
+    width: int | None = None,
+    height: int | None = None,
+    scale: float | None = None,
+) -> list[Path]:
+    """Writes several figures into one directory; ``plotly.min.js`` once for the HTML pages.
+
+    Static images share one Chromium (:func:`image_server`) when there are
+    two or more. Each file records ``"figure": <name>`` in its metadata.
+
+    Args:
+        figures: ``{name: figure}``; names become file stems.
+        out_dir: the directory (created if needed).
+        formats: as :func:`export_figure`.
+
+    Keyword Args:
+        metadata: run metadata shared by every file.
+        include_plotlyjs: ``"directory"`` (default: one shared bundle) or ``True`` (each page standalone).
+        width, height, scale: as :func:`export_figure`.
+
+    Returns:
+        Every path written, figure by figure, then ``plotly.min.js`` if written.
+
+    Examples:
+        >>> import tempfile, plotly.graph_objects as go
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> paths = export_figures({"a": go.Figure(), "b": go.Figure()}, tmp.name)
+        >>> [p.name for p in paths]
+        ['a.html', 'b.html', 'plotly.min.js']
+        >>> tmp.cleanup()
+    """
+    _check_plotlyjs(include_plotlyjs)
+    fmts = _formats(formats, ("html",))
+    directory = _prepare_dir(Path(out_dir).expanduser())
+    shared = _with_metadata(metadata)
+    static = [f for f in fmts if f in STATIC_FORMATS]
+    if static:
+        _require_chromium(static)
+    many_images = len(static) * len(figures) >= 2
+    written: list[Path] = []
+    with image_server() if many_images else contextlib.nullcontext():
+        for name, fig in figures.items():
+            written += export_figure(fig, directory, fmts, name=name, metadata={**shared, "figure": name},
+                                     include_plotlyjs=True if include_plotlyjs is True else "directory",
+                                     width=width, height=height, scale=scale)
+    bundle = [p for p in written if p.name == PLOTLY_BUNDLE]
+    return [p for p in written if p.name != PLOTLY_BUNDLE] + bundle[:1]
+
+
+# ---------------------------------------------------------------------------- reading back
+def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The metadata embedded in an exported file (HTML, JSON, PNG, SVG or PDF), or ``None``.
+
+    Examples:
+        >>> import tempfile, plotly.graph_objects as go
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = export_figure(go.Figure(), tmp.name, "json", metadata={"seed": 7})[0]
+        >>> read_metadata(path)["seed"]
+        7
+        >>> tmp.cleanup()
+    """
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    data = path.read_bytes()
+    if fmt == "json":
+        return json.loads(data).get("metadata")
+    if fmt == "html":
+        m = re.search(rf'<script type="application/json" id="{METADATA_ID}">(.*?)</script>'.encode(), data, re.S)
+        return json.loads(m.group(1)) if m else None
+    if fmt == "png":
+        text = _png_text(data).get(METADATA_ID)
+        return json.loads(text) if text is not None else None
+    if fmt == "svg":
+        m = re.search(rf'<metadata id="{METADATA_ID}">(.*?)</metadata>'.encode(), data, re.S)
+        return json.loads(_html.unescape(m.group(1).decode("utf-8"))) if m else None
+    if fmt == "pdf":
+        found = _pdf_metadata(data)
+        sidecar = path.with_name(path.name + ".metadata.json")
+        if found is None and sidecar.is_file():
+            return json.loads(sidecar.read_text())
+        return found
+    raise ValueError(f"cannot read metadata from {path}: unknown format {fmt!r}; expected one of {list(FORMATS)}.")
+
+
+def load_figure(path: str | os.PathLike) -> tuple[go.Figure, dict[str, Any] | None]:
+    """A figure and its metadata back from an exported ``.json`` file.
+
+    Examples:
+        >>> import tempfile, plotly.graph_objects as go
+        >>> fig = go.Figure(go.Bar(y=[1, 2]), layout=dict(title=dict(text="bars")))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> back, meta = load_figure(export_figure(fig, tmp.name, "json")[0])
+        >>> list(back.data[0].y), back.layout.title.text, meta["figure"]
+        ([1, 2], 'bars', 'bars')
+        >>> tmp.cleanup()
+    """
+    data = json.loads(Path(path).read_text())
+    meta = data.pop("metadata", None)
+    return go.Figure(data), meta
