@@ -96,8 +96,31 @@ def install_project() -> None:
     run([VENV_PYTHON, "-m", "pip", "install", "-q", "-e", ".[dev]"])
 
 
+SYSTEM_PACKAGES = {"chromium": "chromium", "pdftoppm": "poppler-utils"}
+"""Debian packages the project uses, by the command that shows they are there: Chromium renders
+PNG/SVG/PDF exports (kaleido) and drives the browser tests; pdftoppm checks exported PDFs."""
+
+
+def ensure_system_packages() -> None:
+    """Install the Debian packages above when missing (as root with apt-get); else say how."""
+    import shutil
+
+    missing = [pkg for cmd, pkg in SYSTEM_PACKAGES.items() if shutil.which(cmd) is None]
+    if not missing:
+        return
+    can_install = shutil.which("apt-get") is not None and hasattr(os, "geteuid") and os.geteuid() == 0
+    if not can_install:
+        say(f"missing system packages {missing}: static figure export and browser tests need them; "
+            f"install with: sudo apt-get install -y {' '.join(missing)}")
+        return
+    say(f"installing Debian packages: {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update", "-qq"], env=env)
+    run(["apt-get", "install", "-y", "-qq", *missing], env=env, stdout=subprocess.DEVNULL)
+
+
 #: Cheap steps, run every time (each checks before it acts).
-SETUP_STEPS = [check_python, ensure_venv]
+SETUP_STEPS = [check_python, ensure_system_packages, ensure_venv]
 #: Install steps, in order, skipped while the stamp is current.
 INSTALL_STEPS = [ensure_torch, install_project]
 
