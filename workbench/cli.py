@@ -135,6 +135,41 @@ def info(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+@command(
+    arg("--env", default="CartPole-v1", help="gymnasium id (default: %(default)s)"),
+    arg("--steps", type=int, default=500, help="rollout steps per environment (default: %(default)s)"),
+    arg("--out", default="demo-out", help="folder to write into (default: %(default)s)"),
+    arg("--formats", default="html", help="comma-separated: html,png,svg,pdf,json (default: %(default)s)"),
+    arg("--hidden-size", type=int, default=16, help="GRU hidden size (default: %(default)s)"),
+    arg("--num-envs", type=int, default=1, help="environments side by side (default: %(default)s)"),
+    arg("--hide-velocity", action="store_true", help="the partially observed variant: velocities hidden"),
+    arg("--seed", type=int, default=0, help="seed (default: %(default)s)"),
+    arg("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the policy runs"),
+)
+def demo(args: argparse.Namespace, extra: list[str]) -> int:
+    """Run policy, rollout, diagnostics, analysis, figures and export headless; print what was written."""
+    from .demo import run_demo
+
+    formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
+    try:
+        result = run_demo(
+            args.env, args.steps, args.out, formats, hidden_size=args.hidden_size, num_envs=args.num_envs,
+            hide_velocity=args.hide_velocity, seed=args.seed, device=args.device,
+        )
+    except (ValueError, KeyError, RuntimeError, OSError) as error:  # bad input: say what, not a traceback
+        print(f"workbench demo: error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(result.paths)} files:")
+    for path in result.paths:
+        print(f"  {path}")
+    if result.probes:
+        scores = ", ".join(f"{name} R²={res.r2:.2f}" for name, res in result.probes.items())
+        print(f"linear probes of the environment state (probe_r2): {scores}")
+    print("diagnostics:")
+    print(result.report.summary())
+    return 0 if result.report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subparser per registered command."""
     parser = argparse.ArgumentParser(
