@@ -12,6 +12,8 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 import pytest
+
+import workbench.files
 import torch
 from plotly.offline import get_plotlyjs
 
@@ -117,7 +119,7 @@ class TestAtomicWrites:
             written.append(len(data) // 2)
             raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr(X, "_write_bytes", half_then_fail)
+        monkeypatch.setattr(workbench.files, "_write_bytes", half_then_fail)
         fig.update_layout(title_text="changed")
         with pytest.raises(X.ExportError, match=r"cannot write .*fig\.json: No space left on device"):
             X.export_figure(fig, tmp_path / "fig.json")
@@ -140,7 +142,7 @@ class TestAtomicWrites:
             fh.write(data[:10])
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(X, "_write_bytes", interrupt)
+        monkeypatch.setattr(workbench.files, "_write_bytes", interrupt)
         with pytest.raises(KeyboardInterrupt):
             X.export_figure(fig, tmp_path / "x.json")
         assert listing(tmp_path) == []

@@ -53,6 +53,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import torch
 
+from .files import atomic_write
+
 __all__ = [
     "ExportError",
     "ChromiumNotFoundError",
@@ -76,7 +78,6 @@ METADATA_ID = "workbench-metadata"
 """HTML element id, PNG ``tEXt`` keyword and SVG ``<metadata>`` id of the embedded metadata."""
 PLOTLY_BUNDLE = "plotly.min.js"
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 900, 500
-_CHUNK = 1 << 20
 _VERSIONED = ("torch", "torchrl", "tensordict", "gymnasium", "numpy", "plotly", "kaleido")
 
 
@@ -193,47 +194,12 @@ def _metadata_json(meta: Mapping[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------- files
-def _umask() -> int:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    return 0o022
-
-
-def _write_bytes(fh, data: bytes) -> None:
-    """Writes ``data`` to an open file in chunks."""
-    view = memoryview(data)
-    for start in range(0, len(view), _CHUNK):
-        fh.write(view[start:start + _CHUNK])
-
-
 def _atomic_write(path: Path, data: bytes) -> Path:
-    """Writes ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
-    mode = (path.stat().st_mode & 0o777) if path.exists() else (0o666 & ~_umask())
+    """:func:`workbench.files.atomic_write`, with an :class:`ExportError` that names the path."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        return atomic_write(path, data)
     except OSError as e:
-        raise ExportError(f"cannot write {path}: {e.strerror or e}.") from e
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            _write_bytes(fh, data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise ExportError(
-                f"cannot write {path}: {e.strerror or e}; the previous file, if any, is unchanged."
-            ) from e
-        raise
-    return path
+        raise ExportError(f"cannot write {path}: {e.strerror or e}; the previous file, if any, is unchanged.") from e
 
 
 def _prepare_dir(directory: Path) -> Path:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +31,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .files import atomic_torch_save, load_tagged
 from .keys import KEYS
 
 __all__ = [
@@ -389,19 +389,6 @@ def recurrent_modules(policy: nn.Module) -> list[nn.Module]:
     return found
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_checkpoint(policy: nn.Module, spec: PolicySpec, path: str | os.PathLike, *, io: PolicyIO | None = None) -> Path:
     """Writes the weights, the spec and the IO (as JSON-able dicts) to one file, atomically.
 
@@ -442,7 +429,7 @@ def save_checkpoint(policy: nn.Module, spec: PolicySpec, path: str | os.PathLike
         "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
     }
     path = Path(path)
-    _atomic_torch_save(payload, path)
+    atomic_torch_save(payload, path)
     return path
 
 
@@ -455,15 +442,7 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     Returns:
         ``(policy, spec)``.
     """
-    path = Path(path)
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"load_checkpoint: {str(path)!r} is not a GRU Workbench checkpoint (no '{CHECKPOINT_FORMAT}' tag).")
-    if payload.get("format_version", 0) > CHECKPOINT_VERSION:
-        raise ValueError(
-            f"load_checkpoint: {str(path)!r} has format version {payload['format_version']}; this workbench reads "
-            f"up to {CHECKPOINT_VERSION}. Upgrade gru-workbench."
-        )
+    payload = load_tagged(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "load_checkpoint", "checkpoint")
     spec = PolicySpec.from_dict(json.loads(payload["spec"]))
     io = PolicyIO.from_dict(json.loads(payload["io"]))
     policy = build_policy(spec, io, device="cpu")

@@ -29,8 +29,9 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from .diagnostics import WiringWarning, check_wiring, episode_and_step
+from .files import atomic_torch_save, load_tagged
 from .keys import KEYS
-from .policy import _atomic_torch_save, policy_spec_of, recurrent_modules, resolve_device, versions
+from .policy import policy_spec_of, recurrent_modules, resolve_device, versions
 
 __all__ = [
     "rollout",
@@ -240,21 +241,13 @@ def save_trajectory(trajectory: TensorDictBase, path: str | os.PathLike, *, meta
         "metadata": json.dumps(meta),
     }
     path = Path(path)
-    _atomic_torch_save(payload, path)
+    atomic_torch_save(payload, path)
     return path
 
 
 def load_trajectory(path: str | os.PathLike) -> TensorDictBase:
     """Reads a trajectory written by :func:`save_trajectory` (on CPU)."""
-    path = Path(path)
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != TRAJECTORY_FORMAT:
-        raise ValueError(f"load_trajectory: {str(path)!r} is not a GRU Workbench trajectory (no '{TRAJECTORY_FORMAT}' tag).")
-    if payload.get("format_version", 0) > TRAJECTORY_VERSION:
-        raise ValueError(
-            f"load_trajectory: {str(path)!r} has format version {payload['format_version']}; this workbench reads "
-            f"up to {TRAJECTORY_VERSION}. Upgrade gru-workbench."
-        )
+    payload = load_tagged(path, TRAJECTORY_FORMAT, TRAJECTORY_VERSION, "load_trajectory", "trajectory")
     td = TensorDict({}, batch_size=payload["batch_size"])
     for key, value in payload["data"].items():
         td.set(key, value)
