@@ -170,6 +170,11 @@ def demo(args: argparse.Namespace, extra: list[str]) -> int:
     return 0 if result.report.ok else 1
 
 
+from .bench_cli import ARGUMENTS as _BENCH_ARGUMENTS, bench  # noqa: E402  (the `bench` command)
+
+command(*_BENCH_ARGUMENTS)(bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subparser per registered command."""
     parser = argparse.ArgumentParser(

@@ -399,7 +399,16 @@ class TestRecurrentEdges:
 
     def test_backend_reported(self):
         td = TensorDict({"obs": torch.randn(2, 5, 3), "is_init": torch.zeros(2, 5, 1, dtype=torch.bool)}, [2, 5])
-        for kwargs, expected in ((dict(), "native"), (dict(recurrent_backend="loop"), "loop"), (dict(python_based=True), "python")):
+        cases = (
+            (dict(), "fused"),  # auto on CPU
+            (dict(recurrent_backend="native"), "native"),
+            (dict(recurrent_backend="packed"), "packed"),
+            (dict(recurrent_backend="fused"), "fused"),
+            (dict(recurrent_backend="loop"), "loop"),
+            (dict(python_based=True), "python"),
+            (dict(python_based=True, recurrent_backend="loop"), "python-loop"),
+        )
+        for kwargs, expected in cases:
             module = make(**kwargs)
             with set_recurrent_mode(True):
                 module(td.clone())

@@ -13,6 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from . import fast
 from .kernels import SequenceResult, loop_sequence
 
 __all__ = ["PythonGRU"]
@@ -107,8 +108,16 @@ class PythonGRU(nn.Module):
     ) -> SequenceResult:
         """Runs ``x`` ``[N, T, F]`` from ``h0`` ``[N, L, H]``, restarting rows where ``is_init``.
 
-        See :func:`workbench.gru.kernels.loop_sequence`.
+        Runs the fused kernel (:func:`workbench.gru.fast.fused_sequence`, with
+        its hand-written backward) when it can, and the plain step loop
+        (:func:`workbench.gru.kernels.loop_sequence`) when gates are recorded,
+        under ``torch.func`` transforms (``vmap`` over stacked parameters) and
+        under ``torch.compile``. Both compute the same thing.
         """
+        if not record_gates:
+            weights = fast.weight_list(self)
+            if fast.can_fuse(x, h0, h_stored, weights[1]):
+                return fast.fused_sequence(self, x, h0, is_init, h_stored, weights=weights)
         return loop_sequence(self, x, h0, is_init, h_stored, record_gates=record_gates)
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -16,7 +16,7 @@ from tensordict import TensorDictBase, unravel_key_list
 from tensordict.nn import TensorDictModuleBase, dispatch
 from torch import Tensor, nn
 
-from . import kernels
+from . import fast, kernels
 from .cell import PythonGRU
 from .modes import _normalize_mode, recurrent_mode
 
@@ -62,13 +62,21 @@ class GRUModule(TensorDictModuleBase):
     Keyword Args:
         batch_first: must be ``True`` (accepted for torchrl compatibility).
         bidirectional: must be ``False`` (a policy runs forward in time).
-        recurrent_backend: how the native layer handles resets inside a
-            sequence in recurrent mode: ``"native"`` (``nn.GRU``/cuDNN calls
-            between reset columns), ``"loop"`` (a reset-aware step loop) or
-            ``"auto"`` (the module picks; :attr:`last_backend` says which).
-            torchrl's ``"pad"`` and ``"scan"`` are accepted as aliases of
-            ``"native"`` and ``"loop"``. A Python layer always runs its own
-            loop. Default: ``"auto"``.
+        recurrent_backend: how the native layer runs a sequence with resets
+            in recurrent mode: ``"fused"`` (a reset-aware step loop with few
+            ops per step and a hand-written backward; the fastest on CPU),
+            ``"packed"`` (every trajectory packed into one native
+            ``nn.GRU``/cuDNN call), ``"native"`` (``nn.GRU``/cuDNN calls
+            between reset columns), ``"loop"`` (the plain reset-aware step
+            loop, the reference; it also runs under ``torch.vmap`` and
+            ``torch.compile``) or ``"auto"`` (the module picks from the device
+            and the data; :attr:`last_backend` says which). torchrl's
+            ``"pad"`` and ``"scan"`` are accepted as aliases of ``"native"``
+            and ``"loop"``. A Python layer runs its own loop: fused
+            (``last_backend == "python"``) unless gates are recorded, under
+            ``torch.func`` transforms or ``torch.compile``, or with
+            ``recurrent_backend="loop"`` (``"python-loop"``). Default:
+            ``"auto"``.
         in_key: the input value key; the hidden key is then ``"recurrent_state"``.
         in_keys: ``[value, hidden]`` (``"is_init"`` is appended). Exclusive with ``in_key``.
         out_key: the output value key; the hidden key is then ``("next", "recurrent_state")``.
@@ -106,12 +114,12 @@ class GRUModule(TensorDictModuleBase):
         >>> with set_recurrent_mode(True):
         ...     seq = module(seq)
         >>> seq["features"].shape, module.last_backend
-        (torch.Size([4, 10, 8]), 'native')
+        (torch.Size([4, 10, 8]), 'fused')
     """
 
     DEFAULT_IN_KEYS = ["recurrent_state"]
     DEFAULT_OUT_KEYS = [("next", "recurrent_state")]
-    BACKENDS = ("auto", "native", "loop")
+    BACKENDS = ("auto", "native", "packed", "fused", "loop")
     _BACKEND_ALIASES = {"pad": "native", "scan": "loop"}
 
     def __init__(
@@ -473,38 +481,87 @@ class GRUModule(TensorDictModuleBase):
             td.set(self.gates_key, gates)
 
     def _forward_step(self, td: TensorDictBase) -> TensorDictBase:
+        # The lean path reads the three tensors it needs and writes two; the full
+        # readers run only when a quick check fails (they raise the detailed errors).
         batch = td.batch_size
-        value = self._read_value(td, batch)
-        hidden = self._read_hidden(td, batch, value)
-        is_init = self._read_is_init(td, batch)
-        layers, size = self.num_layers, self.hidden_size
-        rows = math.prod(batch)
-        x = value.reshape(rows, self.input_size)
-        h = hidden.reshape(rows, layers, size)
-        h = torch.where(is_init.reshape(rows, 1, 1), torch.zeros((), dtype=h.dtype, device=h.device), h)
+        gru = self.gru
+        weights = fast.weight_list(gru)
+        layers, size = gru.num_layers, gru.hidden_size
+        value = td.get(self.in_keys[0], None)
+        hidden = td.get(self.in_keys[1], None)
+        is_init = td.get("is_init", None)
+        if (
+            value is None
+            or value.shape[:-1] != batch
+            or value.shape[-1] != gru.input_size
+            or value.dtype != weights[0].dtype
+        ):
+            value = self._read_value(td, batch)
+        if hidden is None or hidden.shape != (*batch, layers, size):
+            hidden = self._read_hidden(td, batch, value)
+        if is_init is None or is_init.dtype != torch.bool or is_init.shape != (*batch, 1):
+            is_init = self._read_is_init(td, batch)
+        rows = batch.numel()
+        x = value.reshape(rows, gru.input_size)
+        if layers == 1 and rows and self.gates_key is None and (
+            not isinstance(gru, PythonGRU) or fast.can_fuse(x, weights[1])
+        ):
+            # the common case, in as few ops as possible
+            h = hidden.reshape(rows, size).masked_fill(is_init.reshape(rows, 1), 0)
+            h1 = torch.gru_cell(x, h, weights[0], weights[1], weights[2], weights[3])
+            h_next = h1.view(*batch, 1, size)
+            self._write(td, h1.view(*batch, size), h_next, h_next, None)
+            return td
+        h = hidden.reshape(rows, layers, size).masked_fill(is_init.reshape(rows, 1, 1), 0)
         gates = None
         if rows == 0:
             output, h_next = x.new_zeros(0, size), h
             if self.gates_key is not None:
                 gates = x.new_zeros(0, layers, 3, size)
-        elif isinstance(self.gru, PythonGRU):
-            res = self.gru.sequence(x.unsqueeze(1), h, record_gates=self.gates_key is not None)
+        elif isinstance(gru, PythonGRU) and (self.gates_key is not None or not fast.can_fuse(x, h, weights[1])):
+            res = kernels.loop_sequence(gru, x.unsqueeze(1), h, record_gates=self.gates_key is not None)
             output, h_next = res.output[:, 0], res.trace[:, 0]
             gates = None if res.gates is None else res.gates[:, 0]
         else:
-            output, h_next = kernels.native_step(self.gru, x, h)
+            output, h_next = fast.step(gru, x, h, weights)
         h_next = h_next.reshape(*batch, layers, size)
         if gates is not None:
             gates = gates.reshape(*batch, layers, 3, size)
         self._write(td, output.reshape(*batch, size), h_next, h_next, gates)
         return td
 
-    def _pick_backend(self, is_init: Tensor) -> str:
+    def _pick_backend(self, is_init: Tensor, x: Tensor, h_stored: Tensor) -> str:
+        """The kernel for this call; see ``recurrent_backend`` in the class docstring.
+
+        ``auto`` decides from the device, the data and what is asked for:
+
+        - under ``torch.func`` transforms or ``torch.compile``: ``loop`` (pure ops);
+        - on CPU: ``fused`` (measured fastest there with and without restarts,
+          forward and backward; see ``python -m workbench bench``);
+        - on CUDA: ``native`` without restarts (one cuDNN call), else
+          ``packed`` (one cuDNN call over the packed trajectories), and
+          ``fused`` when a per-step trace of several layers is asked for (the
+          native kernel only returns the last layer).
+        """
+        weights = fast.weight_list(self.gru)
+        fusable = fast.can_fuse(x, h_stored, weights[1])
         if isinstance(self.gru, PythonGRU):
+            if self.recurrent_backend == "loop" or self.gates_key is not None or not fusable:
+                return "python-loop"
             return "python"
-        if self.recurrent_backend != "auto":
-            return self.recurrent_backend
-        return "native"
+        backend = self.recurrent_backend
+        multi_trace = self.hidden_trace_key is not None and self.num_layers > 1
+        if backend == "auto":
+            if not fusable:
+                return "loop"
+            if x.device.type != "cuda" or multi_trace:
+                return "fused"
+            return "packed" if bool(is_init[:, 1:].any()) else "native"
+        if backend in ("fused", "packed") and not fusable:
+            return "loop"
+        if backend == "packed" and multi_trace:
+            return "fused"
+        return backend
 
     def _forward_sequence(self, td: TensorDictBase) -> TensorDictBase:
         if td.batch_dims == 0:
@@ -528,14 +585,18 @@ class GRUModule(TensorDictModuleBase):
             gates = x.new_zeros(*batch, layers, 3, size) if self.gates_key is not None else None
             self._write(td, x.new_zeros(*batch, size), zeros, zeros, gates)
             return td
-        backend = self._pick_backend(starts)
+        backend = self._pick_backend(starts, x, h_stored)
         if backend == "native" and want_trace and layers > 1:
             backend = "loop"  # the native kernel only returns the last layer at every step
         self.last_backend = backend
-        if backend == "python":
-            res = self.gru.sequence(x, h_stored[:, 0], starts, h_stored, record_gates=self.gates_key is not None)
-        elif backend == "loop":
-            res = kernels.loop_sequence(self.gru, x, h_stored[:, 0], starts, h_stored)
+        if backend == "python-loop" or backend == "loop":
+            res = kernels.loop_sequence(
+                self.gru, x, h_stored[:, 0], starts, h_stored, record_gates=self.gates_key is not None
+            )
+        elif backend == "python" or backend == "fused":
+            res = fast.fused_sequence(self.gru, x, h_stored[:, 0], starts, h_stored)
+        elif backend == "packed":
+            res = fast.packed_sequence(self.gru, x, h_stored[:, 0], starts, h_stored)
         else:
             res = kernels.native_sequence(self.gru, x, h_stored[:, 0], starts, h_stored)
         trace = res.trace

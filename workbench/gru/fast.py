@@ -1,0 +1,549 @@
+"""Fast recurrent kernels: a fused reset-aware loop, packed native calls, a lean single step.
+
+These are the backends :class:`~workbench.gru.module.GRUModule` picks from
+(``recurrent_backend="fused"``, ``"packed"`` or ``"auto"``). The simple
+:func:`~workbench.gru.kernels.loop_sequence` stays the reference they are tested
+against.
+
+- :func:`fused_sequence` runs the reset-aware step loop with few ops per step:
+  the input projection of a block of steps in one matmul, one matmul and four
+  elementwise ops per step (``tanh`` through ``sigmoid``, the state carried as
+  ``(h + 1) / 2``; see :func:`_prepared_weights`), and a restart only at the
+  columns where some row restarts. Its hand-written backward
+  (:class:`FusedGRULayer`) runs one matmul per step for the hidden-state
+  gradient and computes the weight and input gradients per block of steps in
+  large matmuls. It needs no compiled extension and serves both
+  ``torch.nn.GRU`` and :class:`~workbench.gru.cell.PythonGRU` parameters.
+- :func:`packed_sequence` cuts every row into its trajectories and packs them
+  into one :class:`torch.nn.utils.rnn.PackedSequence` for a single native call
+  (cuDNN on CUDA): no padding, no step computed twice.
+- :func:`step` is one native ``gru_cell`` per layer for single-step mode.
+
+Neither :class:`FusedGRULayer` nor the packed call runs under ``torch.func``
+transforms (``vmap``, ``grad``) or records gates: :func:`can_fuse` tells the
+module when to fall back to the plain loop.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from .kernels import SequenceResult, trajectory_end_mask
+
+__all__ = [
+    "FusedGRULayer",
+    "can_fuse",
+    "fused_sequence",
+    "packed_sequence",
+    "step",
+    "weight_list",
+]
+
+_is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+
+
+def _functorch_wrapped(tensor: Tensor) -> bool:
+    if _is_wrapped is not None:
+        return bool(_is_wrapped(tensor))
+    return bool(torch._C._functorch.is_batchedtensor(tensor))  # pragma: no cover - older torch
+
+
+def can_fuse(*tensors: Tensor | None) -> bool:
+    """Whether the fused kernels may run on these tensors.
+
+    ``False`` under ``torch.func`` transforms (a batched or grad-tracking
+    wrapper among the tensors, e.g. parameters stacked for an ensemble and
+    ``torch.vmap``) and while ``torch.compile`` traces: the fused kernels use
+    in-place ops and data-dependent Python loops that only eager tensors take.
+
+    Examples:
+        >>> x = torch.randn(3, 2)
+        >>> can_fuse(x), torch.vmap(lambda t: torch.tensor(can_fuse(t)))(x).all().item()
+        (True, False)
+    """
+    if torch.compiler.is_compiling():
+        return False
+    return not any(t is not None and _functorch_wrapped(t) for t in tensors)
+
+
+def weight_list(gru: nn.Module) -> list[Tensor | None]:
+    """``[w_ih_l0, w_hh_l0, b_ih_l0, b_hh_l0, w_ih_l1, ...]`` as read now (biases ``None`` without bias).
+
+    Reads the instance dictionary first, then ``_parameters``: the same lookup
+    as ``getattr`` (so parameters swapped in by ``TensorDict.to_module`` or
+    ``torch.func.functional_call`` are seen), without ``nn.Module.__getattr__``'s
+    cost on every call.
+
+    Examples:
+        >>> gru = torch.nn.GRU(2, 3, num_layers=2)
+        >>> [tuple(w.shape) for w in weight_list(gru)][:4]
+        [(9, 2), (9, 3), (9,), (9,)]
+    """
+    names = _weight_names(gru)
+    attrs = gru.__dict__
+    params = attrs["_parameters"]
+    out = []
+    for name in names:
+        if name is None:
+            out.append(None)
+        elif name in attrs:
+            out.append(attrs[name])
+        else:
+            out.append(params[name])
+    return out
+
+
+_NAMES_CACHE: dict[tuple[int, bool], tuple[str | None, ...]] = {}
+
+
+def _weight_names(gru: nn.Module) -> tuple[str | None, ...]:
+    key = (gru.num_layers, bool(gru.bias))
+    names = _NAMES_CACHE.get(key)
+    if names is None:
+        names = []
+        for layer in range(gru.num_layers):
+            names += [f"weight_ih_l{layer}", f"weight_hh_l{layer}"]
+            names += [f"bias_ih_l{layer}", f"bias_hh_l{layer}"] if gru.bias else [None, None]
+        names = _NAMES_CACHE[key] = tuple(names)
+    return names
+
+
+def _dropout(gru: nn.Module, out: Tensor, layer: int) -> Tensor:
+    if gru.dropout and gru.training and layer < gru.num_layers - 1:
+        return F.dropout(out, gru.dropout, training=True)
+    return out
+
+
+# ---------------------------------------------------------------------------- single step
+def step(gru: nn.Module, x: Tensor, h: Tensor, weights: list[Tensor | None] | None = None) -> tuple[Tensor, Tensor]:
+    """One step for ``x`` ``[N, F]`` and ``h`` ``[N, L, H]``: ATen's fused ``gru_cell`` per layer.
+
+    Returns the output ``[N, H]`` and the new hidden state ``[N, L, H]``.
+
+    Examples:
+        >>> gru = torch.nn.GRU(2, 3, num_layers=2, batch_first=True)
+        >>> x, h = torch.randn(4, 2), torch.randn(4, 2, 3)
+        >>> y, h1 = step(gru, x, h)
+        >>> ref_y, ref_h = gru(x.unsqueeze(1), h.transpose(0, 1).contiguous())
+        >>> torch.allclose(y, ref_y[:, 0], atol=1e-6), torch.allclose(h1, ref_h.transpose(0, 1), atol=1e-6)
+        (True, True)
+    """
+    ws = weight_list(gru) if weights is None else weights
+    layers = len(ws) // 4
+    if layers == 1:
+        h1 = torch.gru_cell(x, h.squeeze(1), ws[0], ws[1], ws[2], ws[3])
+        return h1, h1.unsqueeze(1)
+    layer_input, states = x, []
+    for layer in range(layers):
+        w_ih, w_hh, b_ih, b_hh = ws[4 * layer : 4 * layer + 4]
+        h_layer = torch.gru_cell(layer_input, h[:, layer], w_ih, w_hh, b_ih, b_hh)
+        states.append(h_layer)
+        layer_input = _dropout(gru, h_layer, layer)
+    return states[-1], torch.stack(states, 1)
+
+
+# ---------------------------------------------------------------------------- fused loop
+# Steps per block of the input projection (forward) and of the vectorised gate
+# coefficients and weight gradients (backward): large enough that the per-block
+# ops are a few percent of the work, small enough that the block buffers stay a
+# small fraction of the saved activations.
+_BLOCK_ELEMENTS = 1 << 19
+
+
+def _block_steps(steps: int, rows: int, hidden: int) -> int:
+    return max(1, min(steps, _BLOCK_ELEMENTS // max(1, rows * 4 * hidden)))
+
+
+def _prepared_weights(w_ih, w_hh, b_ih, b_hh, hidden):
+    """The layer's weights rearranged for the loop, which carries ``g = (h + 1) / 2``.
+
+    Two identities save elementwise ops on every step:
+
+    - ``tanh(a) = 2 sigmoid(2 a) - 1`` (``sigmoid`` is several times faster
+      than ``tanh`` on CPU), so the n rows are doubled;
+    - with ``s = sigmoid(2 a) = (n + 1) / 2`` and ``g = (h + 1) / 2``, the
+      update ``h' = n + z (h - n)`` becomes ``g' = s + z (g - s)``: one
+      ``lerp``, no ``2 s - 1``. The recurrent matmuls then read ``g``:
+      ``W h + b = 2 W g + (b - W 1)``.
+
+    The r, z part of the recurrent bias is folded into the input projection's
+    bias (it adds to the same pre-activation). Returns ``w_in``, ``b_in`` (the
+    input projection, n rows doubled), ``w_rz``, ``w_n``, ``b_n`` (the
+    recurrent matmuls on ``g``; the n part gives ``2 (W_hn h + b_hn)``).
+    """
+    h2 = 2 * hidden
+    w_in = torch.cat((w_ih[:h2], w_ih[h2:] * 2)).t()
+    row_sum = w_hh.sum(1)
+    w_rz, w_n = (w_hh[:h2] * 2).t(), (w_hh[h2:] * 4).t()
+    if b_ih is None:
+        b_in = torch.cat((-row_sum[:h2], row_sum.new_zeros(hidden)))
+        b_n = row_sum[h2:] * -2
+    else:
+        b_in = torch.cat((b_ih[:h2] + b_hh[:h2] - row_sum[:h2], b_ih[h2:] * 2))
+        b_n = (b_hh[h2:] - row_sum[h2:]) * 2
+    return w_in, b_in, w_rz, w_n, b_n
+
+
+def _layer_forward(x, starts, is_init, cols, w_ih, w_hh, b_ih, b_hh, save):
+    """The step loop of one layer, without autograd.
+
+    ``x`` ``[T, N, F]`` (time-major); ``starts`` ``[N, C, H]``: the state
+    before the first step, then the stored state of every restart column
+    ``cols[j - 1]`` (rows restart where ``is_init[:, t]``). Returns the hidden
+    state after every step, ``[T, N, H]``, and with ``save`` what the backward
+    needs: the gate buffer (r | z | ``2 (W_hn h + b_hn)``), ``s = (n + 1) / 2``
+    and the state every restart column started from. See
+    :func:`_prepared_weights` for the ``g``-space loop.
+    """
+    steps, rows, features = x.shape
+    hidden = starts.shape[-1]
+    h2, h3 = 2 * hidden, 3 * hidden
+    w_in, b_in, w_rz, w_n, b_n = _prepared_weights(w_ih, w_hh, b_ih, b_hh, hidden)
+    w_all = torch.cat((w_rz, w_n), 1)  # [H, 3H]
+    out = x.new_empty(steps, rows, hidden)
+    block = _block_steps(steps, rows, hidden)
+    # per step: r | z | 2 (W_hn h + b_hn); it first holds the input projection (the n part
+    # replaced by the n bias), and the recurrent matmul adds into it in place
+    gate_buf = x.new_empty(steps if save else block, rows, h3)
+    s_buf = x.new_empty(steps if save else 1, rows, hidden)
+    s_t, out_t = s_buf.unbind(0), out.unbind(0)
+    g_starts = torch.add(starts, 1).mul_(0.5)  # [N, C, H] in g-space
+    g = g_starts[:, 0]
+    col_index = {t: j for j, t in enumerate(cols)}
+    if cols:
+        weights_t = is_init[:, list(cols)].to(x.dtype).t().unsqueeze(-1).unbind(0)  # 0/1 per restart column
+        g_starts_t = g_starts[:, 1:].unbind(1)
+        restarted = [] if save else None
+    for t0 in range(0, steps, block):
+        t1 = min(steps, t0 + block)
+        gates = gate_buf[t0:t1] if save else gate_buf[: t1 - t0]
+        torch.addmm(b_in, x[t0:t1].reshape(-1, features), w_in, out=gates.view(-1, h3))
+        gi_n_t = gates[..., h2:].clone().unbind(0)
+        gates[..., h2:] = b_n
+        gate_t, rz_t = gates.unbind(0), gates[..., :h2].unbind(0)
+        r_t, z_t, ghn_t = gates[..., :hidden].unbind(0), gates[..., hidden:h2].unbind(0), gates[..., h2:].unbind(0)
+        for t in range(t0, t1):
+            i = t - t0
+            j = col_index.get(t)
+            if j is not None:
+                # restart the rows where is_init: a lerp with weights 0 or 1 is exact (for finite states)
+                g = torch.lerp(g, g_starts_t[j], weights_t[j])
+                if save:
+                    restarted.append(g)
+            gate_t[i].addmm_(g, w_all)
+            rz_t[i].sigmoid_()
+            s = torch.addcmul(gi_n_t[i], r_t[i], ghn_t[i], out=s_t[t if save else 0]).sigmoid_()
+            g = torch.lerp(s, g, z_t[i], out=out_t[t])
+    out.mul_(2).sub_(1)  # g back to h
+    if not save:
+        return out, None
+    h_restarted = torch.stack(restarted).mul_(2).sub_(1) if cols else None  # [C - 1, N, H]
+    return out, (gate_buf, s_buf, h_restarted)
+
+
+class FusedGRULayer(torch.autograd.Function):
+    """One reset-aware GRU layer with a hand-written backward.
+
+    ``apply(x, starts, is_init, cols, w_ih, w_hh, b_ih, b_hh)``:
+
+    - ``x``: the layer's input, time-major ``[T, N, F]``;
+    - ``starts``: ``[N, C, H]``; the layer starts from ``starts[:, 0]`` and,
+      at restart column ``cols[j - 1]``, the rows where ``is_init`` is set
+      restart from ``starts[:, j]`` (``C = 1 + len(cols)``);
+    - ``is_init``: ``[N, T]`` booleans (``None`` without restarts); ``cols``
+      the sorted columns ``t >= 1`` where some row restarts (a tuple of ints);
+    - ``w_ih``, ``w_hh``, ``b_ih``, ``b_hh``: the layer's parameters (biases
+      may be ``None``).
+
+    Returns the hidden state after every step, time-major ``[T, N, H]``.
+
+    The forward saves the r, z, n gates and ``W_hn h + b_hn`` of every step
+    (4 H numbers per step and row, fewer than autograd through ATen's loop).
+    The backward runs one matmul per step for the hidden-state gradient; the
+    gate coefficients and the weight and input gradients are computed per
+    block of steps with large matmuls. Gradients reach ``starts`` only where a
+    row (re)starts. The backward is not itself differentiable (no double
+    backward; use ``recurrent_backend="loop"`` for that).
+    """
+
+    @staticmethod
+    def forward(ctx, x, starts, is_init, cols, w_ih, w_hh, b_ih, b_hh):
+        out, (gates, s, h_restarted) = _layer_forward(x, starts, is_init, cols, w_ih, w_hh, b_ih, b_hh, save=True)
+        ctx.save_for_backward(x, starts[:, 0], is_init, w_ih, w_hh, out, gates, s, h_restarted)
+        ctx.cols = cols
+        ctx.starts_shape = starts.shape
+        ctx.has_bias = b_ih is not None
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        x, h0, is_init, w_ih, w_hh, out, gate_all, s_all, h_restarted = ctx.saved_tensors
+        need_x, need_starts, _, _, need_w_ih, need_w_hh, need_b_ih, need_b_hh = ctx.needs_input_grad
+        cols = ctx.cols
+        steps, rows, features = x.shape
+        hidden = out.shape[-1]
+        h2, h3 = 2 * hidden, 3 * hidden
+        col_index = {t: j for j, t in enumerate(cols)}
+        if cols:
+            restart_w = is_init[:, list(cols)].to(x.dtype).t().unsqueeze(-1)  # [C - 1, N, 1], 0 or 1
+            restart_t, keep_t = restart_w.unbind(0), (1 - restart_w).unbind(0)
+        g_t = grad_out.unbind(0)
+        d_x = x.new_empty(steps, rows, features) if need_x else None
+        d_starts = x.new_zeros(ctx.starts_shape) if need_starts else None
+        d_starts_t = d_starts.unbind(1) if need_starts else None
+        d_w_ih = w_ih.new_zeros(h3, features) if need_w_ih else None
+        d_w_hh = w_hh.new_zeros(h3, hidden) if need_w_hh else None
+        d_b_ih = w_ih.new_zeros(h3) if (ctx.has_bias and need_b_ih) else None
+        d_b_hh = w_hh.new_zeros(h3) if (ctx.has_bias and need_b_hh) else None
+        block = _block_steps(steps, rows, hidden)
+        coef_buf = x.new_empty(block, rows, 3, hidden)  # d h_t / d (r, z, W_hn h + b_hn pre-activations)
+        grad_buf = x.new_empty(block, rows, 3, hidden)  # d loss / d (W_hh h + b_hh), per step
+        d_buf = x.new_empty(block, rows, hidden)  # d loss / d h_t, per step
+        d = g_t[steps - 1]
+        for t1 in range(steps, 0, -block):
+            t0 = max(0, t1 - block)
+            nb = t1 - t0
+            r, z = gate_all[t0:t1, :, :hidden], gate_all[t0:t1, :, hidden:h2]
+            n, ghn2 = torch.mul(s_all[t0:t1], 2).sub_(1), gate_all[t0:t1, :, h2:]
+            # the hidden state each step of the block started from (after restarts)
+            if t0 == 0:
+                h_prev = torch.cat((h0.unsqueeze(0), out[: t1 - 1]))
+            else:
+                h_prev = out[t0 - 1 : t1 - 1]
+            lo, hi = bisect.bisect_left(cols, t0), bisect.bisect_left(cols, t1)
+            if hi > lo:
+                if t0 > 0:
+                    h_prev = h_prev.clone()
+                for j in range(lo, hi):
+                    h_prev[cols[j] - t0] = h_restarted[j]
+            # d h_t / d (pre-activations): r, z, the n part of W_hh h + b_hh; and n
+            coef = coef_buf[:nb]
+            one_minus_z = 1 - z
+            coef_n = torch.mul(n, n).neg_().add_(1).mul_(one_minus_z)
+            torch.mul(coef_n, r, out=coef[:, :, 2])
+            torch.sub(h_prev, n, out=coef[:, :, 1]).mul_(z).mul_(one_minus_z)
+            torch.mul(r, r, out=coef[:, :, 0]).neg_().add_(r).mul_(ghn2).mul_(coef_n).mul_(0.5)
+            del one_minus_z, n
+            grads, ds = grad_buf[:nb], d_buf[:nb]
+            coef_t, grad3_t, grad_t = coef.unbind(0), grads.unbind(0), grads.view(nb, rows, h3).unbind(0)
+            d_t, d_col_t = ds.unbind(0), ds.unsqueeze(2).unbind(0)
+            z_t = z.unbind(0)
+            d_t[nb - 1].copy_(d)
+            for i in range(nb - 1, -1, -1):
+                t = t0 + i
+                d = d_t[i]
+                torch.mul(coef_t[i], d_col_t[i], out=grad3_t[i])
+                if t == 0:
+                    if d_starts is not None:
+                        torch.mul(d, z_t[i], out=d_starts_t[0]).addmm_(grad_t[i], w_hh)
+                    continue
+                slot = d_t[i - 1] if i else x.new_empty(rows, hidden)
+                j = col_index.get(t)
+                if j is None:
+                    d = torch.addcmul(g_t[t - 1], d, z_t[i], out=slot).addmm_(grad_t[i], w_hh)
+                else:
+                    d_prev = torch.mul(d, z_t[i]).addmm_(grad_t[i], w_hh)
+                    if d_starts is not None:
+                        torch.mul(d_prev, restart_t[j], out=d_starts_t[j + 1])
+                    d = torch.addcmul(g_t[t - 1], d_prev, keep_t[j], out=slot)
+            # weight, bias and input gradients of the block, in large matmuls
+            d_gh = grads.view(nb * rows, h3)
+            d_gi_rz = d_gh[:, :h2]
+            d_gi_n = coef_n.mul_(ds).view(nb * rows, hidden)
+            if d_w_hh is not None:
+                d_w_hh.addmm_(d_gh.t(), h_prev.reshape(nb * rows, hidden))
+            if d_b_hh is not None:
+                d_b_hh += d_gh.sum(0)
+            if d_w_ih is not None or d_x is not None:
+                x_block = x[t0:t1].reshape(nb * rows, features)
+                if d_w_ih is not None:
+                    d_w_ih[:h2].addmm_(d_gi_rz.t(), x_block)
+                    d_w_ih[h2:].addmm_(d_gi_n.t(), x_block)
+                if d_x is not None:
+                    dx_block = d_x[t0:t1].view(nb * rows, features)
+                    torch.mm(d_gi_rz, w_ih[:h2], out=dx_block).addmm_(d_gi_n, w_ih[h2:])
+            if d_b_ih is not None:
+                d_b_ih[:h2] += d_gi_rz.sum(0)
+                d_b_ih[h2:] += d_gi_n.sum(0)
+        return d_x, d_starts, None, None, d_w_ih, d_w_hh, d_b_ih, d_b_hh
+
+
+def _needs_autograd(tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def fused_sequence(
+    gru: nn.Module,
+    x: Tensor,
+    h0: Tensor,
+    is_init: Tensor | None = None,
+    h_stored: Tensor | None = None,
+    *,
+    weights: list[Tensor | None] | None = None,
+) -> SequenceResult:
+    """Reset-aware GRU over a sequence through :class:`FusedGRULayer`, layer by layer.
+
+    Same arguments and result as :func:`~workbench.gru.kernels.loop_sequence`
+    (without gates): ``x`` ``[N, T, F]``, ``h0`` ``[N, L, H]``, ``is_init``
+    ``[N, T]``, ``h_stored`` ``[N, T, L, H]``. Returns the output, the trace of
+    every layer and the trajectory-end states. Not for ``torch.func``
+    transforms (see :func:`can_fuse`).
+
+    Examples:
+        >>> from workbench.gru.kernels import loop_sequence
+        >>> gru = torch.nn.GRU(2, 3, num_layers=2, batch_first=True)
+        >>> x, h = torch.randn(4, 6, 2), torch.randn(4, 6, 2, 3)
+        >>> is_init = torch.rand(4, 6) < 0.3
+        >>> fast = fused_sequence(gru, x, h[:, 0], is_init, h)
+        >>> slow = loop_sequence(gru, x, h[:, 0], is_init, h)
+        >>> torch.allclose(fast.output, slow.output, atol=1e-6), torch.allclose(fast.ends, slow.ends, atol=1e-6)
+        (True, True)
+    """
+    ws = weight_list(gru) if weights is None else weights
+    layers = len(ws) // 4
+    cols: tuple[int, ...] = ()
+    if is_init is not None and h_stored is not None:
+        cols = tuple((is_init[:, 1:].any(0).nonzero().flatten() + 1).tolist())
+    # the states rows (re)start from, [N, C, L, H]: the one before t = 0 (h_stored[:, 0] where
+    # is_init[:, 0], else h0; the module passes h0 = h_stored[:, 0]), then the restart columns
+    if h_stored is not None and _is_first_step(h0, h_stored):
+        starts = h_stored.index_select(1, torch.tensor((0, *cols), device=x.device)) if cols else h_stored[:, :1]
+    else:
+        first = h0
+        if is_init is not None and h_stored is not None:
+            first = torch.where(is_init[:, 0, None, None], h_stored[:, 0], h0)
+        starts = first.unsqueeze(1)
+        if cols:
+            starts = torch.cat((starts, h_stored.index_select(1, torch.tensor(cols, device=x.device))), 1)
+    use_function = _needs_autograd([x, h0, h_stored, *ws])
+    layer_input = x.transpose(0, 1)  # time-major inside
+    traces = []
+    for layer in range(layers):
+        w_ih, w_hh, b_ih, b_hh = ws[4 * layer : 4 * layer + 4]
+        layer_starts = starts[:, :, layer]
+        if use_function:
+            out = FusedGRULayer.apply(layer_input, layer_starts, is_init if cols else None, cols, w_ih, w_hh, b_ih, b_hh)
+        else:
+            with torch.no_grad():
+                out, _ = _layer_forward(layer_input, layer_starts, is_init, cols, w_ih, w_hh, b_ih, b_hh, save=False)
+        traces.append(out)
+        layer_input = _dropout(gru, out, layer)
+    trace_tm = traces[0].unsqueeze(2) if layers == 1 else torch.stack(traces, 2)  # [T, N, L, H]
+    return SequenceResult(traces[-1].transpose(0, 1), trace_tm.transpose(0, 1), None, _ends(trace_tm, is_init))
+
+
+def _is_first_step(h0: Tensor, h_stored: Tensor) -> bool:
+    """Whether ``h0`` is the view ``h_stored[:, 0]``."""
+    return (
+        h0.data_ptr() == h_stored.data_ptr()
+        and h0.shape == h_stored.shape[:1] + h_stored.shape[2:]
+        and h0.stride() == h_stored.stride()[:1] + h_stored.stride()[2:]
+    )
+
+
+def _ends(trace_tm: Tensor, is_init: Tensor | None) -> Tensor:
+    """``[N, T, L, H]``: the time-major trace at trajectory ends, zeros elsewhere.
+
+    Gathers the few end steps into zeros (a ``torch.where`` over the whole
+    trace costs several times more).
+    """
+    steps, rows = trace_tm.shape[:2]
+    if is_init is None:
+        is_init = torch.zeros(rows, steps, dtype=torch.bool, device=trace_tm.device)
+    n, t = trajectory_end_mask(is_init).nonzero(as_tuple=True)
+    ends = trace_tm.new_zeros(rows, steps, *trace_tm.shape[2:])
+    ends[n, t] = trace_tm[t, n]
+    return ends
+
+
+# ---------------------------------------------------------------------------- packed native
+def packed_sequence(
+    gru: nn.Module,
+    x: Tensor,
+    h0: Tensor,
+    is_init: Tensor | None = None,
+    h_stored: Tensor | None = None,
+    *,
+    weights: list[Tensor | None] | None = None,
+) -> SequenceResult:
+    """Reset-aware GRU in one native call: every trajectory becomes a sequence of a ``PackedSequence``.
+
+    Each row is cut at its ``is_init`` steps; the trajectories are sorted by
+    length and packed (index arithmetic and one gather, no padding), run by
+    ATen's multi-layer GRU (cuDNN on CUDA) from their stored hidden states, and
+    scattered back. The native kernel returns only the last layer at every
+    step, so ``trace`` is ``None``.
+
+    Examples:
+        >>> from workbench.gru.kernels import loop_sequence
+        >>> gru = torch.nn.GRU(2, 3, num_layers=2, batch_first=True)
+        >>> x, h = torch.randn(4, 6, 2), torch.randn(4, 6, 2, 3)
+        >>> is_init = torch.rand(4, 6) < 0.3
+        >>> fast = packed_sequence(gru, x, h[:, 0], is_init, h)
+        >>> slow = loop_sequence(gru, x, h[:, 0], is_init, h)
+        >>> torch.allclose(fast.output, slow.output, atol=1e-6), torch.allclose(fast.ends, slow.ends, atol=1e-6)
+        (True, True)
+    """
+    ws = weight_list(gru) if weights is None else weights
+    rows, steps, features = x.shape
+    _, layers, hidden = h0.shape
+    device = x.device
+    total = rows * steps
+    starts = torch.zeros(rows, steps, dtype=torch.bool, device=device)
+    if is_init is not None:
+        starts.copy_(is_init)
+    starts[:, 0] = True
+    starts = starts.reshape(-1)
+    start_idx = starts.nonzero().squeeze(1)  # flat index of every trajectory's first step
+    n_traj = start_idx.numel()
+    traj = starts.cumsum(0) - 1  # trajectory of every flat step
+    flat = torch.arange(total, device=device)
+    pos = flat - start_idx[traj]  # step within its trajectory
+    end_idx = torch.cat((start_idx[1:], start_idx.new_full((1,), total))) - 1
+    lengths = end_idx - start_idx + 1
+    order = torch.sort(lengths, descending=True, stable=True).indices
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(n_traj, device=device)
+    longest = int(lengths.max())
+    # batch_sizes[s]: trajectories longer than s
+    counts = torch.bincount(lengths, minlength=longest + 1)
+    batch_sizes = n_traj - counts.cumsum(0)[:longest]
+    offsets = batch_sizes.cumsum(0) - batch_sizes
+    packed_idx = offsets[pos] + rank[traj]  # where flat step i goes in the packed data
+    gather_idx = torch.empty_like(packed_idx)
+    gather_idx[packed_idx] = flat
+    data = x.reshape(total, features).index_select(0, gather_idx)
+    if h_stored is None:
+        if n_traj != rows:
+            raise ValueError("packed_sequence needs h_stored when is_init has restarts.")
+        hx = h0  # one trajectory per row, all of length T: the order is the identity
+    else:
+        first_steps = start_idx[order]
+        hx = h_stored.reshape(total, layers, hidden).index_select(0, first_steps)
+        if not _is_first_step(h0, h_stored):
+            # trajectories at t = 0 start from h0 (h_stored[:, 0] where is_init[:, 0])
+            first = h0 if is_init is None else torch.where(is_init[:, 0, None, None], h_stored[:, 0], h0)
+            at_zero = (first_steps % steps == 0).view(-1, 1, 1)
+            hx = torch.where(at_zero, first.index_select(0, first_steps // steps), hx)
+    hx = hx.transpose(0, 1).contiguous()
+    y, h_n = _native_packed(gru, ws, data, batch_sizes.cpu(), hx)
+    output = y.index_select(0, packed_idx).view(rows, steps, hidden)
+    ends = h0.new_zeros(total, layers, hidden).index_copy(0, end_idx[order], h_n.transpose(0, 1))
+    return SequenceResult(output, None, None, ends.view(rows, steps, layers, hidden))
+
+
+def _native_packed(gru: nn.Module, ws: list, data: Tensor, batch_sizes: Tensor, hx: Tensor) -> tuple[Tensor, Tensor]:
+    flat = getattr(gru, "_flat_weights", None)
+    if isinstance(gru, nn.GRU) and flat is not None and len(flat) == len(ws) and all(a is b for a, b in zip(flat, ws)):
+        packed, h_n = gru(nn.utils.rnn.PackedSequence(data, batch_sizes), hx)
+        return packed.data, h_n
+    params = [w for w in ws if w is not None]
+    return torch._VF.gru(  # the call nn.GRU makes, with the weights as read now
+        data, batch_sizes, hx, params, bool(gru.bias), gru.num_layers, float(gru.dropout), gru.training, False
+    )

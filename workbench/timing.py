@@ -1,0 +1,515 @@
+"""Timing and peak-memory measurements of GRU backends, as data.
+
+The primitives:
+
+- :func:`interleaved` times several callables round-robin (every round runs
+  each contestant once, in a rotating order), so machine noise hits all of
+  them alike, and reports medians over the rounds;
+- :func:`peak_memory` is the peak of bytes allocated while a callable runs,
+  from the allocator events of the torch profiler on CPU (the running sum of
+  every allocation and free, ``profile_memory=True``) and from
+  ``torch.cuda.max_memory_allocated`` on CUDA, the same method for every
+  contestant;
+- :func:`contestants` builds the callables for one case: workbench backends,
+  torchrl 0.14's ``GRUModule`` and bare ``torch.nn.GRU`` on the same data;
+- :func:`time_backends` measures a grid (backends × batch × T × hidden × reset
+  rate × {forward, forward+backward}) and returns one record per cell, for the
+  backend timing panel and the benchmark runner.
+
+Examples:
+    >>> rows = time_backends(backends=("torch", "workbench"), batch=(2,), steps=(4,), hidden=(8,),
+    ...                      reset_rate=(0.2,), passes=("forward",), rounds=2, block_s=0.001, memory=False)
+    >>> sorted(rows[0])[:4], len(rows)
+    (['backend', 'batch', 'device', 'dtype'], 2)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
+
+import torch
+
+__all__ = [
+    "Measurement",
+    "BACKENDS",
+    "PASSES",
+    "interleaved",
+    "peak_memory",
+    "threads",
+    "machine",
+    "make_case",
+    "contestants",
+    "check_case",
+    "time_backends",
+    "as_dicts",
+    "sync",
+    "Case",
+    "TOLERANCES",
+]
+
+PASSES = ("forward", "forward+backward")
+
+BACKENDS = (
+    "torch",
+    "torchrl",
+    "workbench",
+    "workbench:fused",
+    "workbench:packed",
+    "workbench:native",
+    "workbench:loop",
+    "workbench:python",
+    "torchrl:python",
+)
+"""What :func:`contestants` can build.
+
+``torch`` is bare ``torch.nn.GRU`` on the same data *without* resets (the
+floor: it ignores ``is_init``); ``torchrl`` is torchrl's ``GRUModule``
+(``recurrent_backend="pad"``); ``workbench`` is :class:`workbench.GRUModule`
+with ``recurrent_backend="auto"``, and ``workbench:<backend>`` forces one;
+``workbench:python`` and ``torchrl:python`` are the Python cells
+(``python_based=True``).
+"""
+
+
+# ---------------------------------------------------------------------------- primitives
+@dataclass
+class Measurement:
+    """Per-call times of one contestant: the median and quartiles over rounds, in seconds."""
+
+    name: str
+    median: float
+    q1: float
+    q3: float
+    number: int
+    """calls per round"""
+    times: list[float] = field(repr=False, default_factory=list)
+    """per-call time of every round"""
+
+
+@contextlib.contextmanager
+def threads(n: int | None) -> Iterator[None]:
+    """Sets ``torch.set_num_threads(n)`` inside the block (``None``: unchanged)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def sync(device: torch.device | str | None) -> None:
+    """Waits for the device's queued work (CUDA); nothing on CPU."""
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(
+    fns: Mapping[str, Callable[[], object]],
+    *,
+    rounds: int = 11,
+    block_s: float = 0.02,
+    warmup: int = 2,
+    device: torch.device | str | None = None,
+    max_number: int = 10_000,
+) -> dict[str, Measurement]:
+    """Times every callable round-robin with ``torch.utils.benchmark.Timer`` and returns medians per call.
+
+    Each contestant is warmed up first (``warmup`` calls, at least one; the
+    last one calibrates ``number``, the calls per block, to about ``block_s``); then every round runs each contestant's block once
+    (``Timer.timeit(number)``), the starting contestant rotating from round to
+    round, so slow drifts and bursts of machine noise hit every contestant.
+    The result maps each name to a :class:`Measurement`: the median and
+    quartiles of the per-call time over the rounds. The thread count is left as
+    the caller set it (see :func:`threads`); on CUDA every block is
+    synchronized.
+
+    Examples:
+        >>> m = interleaved({"a": lambda: sum(range(100)), "b": lambda: sum(range(1000))}, rounds=3, block_s=0.001)
+        >>> m["a"].median < m["b"].median
+        True
+    """
+    from torch.utils.benchmark import Timer
+
+    names = list(fns)
+    cuda = device is not None and torch.device(device).type == "cuda"
+    timers, numbers = {}, {}
+    for name in names:
+        fn = fns[name]
+        if cuda:
+            def call(fn=fn):
+                fn()
+                torch.cuda.synchronize(device)
+        else:
+            call = fn
+        timers[name] = Timer("call()", globals={"call": call}, num_threads=torch.get_num_threads())
+        for _ in range(warmup - 1):
+            call()
+        once = max(timers[name].timeit(1).mean, 1e-7)  # the last warm-up call calibrates
+        numbers[name] = int(min(max_number, max(1, math.ceil(block_s / once))))
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            times[name].append(timers[name].timeit(numbers[name]).mean)
+    out = {}
+    for name in names:
+        ts = sorted(times[name])
+        q = statistics.quantiles(ts, n=4, method="inclusive") if len(ts) > 1 else [ts[0]] * 3
+        out[name] = Measurement(name, statistics.median(ts), q[0], q[2], numbers[name], times[name])
+    return out
+
+
+def peak_memory(fn: Callable[[], object], device: torch.device | str | None = None) -> int:
+    """Peak bytes allocated while ``fn()`` runs, above what was allocated before.
+
+    On CPU: the torch profiler with ``profile_memory=True`` reports every
+    allocation and free of the CPU allocator; the peak of their running sum is
+    returned. On CUDA: ``torch.cuda.max_memory_allocated`` after a reset. What
+    ``fn`` returns is dropped before the measurement ends (it counts while it
+    is alive).
+
+    Examples:
+        >>> peak_memory(lambda: torch.ones(1000, 1000).sum()) >= 4_000_000
+        True
+    """
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        out = fn()
+        torch.cuda.synchronize(device)
+        del out
+        return int(torch.cuda.max_memory_allocated(device) - base)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        out = fn()
+        del out
+    events = [
+        (e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
+    ]
+    events.sort()
+    peak = level = 0
+    for _, nbytes in events:
+        level += nbytes
+        peak = max(peak, level)
+    return int(peak)
+
+
+def machine() -> dict[str, object]:
+    """The machine, versions and thread count a measurement ran with."""
+    from importlib import metadata
+
+    info: dict[str, object] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": _cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_capability": _cpu_capability(),
+    }
+    for name in ("torch", "torchrl", "tensordict", "gymnasium"):
+        try:
+            info[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            info[name] = None
+    try:
+        info["workbench"] = metadata.version("gru-workbench")
+    except metadata.PackageNotFoundError:
+        import workbench
+
+        info["workbench"] = workbench.__version__
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name()
+        info["cudnn"] = torch.backends.cudnn.version()
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_count() -> int | None:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count()
+
+
+def _cpu_capability() -> str | None:
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except Exception:  # pragma: no cover
+        return None
+
+
+# ---------------------------------------------------------------------------- cases
+@dataclass
+class Case:
+    """The data of one measurement: a batch of sequences in the TensorDict layout."""
+
+    batch: int
+    steps: int
+    input_size: int
+    hidden: int
+    layers: int
+    reset_rate: float
+    x: torch.Tensor  # [B, T, F]
+    h: torch.Tensor  # [B, T, L, H]
+    is_init: torch.Tensor  # [B, T] (t = 0 True)
+    state_dict: dict
+    device: torch.device
+    dtype: torch.dtype
+
+    def tensordict(self, *, requires_grad: bool = False):
+        from tensordict import TensorDict
+
+        x, h = self.x, self.h
+        if requires_grad:
+            x, h = x.detach().requires_grad_(), h.detach().requires_grad_()
+        return TensorDict(
+            {"x": x, "h": h, "is_init": self.is_init.unsqueeze(-1)},
+            [self.batch, self.steps],
+            device=self.device,
+        )
+
+
+def make_case(
+    batch: int = 32,
+    steps: int = 128,
+    input_size: int = 32,
+    hidden: int = 128,
+    layers: int = 1,
+    reset_rate: float = 0.02,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> Case:
+    """Random inputs, stored hidden states, resets (each step restarts with ``reset_rate``) and weights.
+
+    Examples:
+        >>> case = make_case(batch=3, steps=5, input_size=2, hidden=4, reset_rate=0.5)
+        >>> tuple(case.x.shape), tuple(case.h.shape), bool(case.is_init[:, 0].all())
+        ((3, 5, 2), (3, 5, 1, 4), True)
+    """
+    gen = torch.Generator().manual_seed(seed)
+    device = torch.device(device)
+    x = torch.randn(batch, steps, input_size, generator=gen, dtype=dtype)
+    h = torch.randn(batch, steps, layers, hidden, generator=gen, dtype=dtype)
+    is_init = torch.rand(batch, steps, generator=gen) < reset_rate
+    if steps:
+        is_init[:, 0] = True
+    bound = 1.0 / math.sqrt(hidden)
+    ref = torch.nn.GRU(input_size, hidden, num_layers=layers, batch_first=True, dtype=dtype, device="meta")
+    state = {
+        k: (torch.rand(v.shape, generator=gen, dtype=dtype) * 2 - 1).mul_(bound).to(device)
+        for k, v in ref.state_dict().items()
+    }
+    return Case(batch, steps, input_size, hidden, layers, reset_rate, x.to(device), h.to(device),
+                is_init.to(device), state, device, dtype)
+
+
+_IN_KEYS, _OUT_KEYS = ["x", "h"], ["y", ("next", "h")]
+
+
+def _module(kind: str, case: Case, backend: str | None = None):
+    """A module (``torch``, ``torchrl``, ``workbench``) with the case's weights."""
+    common = dict(input_size=case.input_size, hidden_size=case.hidden, num_layers=case.layers)
+    if kind == "torch":
+        module = torch.nn.GRU(batch_first=True, **common).to(device=case.device, dtype=case.dtype)
+        module.load_state_dict(case.state_dict)
+        return module
+    python = backend == "python"
+    if kind == "torchrl":
+        from torchrl.modules import GRUModule as TorchRLGRUModule
+
+        module = TorchRLGRUModule(in_keys=list(_IN_KEYS), out_keys=list(_OUT_KEYS), python_based=python,
+                                  recurrent_backend="pad", **common)
+    else:
+        from workbench import GRUModule
+
+        module = GRUModule(in_keys=list(_IN_KEYS), out_keys=list(_OUT_KEYS), python_based=python,
+                           recurrent_backend="auto" if backend in (None, "python") else backend, **common)
+    module = module.to(device=case.device, dtype=case.dtype)
+    module.gru.load_state_dict(case.state_dict)
+    return module
+
+
+def contestants(
+    case: Case, backends: Sequence[str], passes: Sequence[str] = PASSES
+) -> dict[tuple[str, str], tuple[Callable[[], object], object]]:
+    """``{(backend, pass): (fn, module)}`` for one case, all on the same data and weights.
+
+    ``forward`` runs under ``torch.no_grad``; ``forward+backward`` backpropagates
+    the sum of the outputs (``"y"`` and ``("next", h)`` for the modules, the
+    output and ``h_n`` for bare torch) to the parameters and the inputs. Bare
+    ``torch`` runs one ``nn.GRU`` call from the stored state at ``t = 0`` and
+    ignores resets.
+    """
+    from workbench import set_recurrent_mode
+
+    out = {}
+    for backend in backends:
+        if backend not in BACKENDS:
+            raise ValueError(f"workbench.timing: unknown backend {backend!r}; choose from {list(BACKENDS)}.")
+        kind, _, variant = backend.partition(":")
+        module = _module(kind, case, variant or None)
+        for which in passes:
+            grad = which == "forward+backward"
+            if kind == "torch":
+                x = case.x.detach().requires_grad_(grad)
+                h0 = case.h[:, 0].transpose(0, 1).contiguous().requires_grad_(grad)
+
+                def fn(module=module, x=x, h0=h0, grad=grad):
+                    if not grad:
+                        with torch.no_grad():
+                            return module(x, h0)
+                    y, h_n = module(x, h0)
+                    (y.sum() + h_n.sum()).backward()
+
+            else:
+                td = case.tensordict(requires_grad=grad)
+                mode = set_recurrent_mode  # workbench's switch is torchrl's as well
+
+                def fn(module=module, td=td, grad=grad, mode=mode):
+                    with mode(True):
+                        if not grad:
+                            with torch.no_grad():
+                                return module(td.copy())
+                        res = module(td.copy())
+                        (res["y"].sum() + res["next", "h"].sum()).backward()
+
+            out[(backend, which)] = (fn, module)
+    return out
+
+
+TOLERANCES = {torch.float32: (1e-4, 1e-4), torch.float64: (1e-10, 0.0)}
+"""``(atol, rtol)`` of :func:`check_case` per dtype: float32 gradients are sums over
+``B * T`` terms, so rounding alone separates two correct implementations by a few 1e-5
+relative; float64 must agree to 1e-10 absolute."""
+
+
+def check_case(case: Case, backends: Sequence[str], *, reference: str = "torchrl") -> dict[str, dict]:
+    """Compares every module backend with ``reference`` on the case.
+
+    Compares the outputs, ``("next", h)``, and the gradients of a random
+    projection of both with respect to the parameters, the inputs and the
+    stored hidden states. Returns ``{backend: {"max_abs_diff", "ok"}}`` where
+    ``ok`` means every element agrees within :data:`TOLERANCES`
+    (``|a - b| <= atol + rtol |b|``). Bare ``torch`` is skipped (it ignores resets).
+    """
+    from workbench import set_recurrent_mode
+
+    def run(backend):
+        kind, _, variant = backend.partition(":")
+        module = _module(kind, case, variant or None)
+        td = case.tensordict(requires_grad=True)
+        x, h = td["x"], td["h"]
+        with set_recurrent_mode(True):
+            res = module(td.copy())
+        gen = torch.Generator().manual_seed(1)
+        py = torch.randn(res["y"].shape, generator=gen, dtype=case.dtype).to(case.device)
+        ph = torch.randn(res["next", "h"].shape, generator=gen, dtype=case.dtype).to(case.device)
+        loss = (res["y"] * py).sum() + (res["next", "h"] * ph).sum()
+        params = [p for _, p in sorted(module.gru.named_parameters())]
+        grads = torch.autograd.grad(loss, [x, h, *params])
+        return [res["y"].detach(), res["next", "h"].detach(), *grads]
+
+    atol, rtol = TOLERANCES.get(case.dtype, (1e-4, 1e-4))
+    ref = run(reference)
+    results = {}
+    for backend in backends:
+        if backend == "torch" or backend == reference:
+            continue
+        got = run(backend)
+        diff = max(float((a - b).abs().max()) if a.numel() else 0.0 for a, b in zip(got, ref))
+        ok = all(bool(((a - b).abs() <= atol + rtol * b.abs()).all()) for a, b in zip(got, ref))
+        results[backend] = {"max_abs_diff": diff, "ok": ok}
+    return results
+
+
+def time_backends(
+    *,
+    backends: Sequence[str] = ("torch", "torchrl", "workbench"),
+    batch: Iterable[int] = (32,),
+    steps: Iterable[int] = (128,),
+    hidden: Iterable[int] = (128,),
+    reset_rate: Iterable[float] = (0.0, 0.02),
+    passes: Sequence[str] = PASSES,
+    layers: int = 1,
+    input_size: int = 32,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    num_threads: int | None = 1,
+    rounds: int = 7,
+    block_s: float = 0.02,
+    memory: bool = True,
+    seed: int = 0,
+) -> list[dict[str, object]]:
+    """Measures every backend on a grid; one record per (case, backend, pass).
+
+    Each record has the case (``batch``, ``steps``, ``hidden``, ``layers``,
+    ``input_size``, ``reset_rate``, ``device``, ``dtype``), the ``backend`` and
+    ``pass``, the ``median_s``/``q1_s``/``q3_s`` per call, ``per_step_s``
+    (median over ``batch * steps``), ``peak_bytes`` (``None`` unless
+    ``memory``), ``ratio_to_floor`` (against bare ``torch`` in the same
+    interleaved run, when it was measured) and ``last_backend`` (what a
+    workbench module picked). All backends of a case are timed in one
+    interleaved run.
+    """
+    records = []
+    with threads(num_threads):
+        for b in batch:
+            for t in steps:
+                for hsize in hidden:
+                    for p in reset_rate:
+                        case = make_case(b, t, input_size, hsize, layers, p, device=device, dtype=dtype, seed=seed)
+                        fns = contestants(case, backends, passes)
+                        timed = interleaved({f"{k[0]}|{k[1]}": v[0] for k, v in fns.items()},
+                                            rounds=rounds, block_s=block_s, device=device)
+                        for (backend, which), (fn, module) in fns.items():
+                            m = timed[f"{backend}|{which}"]
+                            floor = timed.get(f"torch|{which}")
+                            records.append({
+                                "backend": backend,
+                                "pass": which,
+                                "batch": b,
+                                "steps": t,
+                                "hidden": hsize,
+                                "layers": layers,
+                                "input_size": input_size,
+                                "reset_rate": p,
+                                "device": str(torch.device(device)),
+                                "dtype": str(dtype).replace("torch.", ""),
+                                "median_s": m.median,
+                                "q1_s": m.q1,
+                                "q3_s": m.q3,
+                                "per_step_s": m.median / max(1, b * t),
+                                "ratio_to_floor": None if floor is None else m.median / floor.median,
+                                "peak_bytes": peak_memory(fn, device) if memory else None,
+                                "last_backend": getattr(module, "last_backend", None),
+                            })
+    return records
+
+
+def as_dicts(measurements: Mapping[str, Measurement]) -> dict[str, dict]:
+    """JSON-ready form of :func:`interleaved`'s result."""
+    return {k: asdict(v) for k, v in measurements.items()}
