@@ -234,3 +234,18 @@ class TestReport:
             traj = rollout(policy, env, 3, progress=False, device="cpu")
         assert any(issubclass(w.category, WiringWarning) for w in caught)
         assert traj.batch_size == (1, 3) and KEYS.hidden not in traj.keys()
+
+
+def test_inject_leak_keeps_is_init_of_the_copy():
+    """inject_leak must not clear the first step's is_init in the copy (it once edited a view)."""
+    from tensordict import TensorDict
+
+    from workbench.testing import inject_leak
+
+    is_init = torch.tensor([[True, False, True, False]]).unsqueeze(-1)
+    traj = TensorDict({"is_init": is_init.clone(),
+                       "recurrent_state": torch.zeros(1, 4, 1, 1),
+                       ("next", "recurrent_state"): torch.ones(1, 4, 1, 1)}, [1, 4])
+    leaked = inject_leak(traj)
+    assert torch.equal(leaked["is_init"], is_init)
+    assert torch.equal(traj["is_init"], is_init)

@@ -50,7 +50,7 @@ def policy_and_env(env_spec=None, policy_spec=None):
 
 
 def _is_init(traj: TensorDictBase) -> torch.Tensor:
-    return traj.get(KEYS.is_init).reshape(traj.batch_size).bool()
+    return traj.get(KEYS.is_init).reshape(traj.batch_size).bool().clone()  # a copy: callers edit it
 
 
 def inject_leak(trajectory: TensorDictBase) -> TensorDictBase:
