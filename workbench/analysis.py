@@ -52,6 +52,9 @@ __all__ = [
     "ProbeResult",
     "linear_probe",
     "probe_suite",
+    "select_units",
+    "episode_spans",
+    "episode_summary",
 ]
 
 GATE_NAMES = ("r", "z", "n")
@@ -741,3 +744,72 @@ def probe_suite(
                            max_steps=max_steps, min_count=min_count)
         for name, feats in feature_sets.items()
     }
+
+
+# ---------------------------------------------------------------------------- selection and episodes
+def select_units(hidden: torch.Tensor, start: int, stop: int, threshold: float, *, absolute: bool = True) -> list[int]:
+    """Units whose value exceeds ``threshold`` at every step ``start..stop`` (inclusive), as LSTMVis selects.
+
+    Args:
+        hidden: ``[T, H]`` states of one env.
+        start, stop: the time range, inclusive.
+        threshold: the value to exceed (``|h| > threshold`` with ``absolute``, else ``h > threshold``).
+
+    Examples:
+        >>> h = torch.tensor([[0.9, 0.1, -0.8], [0.7, 0.9, -0.9], [0.2, 0.9, -0.95]])
+        >>> select_units(h, 0, 1, 0.5), select_units(h, 1, 2, 0.5), select_units(h, 0, 2, 0.5, absolute=False)
+        ([0, 2], [1, 2], [])
+    """
+    if hidden.dim() != 2:
+        raise ValueError(f"select_units: hidden must be [T, H]; got shape {tuple(hidden.shape)}.")
+    t = hidden.shape[0]
+    if not 0 <= start <= stop < t:
+        raise ValueError(f"select_units: need 0 <= start <= stop < {t}; got start={start}, stop={stop}.")
+    window = hidden[start : stop + 1]
+    window = window.abs() if absolute else window
+    return torch.nonzero((window > threshold).all(0)).flatten().tolist()
+
+
+def episode_spans(episode: torch.Tensor) -> list[tuple[int, int, int]]:
+    """``(episode, first step, last step)`` of each episode in one env's ``[T]`` episode indices.
+
+    Examples:
+        >>> episode_spans(torch.tensor([0, 0, 0, 1, 1, 2]))
+        [(0, 0, 2), (1, 3, 4), (2, 5, 5)]
+    """
+    ids, counts = torch.unique_consecutive(episode.reshape(-1), return_counts=True)
+    ends = counts.cumsum(0) - 1
+    return [(int(i), int(e - c + 1), int(e)) for i, c, e in zip(ids, counts, ends)]
+
+
+def episode_summary(trajectory) -> list[dict]:
+    """Per env: finished episodes, their mean / best return and mean length, and the steps of the open one.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> done = torch.tensor([[0, 1, 0, 0, 1, 0]], dtype=torch.bool).unsqueeze(-1)
+        >>> td = TensorDict({"episode": torch.tensor([[0, 0, 1, 1, 1, 2]]), ("next", "done"): done,
+        ...                  ("next", "reward"): torch.ones(1, 6, 1)}, [1, 6])
+        >>> episode_summary(td)
+        [{'env': 0, 'finished': 2, 'mean_return': 2.5, 'best_return': 3.0, 'mean_length': 2.5, 'open_steps': 1}]
+    """
+    e_count, t = trajectory.batch_size[:2]
+    episode = trajectory.get(KEYS.episode).reshape(e_count, t)
+    reward = trajectory.get(KEYS.reward).reshape(e_count, t).to(torch.float64)
+    done = trajectory.get(KEYS.done).reshape(e_count, t)
+    rows = []
+    for e in range(e_count):
+        n = int(episode[e].max()) + 1
+        returns = torch.zeros(n, dtype=torch.float64).index_add_(0, episode[e], reward[e])
+        lengths = torch.bincount(episode[e], minlength=n)
+        finished = torch.unique(episode[e][done[e]])
+        open_steps = 0 if bool(done[e, -1]) else int(lengths[int(episode[e, -1])])
+        rows.append({
+            "env": e,
+            "finished": int(finished.numel()),
+            "mean_return": float(returns[finished].mean()) if finished.numel() else math.nan,
+            "best_return": float(returns[finished].max()) if finished.numel() else math.nan,
+            "mean_length": float(lengths[finished].double().mean()) if finished.numel() else math.nan,
+            "open_steps": open_steps,
+        })
+    return rows

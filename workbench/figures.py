@@ -43,6 +43,7 @@ __all__ = [
     "probe_figure",
     "timing_figure",
     "timing_rows",
+    "aligned_units_figure",
 ]
 
 TEMPLATE = "plotly_white"
@@ -705,3 +706,67 @@ def timing_figure(
     default_title = "Backend timing: median time per call" + (f" ({', '.join(fixed)})" if fixed else "")
     return _finish(fig, title=title, default_title=default_title, height=height, width=width, template=template,
                    barmode="group", legend=dict(title=dict(text="backend")))
+
+
+def aligned_units_figure(
+    trajectory,
+    units: Sequence[int],
+    *,
+    layer: int = -1,
+    max_units: int = 6,
+    title: str | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    template: str = "plotly_white",
+):
+    """Selected units across every episode (all envs), aligned on their reset: one faint line per
+    episode and the mean in bold, per unit (LSTMVis' match view).
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> h = torch.arange(12.0).view(1, 6, 1, 2) / 4
+        >>> is_init = torch.tensor([[1, 0, 0, 1, 0, 0]], dtype=torch.bool).unsqueeze(-1)
+        >>> td = TensorDict({("next", "recurrent_state"): h, "is_init": is_init}, [1, 6])
+        >>> fig = aligned_units_figure(td, [1])
+        >>> [d.name for d in fig.data], fig.data[1].y.tolist()
+        (['unit 1 (episodes)', 'unit 1 (mean)'], [1.0, 1.5, 2.0])
+    """
+    hidden = analysis.hidden_states(trajectory, layer=layer)
+    units = [int(u) for u in units][:max_units]
+    fig = go.Figure()
+    if units:
+        aligned = analysis.align_on_resets(hidden[..., units], trajectory.get(KEYS.is_init))
+        values = aligned.values.detach().cpu().double().numpy()  # [episodes, L, U]
+        n_ep, length = values.shape[:2]
+        steps = np.arange(length)
+        sep = np.full(1, np.nan)
+        x = np.concatenate([np.concatenate([steps, sep]) for _ in range(n_ep)]) if n_ep else steps[:0]
+        info = np.concatenate([np.repeat([[int(env), int(start)]], length + 1, axis=0)
+                               for env, start in zip(aligned.env, aligned.start)]) if n_ep else np.zeros((0, 2))
+        mean = aligned.mean().detach().cpu().double().numpy()
+        for i, unit in enumerate(units):
+            color = PALETTE[i % len(PALETTE)]
+            y = np.concatenate([np.concatenate([values[j, :, i], sep]) for j in range(n_ep)]) if n_ep else steps[:0]
+            fig.add_trace(go.Scatter(
+                x=x, y=y, mode="lines", name=f"unit {unit} (episodes)", legendgroup=str(unit), customdata=info,
+                line=dict(color=color, width=1), opacity=0.35, connectgaps=False,
+                hovertemplate=(f"unit {unit}<br>env %{{customdata[0]}}, episode from step %{{customdata[1]}}"
+                               "<br>%{x} steps since reset<br>h = %{y:.3f}<extra></extra>"),
+            ))
+            fig.add_trace(go.Scatter(
+                x=steps, y=mean[:, i], mode="lines", name=f"unit {unit} (mean)", legendgroup=str(unit),
+                line=dict(color=color, width=3),
+                hovertemplate=f"unit {unit}, mean over episodes<br>%{{x}} steps since reset<br>h = %{{y:.3f}}<extra></extra>",
+            ))
+        n_text = f"{n_ep} episode{'s' if n_ep != 1 else ''}"
+    else:
+        n_text = "no unit selected"
+        fig.add_annotation(text="No unit stays above the threshold over that range: lower it or shorten the range.",
+                           showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    fig.add_vline(x=-0.5, line=dict(color="rgba(40, 40, 40, 0.75)", width=1, dash="dot"), name="reset")
+    fig.update_layout(
+        title=dict(text=title or f"Selected units aligned on resets ({n_text})"),
+        xaxis=dict(title=dict(text="steps since reset")), yaxis=dict(title=dict(text="h")),
+        height=height, width=width, template=template, legend=dict(orientation="h", y=-0.3),
+    )
+    return fig

@@ -1,0 +1,127 @@
+"""The Workbench app in a real JupyterLab, driven by a headless Chromium (Playwright).
+
+Opens ``notebooks/05-workbench-app.ipynb``, runs every cell, then clicks through the app as a
+person would: build a policy (hidden size 12), run a rollout (120 steps), move the time cursor,
+select units, export the heatmap (the timing chart comes from the notebook's run). Checks that the plotly figures rendered with the new data, that
+the exported file is on disk, and writes screenshots to ``assets/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from browser_fixtures import browser_missing
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))]
+
+NOTEBOOK = "05-workbench-app.ipynb"
+SHOTS = Path(os.environ.get("WORKBENCH_SCREENSHOTS", Path(__file__).resolve().parent.parent / "assets" / "screenshots"))
+"""where the screenshots go (the README shows them); WORKBENCH_SCREENSHOTS overrides"""
+KERNEL_IDLE = ("() => window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel?.status"
+               " === 'idle'")
+CELL_ERRORS = """() => { const errs = [];
+  for (const cell of window.jupyterapp.shell.currentWidget.content.widgets) {
+    if (cell.model.type !== 'code') continue;
+    const outs = cell.model.outputs;
+    for (let i = 0; i < outs.length; i++) { const o = outs.get(i).toJSON();
+      if (o.output_type === 'error') errs.push(o.ename + ': ' + o.evalue); } }
+  return errs; }"""
+PLOT = "(view) => document.querySelector(`.wb-view-${view} .js-plotly-plot`)"
+HEATMAP_SHAPE = f"""([units, steps]) => {{ const gd = ({PLOT})('hidden-heatmap');
+  const trace = gd && gd._fullData ? gd._fullData[0] : null;  // decoded arrays (data holds base64 specs)
+  return !!trace && trace.type === 'heatmap' && trace.z.length === units && trace.z[0].length === steps; }}"""
+TRACES = f"""(view) => {{ const gd = ({PLOT})(view); return gd && gd.data ? gd.data.length : -1; }}"""
+CURSOR_X = f"""(view) => {{ const gd = ({PLOT})(view);
+  const s = gd && gd.layout.shapes ? gd.layout.shapes.filter(s => s.name === 'cursor') : [];
+  return s.length ? s[0].x0 : null; }}"""
+
+
+def _set(panel, label: str, value: str) -> None:
+    """Types ``value`` into the text control labelled ``label`` inside ``panel`` and commits it."""
+    box = panel.locator(".widget-inline-hbox", has=panel.page.locator("label", has_text=label)).first
+    field = box.locator("input")
+    field.fill(value)
+    field.press("Enter")
+
+
+def test_app_build_rollout_explore_export(lab_server, page):
+    """Run-all, then build → rollout → cursor → unit selection → export, all by clicks in Lab."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=60_000)  # a rollout on a busy 2-core CI box takes seconds
+    base, token, root = lab_server
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(f"{base}/doc/tree/{NOTEBOOK}?token={token}")  # /doc: single-document mode
+    page.wait_for_selector(".jp-Notebook")
+    page.wait_for_function(KERNEL_IDLE)
+    ok = page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    assert ok is True, page.evaluate(CELL_ERRORS)
+    assert page.evaluate(CELL_ERRORS) == []
+
+    # the notebook built and rolled out from code: 16 units × 150 steps are drawn
+    app = page.locator(".wb-app")
+    expect(app).to_be_visible()
+    page.wait_for_function(HEATMAP_SHAPE, arg=[16, 150])
+
+    # build: hidden size 12, by clicks
+    policy = page.locator(".wb-policy")
+    _set(policy, "hidden size", "12")
+    policy.locator(".widget-button", has_text="Build policy").click()
+    expect(policy).to_contain_text("GRU 12 × 1 layer(s)")
+
+    # rollout: an invalid length is explained in the panel (from the kernel), then 120 steps
+    rollout = page.locator(".wb-rollout")
+    expect(rollout).to_contain_text("GRU 12 × 1")
+    run = rollout.locator(".widget-button", has_text="Run rollout")
+    _set(rollout, "steps per env", "0")
+    run.click()
+    expect(rollout.locator(".wb-msg-error")).to_contain_text("'steps' must be an int >= 1; got 0")
+    expect(run).to_be_enabled()
+    _set(rollout, "steps per env", "120")
+    run.click()
+    expect(rollout).to_contain_text("2 env(s) × 120 steps")
+    expect(rollout).to_contain_text("Replay matches the rollout")
+    expect(rollout).to_contain_text("All checks passed")
+    page.wait_for_function(HEATMAP_SHAPE, arg=[12, 120])
+    for view in ("hidden-pca", "hidden-norm", "gates", "replay-divergence"):
+        page.wait_for_function(f"() => ({TRACES})('{view}') > 0")
+    page.locator(".wb-top").screenshot(path=SHOTS / "app-rollout.png")
+
+    # explore: move the time cursor with the keyboard; every time figure follows
+    explorer = page.locator(".wb-explorer")
+    before = page.evaluate(f"({CURSOR_X})('hidden-heatmap')")
+    handle = explorer.locator(".widget-hslider", has_text="time").locator(".noUi-handle").first
+    handle.focus()
+    for _ in range(5):
+        handle.press("ArrowRight")
+    page.wait_for_function(f"(b) => ({CURSOR_X})('hidden-heatmap') === b + 5", arg=before)
+    page.wait_for_function(f"(b) => ({CURSOR_X})('hidden-norm') === b + 5", arg=before)
+    expect(explorer).to_contain_text(f"step {before + 5}")
+    explorer.locator(".widget-button", has_text="Select units").click()
+    expect(explorer).to_contain_text("unit(s) with |h| > 0.15 at every step 5–15 of env 0")
+    page.wait_for_function(f"() => ({TRACES})('units-aligned') >= 0")
+    explorer.screenshot(path=SHOTS / "app-explorer.png")
+
+    # export the heatmap into exports/ next to the notebook
+    export = page.locator(".wb-export")
+    export.locator("select").first.select_option(label="explorer · hidden_heatmap")
+    _set(export, "name", "browser-heatmap")
+    export.locator(".widget-button", has_text="Export").click()
+    expect(export).to_contain_text("Wrote 1 file(s).")
+    written = root / "exports" / "browser-heatmap.html"
+    expect(export).to_contain_text(str(written))
+    assert written.is_file() and written.stat().st_size > 100_000
+    export.screenshot(path=SHOTS / "app-export.png")
+
+    # the notebook ran the small timing grid: chart and table are there
+    page.wait_for_function(f"() => ({TRACES})('timing') > 0")
+    expect(page.locator(".wb-timing .wb-timing-table")).to_contain_text("workbench:fused")
+    page.locator(".wb-timing").screenshot(path=SHOTS / "app-timing.png")
+
+    assert page.locator(".jupyter-widgets", has_text="javascript error").count() == 0
+    assert page.locator(".wb-msg-error").count() == 0, page.locator(".wb-msg-error").first.inner_text()
+    assert page.evaluate(CELL_ERRORS) == []
+    assert page.console_errors == [], page.console_errors

@@ -1,0 +1,295 @@
+"""The panel base: a ``VBox`` around one ``workbench`` call, with a message area, ``busy()`` and events.
+
+Every panel of :mod:`widgets` derives from :class:`Panel`:
+
+- ``panel.status`` (an ``HTML``) shows what happened: an info line while a
+  callback runs, a result line, or an error (message plus a collapsed
+  traceback). ``panel.message`` is the same text without markup, for tests.
+- ``with panel.busy("Running…"):`` disables the panel's buttons, runs the
+  block, shows any exception in the panel instead of raising it, and
+  re-enables the buttons in ``finally``: a callback never fails silently and
+  never leaves a dead button behind (the habit of ipywidgets' ``interactive.update``).
+- ``panel.on(event, callback)`` / ``panel.emit(event, value)``: panels talk
+  through events, not imports (ipyleaflet's ``on_click``). A listener that
+  raises is reported in the emitting panel; the other listeners still run.
+- ``panel.figures`` holds the current ``go.Figure`` of every view by name;
+  ``panel.show_figure(name, fig)`` stores it and replaces the view's output
+  with a static plotly figure (the recipe that works in Lab, Voila and
+  headless); every change emits ``"figures"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import time
+import traceback
+from typing import Any, Callable, Iterator
+
+import ipywidgets as w
+
+__all__ = ["Panel", "box", "call_in_output", "device_note", "device_options", "figure_output", "html_table", "in_kernel", "parse_numbers"]
+
+_STYLES = {
+    "info": "background:#eef4fb;border-left:4px solid #4a86c5;",
+    "ok": "background:#eef8ee;border-left:4px solid #3c9a3c;",
+    "warning": "background:#fff7e6;border-left:4px solid #e0a020;",
+    "error": "background:#fdeeee;border-left:4px solid #c83c3c;",
+}
+_BOX = "padding:4px 8px;margin:2px 0;font-size:13px;line-height:1.4;"
+
+
+def in_kernel() -> bool:
+    """Whether this runs inside a Jupyter kernel (widgets then have a frontend)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def call_in_output(out: w.Output, fn: Callable[[], Any]) -> Any:
+    """``fn()`` with its displays (e.g. a ``tqdm.auto`` bar) sent to ``out`` when in a kernel.
+
+    Exceptions propagate: in a kernel, ``with out:`` alone would print the traceback into ``out``
+    and swallow the exception (``Output.__exit__`` returns True there).
+    """
+    result: dict[str, Any] = {}
+    with out:
+        try:
+            result["value"] = fn()
+        except BaseException as err:  # re-raised below, outside the Output
+            result["error"] = err
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def box(text_html: str, kind: str = "info") -> str:
+    """``text_html`` in a coloured message box (``kind``: info, ok, warning, error)."""
+    return f'<div class="wb-msg wb-msg-{kind}" style="{_BOX}{_STYLES[kind]}">{text_html}</div>'
+
+
+def figure_output(height: int | None = None, **layout: Any) -> w.Output:
+    """An ``Output`` widget that holds one static figure (``min_height`` keeps the page from jumping)."""
+    if height is not None:
+        layout.setdefault("min_height", f"{height}px")
+    return w.Output(layout=w.Layout(**layout))
+
+
+def _bundle(fig) -> dict:
+    import plotly.io as pio
+
+    return pio.renderers["plotly_mimetype"].to_mimebundle(fig.to_dict())
+
+
+def parse_numbers(text: str, kind: type = int, *, name: str = "value") -> tuple:
+    """``"8, 16 32"`` → ``(8, 16, 32)``: comma- or space-separated numbers of one type.
+
+    Examples:
+        >>> parse_numbers("8, 16 32")
+        (8, 16, 32)
+        >>> parse_numbers("0.0, 0.05", float)
+        (0.0, 0.05)
+        >>> parse_numbers("8, x", name="batch")
+        Traceback (most recent call last):
+        ...
+        ValueError: batch: expected int values separated by commas, e.g. '8, 16'; got '8, x'.
+    """
+    parts = [p for p in str(text).replace(",", " ").split() if p]
+    try:
+        return tuple(kind(p) for p in parts)
+    except ValueError:
+        example = "8, 16" if kind is int else "0.0, 0.05"
+        raise ValueError(
+            f"{name}: expected {kind.__name__} values separated by commas, e.g. {example!r}; got {text!r}."
+        ) from None
+
+
+class Panel(w.VBox):
+    """A ``VBox`` with a title, a message area, ``busy()``, events and named figures.
+
+    Subclasses put their controls and views in ``children`` (after
+    ``self.header``; ``self.status`` goes where messages should appear),
+    register their buttons in ``self.buttons`` and wrap every callback in
+    ``with self.busy(...)``.
+
+    Examples:
+        >>> p = Panel(title="Demo")
+        >>> seen = []
+        >>> p.on("figures", seen.append)
+        >>> p.emit("figures", {}); seen
+        [{}]
+        >>> with p.busy("working"):
+        ...     raise ValueError("bad input")
+        >>> p.message, type(p.last_error).__name__
+        ('ValueError: bad input', 'ValueError')
+    """
+
+    EVENTS: tuple[str, ...] = ("figures",)
+    """events this panel emits (``on`` rejects others)"""
+
+    def __init__(self, *, title: str = "", css: str | None = None, **kwargs: Any):
+        self.title = title
+        self.header = w.HTML(f"<h3 style='margin:6px 0 2px 0'>{html.escape(title)}</h3>" if title else "")
+        self.status = w.HTML("", layout=w.Layout(width="100%"))
+        self.buttons: list[w.Widget] = []
+        self.figures: dict[str, Any] = {}
+        self.views: dict[str, w.Output] = {}
+        self.last_error: BaseException | None = None
+        self.message = ""
+        self._listeners: dict[str, list[Callable[[Any], Any]]] = {name: [] for name in self.EVENTS}
+        kwargs.setdefault("layout", w.Layout(border="1px solid #d0d7de", padding="4px 10px", margin="6px 0"))
+        super().__init__(**kwargs)
+        self.add_class("wb-panel")
+        if css:
+            self.add_class(css)
+
+    # ------------------------------------------------------------------ messages
+    def show_message(self, text: str, kind: str = "info", *, details_html: str = "") -> None:
+        """Shows a plain-text message (escaped) and optional extra HTML below it."""
+        self.message = text
+        body = html.escape(text).replace("\n", "<br>")
+        self.status.value = box(body + details_html, kind)
+
+    def show_error(self, err: BaseException) -> None:
+        """Shows an exception: its type and message, then the traceback, collapsed."""
+        self.last_error = err
+        tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+        details = (
+            "<details style='margin-top:4px'><summary style='cursor:pointer'>traceback</summary>"
+            f"<pre style='font-size:11px;white-space:pre-wrap;margin:2px 0'>{html.escape(tb)}</pre></details>"
+        )
+        self.show_message(f"{type(err).__name__}: {err}", "error", details_html=details)
+
+    def clear_message(self) -> None:
+        self.message = ""
+        self.status.value = ""
+
+    @contextlib.contextmanager
+    def busy(self, message: str = "Working…") -> Iterator[None]:
+        """Disables the buttons, runs the block, shows an error instead of raising, re-enables.
+
+        Only the buttons that were enabled are re-enabled; :meth:`refresh_controls`
+        then runs, so state-dependent buttons (e.g. *Save* before a build) are right.
+        """
+        disabled = [b for b in self.buttons if not b.disabled]
+        for b in disabled:
+            b.disabled = True
+        self.last_error = None
+        self.show_message(message, "info")
+        started = time.perf_counter()
+        try:
+            with self.guard():
+                yield
+        finally:
+            for b in disabled:
+                b.disabled = False
+            self.refresh_controls()
+            if self.last_error is None and self.message == message:
+                self.show_message(f"Done in {time.perf_counter() - started:.1f} s.", "ok")
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Shows an exception raised in the block in the panel instead of raising it (for quick
+        updates such as a moving cursor, which should not toggle buttons or messages)."""
+        try:
+            yield
+        except Exception as err:  # shown in the panel: a callback never fails silently
+            self.show_error(err)
+
+    def refresh_controls(self) -> None:
+        """Sets state-dependent ``disabled`` flags; subclasses override (called after every ``busy``)."""
+
+    # ------------------------------------------------------------------ events
+    def on(self, event: str, callback: Callable[[Any], Any], remove: bool = False) -> None:
+        """Registers (or with ``remove=True`` unregisters) ``callback(value)`` for ``event``."""
+        if event not in self._listeners:
+            raise ValueError(f"{type(self).__name__}: unknown event {event!r}; it emits {list(self.EVENTS)}.")
+        listeners = self._listeners[event]
+        if remove:
+            if callback in listeners:
+                listeners.remove(callback)
+        elif callback not in listeners:
+            listeners.append(callback)
+
+    def emit(self, event: str, value: Any) -> None:
+        """Calls every listener of ``event``; a failing listener is reported here, the others still run."""
+        for callback in list(self._listeners[event]):
+            try:
+                callback(value)
+            except Exception as err:
+                if hasattr(err, "add_note"):  # Python >= 3.11
+                    err.add_note(f"in a listener of {type(self).__name__}'s {event!r} event: {callback!r}")
+                self.show_error(err)
+
+    def on_figures(self, callback: Callable[[dict], Any], remove: bool = False) -> None:
+        """``callback(panel.figures)`` whenever a figure of this panel changes."""
+        self.on("figures", callback, remove)
+
+    # ------------------------------------------------------------------ figures
+    def add_view(self, name: str, height: int | None = None, **layout: Any) -> w.Output:
+        """Creates the ``Output`` that shows figure ``name``; place it in ``children``."""
+        out = figure_output(height, **layout)
+        out.add_class(f"wb-view-{name.replace('_', '-')}")
+        self.views[name] = out
+        return out
+
+    def show_figure(self, name: str, fig, *, emit: bool = True) -> None:
+        """Stores ``fig`` as ``figures[name]`` and replaces its view's output with it (static plotly)."""
+        self.figures[name] = fig
+        out = self.views.get(name)
+        if out is not None:
+            out.outputs = ({"output_type": "display_data", "data": _bundle(fig), "metadata": {}},)
+        if emit:
+            self.emit("figures", self.figures)
+
+    def drop_figure(self, name: str, *, emit: bool = True) -> None:
+        """Removes figure ``name`` and empties its view."""
+        self.figures.pop(name, None)
+        if name in self.views:
+            self.views[name].outputs = ()
+        if emit:
+            self.emit("figures", self.figures)
+
+
+def device_options() -> list[tuple[str, str]]:
+    """``(label, value)`` choices for a device control: ``auto``, ``cpu``, and ``cuda`` when torch sees a GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        return [(f"auto → cuda ({name})", "auto"), ("cpu", "cpu"), (f"cuda ({name})", "cuda")]
+    return [("auto → cpu", "auto"), ("cpu", "cpu")]
+
+
+def device_note() -> str:
+    """One line on what CUDA torch sees (empty when it sees a GPU)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return ""
+    build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a CPU build")
+    return f"CUDA: not available here ({build}); everything runs on the CPU."
+
+
+_CELL = "padding:1px 10px 1px 0;text-align:{align};border-bottom:1px solid #e5e5e5;font-weight:normal;"
+
+
+def html_table(header: list[str], rows: list[list[str]], *, css: str = "", numeric_from: int = 1) -> str:
+    """A compact HTML table; cells are HTML already (escape text first). Columns from ``numeric_from`` on
+    are right-aligned.
+
+    Examples:
+        >>> html_table(["a", "b"], [["x", "1"]]).count("<td")
+        2
+    """
+    def cell(tag: str, value: str, i: int) -> str:
+        align = "right" if i >= numeric_from else "left"
+        weight = "font-weight:bold;" if tag == "th" else ""
+        return f"<{tag} style='{_CELL.format(align=align)}{weight}'>{value}</{tag}>"
+
+    head = "<tr>" + "".join(cell("th", h, i) for i, h in enumerate(header)) + "</tr>"
+    body = "".join("<tr>" + "".join(cell("td", v, i) for i, v in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table class='{css}' style='border-collapse:collapse;margin:2px 0;font-size:13px'>{head}{body}</table>"

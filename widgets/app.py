@@ -1,0 +1,116 @@
+"""The Workbench app: every panel in one view, linked by events.
+
+A built (or loaded) policy flows to the rollout panel; a rollout flows to the explorer and to the
+export panel (its metadata); the export panel offers the figures of the rollout, explorer and
+timing panels. Each panel shows its own errors, so a failing callback leaves the rest working.
+
+Examples:
+    >>> from workbench.envs import EnvSpec
+    >>> from workbench.policy import PolicySpec
+    >>> app = WorkbenchApp(PolicySpec(hidden_size=8, python_based=True, record_gates=True),
+    ...                    EnvSpec("CartPole-v1", hide_velocity=True, num_envs=2), steps=30)
+    >>> app.build(); app.run()
+    >>> app.trajectory.batch_size, sorted(app.explorer_panel.figures)
+    (torch.Size([2, 30]), ['gates', 'hidden_heatmap', 'hidden_norm', 'hidden_pca'])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets as w
+
+from workbench.envs import EnvSpec
+from workbench.policy import PolicySpec
+
+from ._panel import Panel
+from .explorer_panel import ExplorerPanel
+from .export_panel import ExportPanel
+from .policy_panel import PolicyPanel
+from .rollout_panel import RolloutPanel, RolloutResult
+from .timing_panel import TimingPanel
+
+__all__ = ["WorkbenchApp"]
+
+
+class WorkbenchApp(w.VBox):
+    """All panels in one view: policy builder and rollout side by side, then the explorer,
+    export and backend timing.
+
+    Args:
+        policy_spec: the policy builder's starting architecture (default: 16 units, Python cell,
+            gates recorded).
+        env_spec: the environment: ``env_id`` and ``hide_velocity`` go to the policy builder,
+            ``num_envs``, ``parallel``, ``max_steps`` and ``seed`` to the rollout panel.
+
+    Keyword Args:
+        steps: rollout steps per env.
+        device: where rollouts run: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+        export_dir: the export panel's folder.
+        timing: keyword arguments of :class:`~widgets.timing_panel.TimingPanel`.
+
+    Attributes:
+        policy_panel, rollout_panel, explorer_panel, export_panel, timing_panel: the panels.
+        panels: the same, by short name.
+    """
+
+    def __init__(self, policy_spec: PolicySpec | None = None, env_spec: EnvSpec | None = None, *,
+                 steps: int = 200, device: str = "auto", export_dir: str = "exports",
+                 timing: dict[str, Any] | None = None):
+        env_spec = env_spec or EnvSpec("CartPole-v1", hide_velocity=True, num_envs=2)
+        self.policy_panel = PolicyPanel(policy_spec, env_spec)
+        self.rollout_panel = RolloutPanel(steps=steps, env_spec=env_spec, device=device)
+        self.explorer_panel = ExplorerPanel()
+        self.export_panel = ExportPanel(folder=export_dir)
+        self.timing_panel = TimingPanel(**(timing or {}))
+        self.panels: dict[str, Panel] = {
+            "policy": self.policy_panel, "rollout": self.rollout_panel, "explorer": self.explorer_panel,
+            "export": self.export_panel, "timing": self.timing_panel,
+        }
+        self.policy_panel.on_policy(self.rollout_panel.set_policy)
+        self.rollout_panel.on_rollout(self.explorer_panel.set_trajectory)
+        self.rollout_panel.on_rollout(self._rollout_metadata)
+        for name in ("rollout", "explorer", "timing"):
+            self.export_panel.add_source(name, self.panels[name])
+        for panel in (self.policy_panel, self.rollout_panel):
+            panel.layout.width = "50%"
+        top = w.HBox([self.policy_panel, self.rollout_panel], layout=w.Layout(width="100%"))
+        top.add_class("wb-top")
+        super().__init__([
+            w.HTML("<h2 style='margin:4px 0'>GRU Workbench</h2>"
+                   "<span style='color:#555'>Build a recurrent policy, roll it out, look inside its memory. "
+                   "Resets are the dotted lines; the red line is the time cursor.</span>"),
+            top,
+            self.explorer_panel,
+            self.export_panel,
+            self.timing_panel,
+        ])
+        self.add_class("wb-app")
+
+    def _rollout_metadata(self, result: RolloutResult) -> None:
+        self.export_panel.set_metadata(result.trajectory.get_non_tensor("metadata"))
+
+    # ------------------------------------------------------------------ shortcuts for notebooks
+    def build(self) -> None:
+        """Clicks *Build policy*."""
+        self.policy_panel.build_button.click()
+
+    def run(self) -> None:
+        """Clicks *Run rollout*."""
+        self.rollout_panel.run_button.click()
+
+    @property
+    def policy(self):
+        """The last built or loaded policy (``None`` before)."""
+        built = self.policy_panel.built
+        return None if built is None else built.policy
+
+    @property
+    def trajectory(self):
+        """The last rollout's trajectory (``None`` before)."""
+        return self.rollout_panel.trajectory
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """The error each panel shows now, by panel name (empty when all is well)."""
+        return {name: p.message for name, p in self.panels.items() if p.last_error is not None}

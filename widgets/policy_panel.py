@@ -1,0 +1,216 @@
+"""Policy builder: environment and architecture controls → ``workbench.policy.build_policy``.
+
+Shows the module, the GRU's keys, the primer the environment gets, and the parameter count;
+saves and loads checkpoints. Emits ``"policy"`` with a :class:`BuiltPolicy`.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import ipywidgets as w
+
+from workbench import GRUModule
+from workbench.envs import VELOCITY_MASKS, EnvSpec, make_env
+from workbench.policy import (
+    ACTIVATIONS,
+    PolicyIO,
+    PolicySpec,
+    build_policy,
+    load_checkpoint,
+    policy_spec_of,
+    recurrent_modules,
+    save_checkpoint,
+)
+
+from ._panel import Panel, html_table, parse_numbers
+
+__all__ = ["BuiltPolicy", "PolicyPanel"]
+
+
+@dataclass
+class BuiltPolicy:
+    """What the policy panel emits: the policy, how it was made, and for which environment."""
+
+    policy: Any
+    """the torchrl ``ProbabilisticActor`` (GRU → head → distribution)"""
+    spec: PolicySpec
+    """its architecture"""
+    env_spec: EnvSpec
+    """the environment it acts in (``env_id`` and ``hide_velocity``; the rollout panel sets the rest)"""
+    source: str = "built"
+    """``"built"`` or the checkpoint path it was loaded from"""
+
+
+def _key(key) -> str:
+    return ".".join(key) if isinstance(key, tuple) else str(key)
+
+
+def _describe(built: BuiltPolicy) -> str:
+    """HTML: one line of architecture, the GRU's keys, the primer spec, the module (collapsed)."""
+    policy, spec = built.policy, built.spec
+    gru = recurrent_modules(policy)[0]
+    io = policy_spec_of(policy)[1]
+    total = sum(p.numel() for p in policy.parameters())
+    in_gru = sum(p.numel() for p in gru.parameters())
+    action = (f"TanhNormal over {io.action_size} dim(s) in [{io.action_low}, {io.action_high}]"
+              if io.action_kind == "continuous" else f"{io.action_kind} over {io.action_size} actions")
+    cell = "Python cell" + (", gates recorded" if spec.record_gates else "") if spec.python_based else "torch.nn.GRU"
+    primer = gru.make_tensordict_primer()
+    rows = [[f"<code>{html.escape(_key(k))}</code>", str(list(s.shape)), str(s.dtype).replace("torch.", ""),
+             str(s.device)] for k, s in primer.primers.items(True, True)]
+    keys = lambda ks: ", ".join(f"<code>{html.escape(_key(k))}</code>" for k in ks)  # noqa: E731
+    return (
+        f"<div style='font-size:13px'>"
+        f"<b>{html.escape(built.env_spec.env_id)}</b>{' (velocities hidden)' if built.env_spec.hide_velocity else ''}: "
+        f"observation {io.observation_size} → GRU {spec.hidden_size} × {spec.num_layers} layer(s) ({cell}, "
+        f"backend <code>{html.escape(spec.recurrent_backend)}</code>) → head {list(spec.head_cells)} "
+        f"{spec.activation} → {html.escape(action)}<br>"
+        f"<b>{total:,}</b> parameters ({in_gru:,} in the GRU) · source: {html.escape(built.source)}<br>"
+        f"GRU in_keys: {keys(gru.in_keys)} · out_keys: {keys(gru.out_keys)}<br>"
+        f"Primer (<code>make_tensordict_primer()</code>, zeros at reset):"
+        f"{html_table(['key', 'shape', 'dtype', 'device'], rows, numeric_from=9)}"
+        f"<details><summary style='cursor:pointer'>module</summary>"
+        f"<pre style='font-size:11px;max-height:300px;overflow:auto'>{html.escape(repr(policy))}</pre></details></div>"
+    )
+
+
+class PolicyPanel(Panel):
+    """Builds a recurrent policy from an :class:`~workbench.envs.EnvSpec` and a
+    :class:`~workbench.policy.PolicySpec` (the controls start from them).
+
+    Public: ``build()`` / ``save()`` / ``load()`` (what the buttons do), ``built`` (the last
+    :class:`BuiltPolicy`), ``policy_spec()`` / ``env_spec()`` (the controls read as specs),
+    ``on_policy(cb)``.
+    """
+
+    EVENTS = ("figures", "policy")
+
+    def __init__(self, policy_spec: PolicySpec | None = None, env_spec: EnvSpec | None = None,
+                 *, checkpoint: str = "checkpoints/policy.pt"):
+        super().__init__(title="Policy builder", css="wb-policy")
+        spec = policy_spec or PolicySpec(python_based=True, record_gates=True)
+        env = env_spec or EnvSpec("CartPole-v1", hide_velocity=True)
+        style = dict(style={"description_width": "100px"}, layout=w.Layout(width="250px"))
+        env_ids = sorted(VELOCITY_MASKS) + ([env.env_id] if env.env_id not in VELOCITY_MASKS else [])
+        self.env_id = w.Dropdown(options=env_ids, value=env.env_id, description="environment", **style)
+        self.hide_velocity = w.Checkbox(value=env.hide_velocity, description="hide velocities (POMDP)",
+                                        style={"description_width": "100px"})
+        self.hidden_size = w.IntText(value=spec.hidden_size, description="hidden size", **style)
+        self.num_layers = w.IntText(value=spec.num_layers, description="layers", **style)
+        self.python_based = w.Dropdown(
+            options=[("torch.nn.GRU (cuDNN on GPU)", False), ("Python cell (gates)", True)], value=spec.python_based,
+            description="cell", **style)
+        self.record_gates = w.Checkbox(value=spec.record_gates, description="record gates",
+                                       style={"description_width": "100px"})
+        self.backend = w.Dropdown(options=list(GRUModule.BACKENDS), value=spec.recurrent_backend,
+                                  description="backend", **style)
+        self.head_cells = w.Text(value=", ".join(map(str, spec.head_cells)), description="head cells",
+                                 placeholder="e.g. 32, 32 (empty: linear)", **style)
+        self.activation = w.Dropdown(options=sorted(ACTIVATIONS), value=spec.activation, description="activation",
+                                     **style)
+        self.seed = w.IntText(value=spec.seed, description="seed", **style)
+        self.build_button = w.Button(description="Build policy", button_style="primary", icon="cogs")
+        self.path = w.Text(value=checkpoint, description="checkpoint", style={"description_width": "80px"},
+                           layout=w.Layout(width="340px"))
+        self.save_button = w.Button(description="Save", icon="save", layout=w.Layout(width="80px"))
+        self.load_button = w.Button(description="Load", icon="folder-open", layout=w.Layout(width="80px"))
+        self.summary = w.HTML()
+        self.buttons += [self.build_button, self.save_button, self.load_button]
+        self.built: BuiltPolicy | None = None
+
+        self.build_button.on_click(lambda _: self.build())
+        self.save_button.on_click(lambda _: self.save())
+        self.load_button.on_click(lambda _: self.load())
+        self.python_based.observe(lambda _: self.refresh_controls(), "value")
+        self.refresh_controls()
+        self.children = [
+            self.header,
+            w.HBox([w.VBox([self.env_id, self.hidden_size, self.num_layers, self.head_cells, self.activation]),
+                    w.VBox([self.hide_velocity, self.python_based, self.record_gates, self.backend, self.seed])]),
+            w.HBox([self.build_button, self.path, self.save_button, self.load_button]),
+            self.status,
+            self.summary,
+        ]
+
+    # ------------------------------------------------------------------ controls ↔ specs
+    def refresh_controls(self) -> None:
+        self.record_gates.disabled = not self.python_based.value
+        if not self.python_based.value:
+            self.record_gates.value = False
+        self.save_button.disabled = self.built is None
+
+    def policy_spec(self) -> PolicySpec:
+        """The controls read as a :class:`PolicySpec` (the spec validates them)."""
+        return PolicySpec(
+            hidden_size=self.hidden_size.value, num_layers=self.num_layers.value,
+            head_cells=parse_numbers(self.head_cells.value, name="head cells"), activation=self.activation.value,
+            python_based=self.python_based.value, record_gates=self.record_gates.value,
+            recurrent_backend=self.backend.value, seed=self.seed.value,
+        )
+
+    def env_spec(self) -> EnvSpec:
+        """The environment controls read as an :class:`EnvSpec` (one env; the rollout panel sets the rest)."""
+        return EnvSpec(self.env_id.value, hide_velocity=self.hide_velocity.value)
+
+    def set_spec(self, spec: PolicySpec) -> None:
+        """Sets the controls from a spec."""
+        self.hidden_size.value, self.num_layers.value = spec.hidden_size, spec.num_layers
+        self.python_based.value, self.record_gates.value = spec.python_based, spec.record_gates
+        self.backend.value, self.activation.value, self.seed.value = spec.recurrent_backend, spec.activation, spec.seed
+        self.head_cells.value = ", ".join(map(str, spec.head_cells))
+
+    # ------------------------------------------------------------------ actions
+    def _env_io(self, env_spec: EnvSpec) -> PolicyIO:
+        env = make_env(env_spec)
+        try:
+            return PolicyIO.from_env(env)
+        finally:
+            env.close()
+
+    def build(self) -> None:
+        """Builds the policy of the controls (on CPU; the rollout panel moves it) and emits ``"policy"``."""
+        with self.busy("Building the policy…"):
+            spec, env_spec = self.policy_spec(), self.env_spec()
+            policy = build_policy(spec, self._env_io(env_spec), device="cpu")
+            self._publish(BuiltPolicy(policy, spec, env_spec, "built"), "Policy built.")
+
+    def save(self) -> None:
+        """Saves the last built policy to the checkpoint path."""
+        with self.busy("Saving…"):
+            if self.built is None:
+                raise RuntimeError("Nothing to save yet: click 'Build policy' (or load a checkpoint) first.")
+            path = save_checkpoint(self.built.policy, self.built.spec, Path(self.path.value).expanduser())
+            self.show_message(f"Saved to {path.resolve()}", "ok")
+
+    def load(self) -> None:
+        """Loads the checkpoint path; the selected environment must fit its observation and action sizes."""
+        with self.busy("Loading…"):
+            path = Path(self.path.value).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"No checkpoint at {path.resolve()}: check the path, or 'Save' one first.")
+            policy, spec = load_checkpoint(path)
+            env_spec = self.env_spec()
+            want, got = policy_spec_of(policy)[1], self._env_io(env_spec)
+            if want != got:
+                raise ValueError(
+                    f"The checkpoint's policy reads {want.observation_size} observation features and acts with "
+                    f"{want.action_kind}({want.action_size}); the selected environment {env_spec.env_id!r}"
+                    f"{' with velocities hidden' if env_spec.hide_velocity else ''} gives {got.observation_size} and "
+                    f"{got.action_kind}({got.action_size}). Select the environment it was built for, then load again."
+                )
+            self.set_spec(spec)
+            self._publish(BuiltPolicy(policy, spec, env_spec, str(path)), f"Loaded {path}.")
+
+    def _publish(self, built: BuiltPolicy, message: str) -> None:
+        self.built = built
+        self.summary.value = _describe(built)
+        self.show_message(message, "ok")
+        self.emit("policy", built)
+
+    def on_policy(self, callback: Callable[[BuiltPolicy], Any], remove: bool = False) -> None:
+        """``callback(built)`` after every build or load."""
+        self.on("policy", callback, remove)
