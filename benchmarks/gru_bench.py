@@ -377,6 +377,7 @@ def _rollout_policies(seed: int = 0):
     from torchrl.modules import GRUModule as TorchRLGRUModule
 
     from workbench import GRUModule
+    from workbench.policy import MLPHead
 
     class NoOpRecurrent(TensorDictModuleBase):
         """Reads and writes the keys a GRU module does and computes nothing: the cost of the structure."""
@@ -407,19 +408,6 @@ def _rollout_policies(seed: int = 0):
             td.set(("next", "recurrent_state"), h.unsqueeze(-2))
             return td
 
-    class HandWrittenHead(TensorDictModuleBase):
-        """The same MLP head without ``TensorDictModule``'s output handling."""
-
-        in_keys, out_keys = ["features"], ["action"]
-
-        def __init__(self, mlp):
-            super().__init__()
-            self.mlp = mlp
-
-        def forward(self, td):
-            td.set("action", self.mlp(td.get("features")))
-            return td
-
     torch.manual_seed(seed)
     head = MLP(in_features=64, out_features=1, num_cells=[64])
     grus = {
@@ -438,8 +426,15 @@ def _rollout_policies(seed: int = 0):
 
     setups = {}
     for name, gru in grus.items():
-        setups[name] = (env(), TensorDictSequential(gru, TensorDictModule(head, in_keys=["features"], out_keys=["action"])))
-    setups["workbench + plain head"] = (env(), TensorDictSequential(grus["workbench"], HandWrittenHead(head)))
+        if name == "workbench":
+            # the workbench's modules as build_policy composes them: GRUModule → MLPHead
+            head_module = MLPHead(head, "features", ["action"])
+        else:
+            head_module = TensorDictModule(head, in_keys=["features"], out_keys=["action"])
+        setups[name] = (env(), TensorDictSequential(gru, head_module))
+    setups["workbench + TDModule head"] = (
+        env(), TensorDictSequential(grus["workbench"], TensorDictModule(head, in_keys=["features"], out_keys=["action"]))
+    )
     mlp_only = TensorDictModule(MLP(in_features=3, out_features=1, num_cells=[64]), in_keys=["observation"], out_keys=["action"])
     setups["random"] = (env(), None)
     setups["MLP only (no GRU)"] = (env(), mlp_only)
@@ -457,12 +452,12 @@ def section_rollout(report: Report, cfg: dict, out) -> None:
     # correctness: the same weights give the same actions from the same seed
     with torch.no_grad():
         actions = {}
-        for name in ("workbench", "torchrl", "minimal nn.GRUCell module", "workbench + plain head"):
+        for name in ("workbench", "torchrl", "minimal nn.GRUCell module", "workbench + TDModule head"):
             env, policy = setups[name]
             env.set_seed(0)
             actions[name] = env.rollout(min(steps, 300), policy, break_when_any_done=False)["action"]
     atol, _ = timing.TOLERANCES[torch.float32]
-    for other in ("torchrl", "minimal nn.GRUCell module", "workbench + plain head"):
+    for other in ("torchrl", "minimal nn.GRUCell module", "workbench + TDModule head"):
         c = Check(f"rollout actions: workbench vs {other} policy (same weights, same seed)",
                   float((actions["workbench"] - actions[other]).abs().max()), atol)
         report.checks.append(c)
@@ -485,10 +480,12 @@ def section_rollout(report: Report, cfg: dict, out) -> None:
     per_step = {k: v.median / steps for k, v in m.items()}
     out(f"  per step: random {per_step['random'] * 1e6:.0f} µs; policy overhead over random: "
         + ", ".join(f"{k} {(per_step[k] - per_step['random']) * 1e6:+.0f} µs" for k in per_step if k != "random"))
-    out("  (the no-op stand-in reads and writes the GRU's keys and computes nothing; the minimal module is "
-        "nn.GRUCell with no checks: together they bound what any GRU module can reach with this policy; "
-        "the hand-written head replaces the head's TensorDictModule, for reference only)")
-    report.targets.append(Target(f"rollout {steps} steps: workbench policy / random policy", m["workbench"].median / base, "<=", 1.3))
+    out("  (workbench = workbench.GRUModule → workbench.policy.MLPHead, the head build_policy uses; every other "
+        "policy, and 'workbench + TDModule head' for reference, has tensordict's TensorDictModule head. "
+        "The no-op stand-in reads and writes the GRU's keys and computes nothing; the minimal module is "
+        "nn.GRUCell with no checks)")
+    report.targets.append(Target(f"rollout {steps} steps: workbench policy (GRU → MLPHead) / random policy",
+                                 m["workbench"].median / base, "<=", 1.3))
 
 
 # ---------------------------------------------------------------------------- driver

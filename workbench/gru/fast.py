@@ -189,7 +189,7 @@ def _prepared_weights(w_ih, w_hh, b_ih, b_hh, hidden):
     return w_in, b_in, w_rz, w_n, b_n
 
 
-def _layer_forward(x, starts, is_init, cols, w_ih, w_hh, b_ih, b_hh, save):
+def _layer_forward(x, starts, is_init, cols, w_ih, w_hh, b_ih, b_hh, save, out=None):
     """The step loop of one layer, without autograd.
 
     ``x`` ``[T, N, F]`` (time-major); ``starts`` ``[N, C, H]``: the state
@@ -197,7 +197,9 @@ def _layer_forward(x, starts, is_init, cols, w_ih, w_hh, b_ih, b_hh, save):
     ``cols[j - 1]`` (rows restart where ``is_init[:, t]``). Returns the hidden
     state after every step, ``[T, N, H]``, and with ``save`` what the backward
     needs: the gate buffer (r | z | ``2 (W_hn h + b_hn)``), ``s = (n + 1) / 2``
-    and the state every restart column started from. See
+    and the state every restart column started from. ``out``: an optional
+    contiguous ``[T, N, H]`` buffer to write the states into (the forward-only
+    path gives every layer a slice of one trace buffer). See
     :func:`_prepared_weights` for the ``g``-space loop.
     """
     steps, rows, features = x.shape
@@ -205,7 +207,8 @@ def _layer_forward(x, starts, is_init, cols, w_ih, w_hh, b_ih, b_hh, save):
     h2, h3 = 2 * hidden, 3 * hidden
     w_in, b_in, w_rz, w_n, b_n = _prepared_weights(w_ih, w_hh, b_ih, b_hh, hidden)
     w_all = torch.cat((w_rz, w_n), 1)  # [H, 3H]
-    out = x.new_empty(steps, rows, hidden)
+    if out is None:
+        out = x.new_empty(steps, rows, hidden)
     block = _block_steps(steps, rows, hidden)
     # per step: r | z | 2 (W_hn h + b_hn); it first holds the input projection (the n part
     # replaced by the n bias), and the recurrent matmul adds into it in place
@@ -215,6 +218,10 @@ def _layer_forward(x, starts, is_init, cols, w_ih, w_hh, b_ih, b_hh, save):
     g_starts = torch.add(starts, 1).mul_(0.5)  # [N, C, H] in g-space
     g = g_starts[:, 0]
     col_index = {t: j for j, t in enumerate(cols)}
+    if not save:
+        hot = x.new_empty(rows, h3)
+        hot_rz, hot_r, hot_z, hot_n = hot[:, :h2], hot[:, :hidden], hot[:, hidden:h2], hot[:, h2:]
+        s_one = s_t[0]
     if cols:
         weights_t = is_init[:, list(cols)].to(x.dtype).t().unsqueeze(-1).unbind(0)  # 0/1 per restart column
         g_starts_t = g_starts[:, 1:].unbind(1)
@@ -225,6 +232,20 @@ def _layer_forward(x, starts, is_init, cols, w_ih, w_hh, b_ih, b_hh, save):
         torch.addmm(b_in, x[t0:t1].reshape(-1, features), w_in, out=gates.view(-1, h3))
         gi_n_t = gates[..., h2:].clone().unbind(0)
         gates[..., h2:] = b_n
+        if not save:
+            # forward only: each step's gates go to one small buffer with fixed views (one matmul with the
+            # block's input projection as its bias), fewer views per step than the saving loop below
+            gate_t = gates.unbind(0)
+            for t in range(t0, t1):
+                i = t - t0
+                j = col_index.get(t)
+                if j is not None:
+                    g = torch.lerp(g, g_starts_t[j], weights_t[j])
+                torch.addmm(gate_t[i], g, w_all, out=hot)
+                hot_rz.sigmoid_()
+                s = torch.addcmul(gi_n_t[i], hot_r, hot_n, out=s_one).sigmoid_()
+                g = torch.lerp(s, g, hot_z, out=out_t[t])
+            continue
         gate_t, rz_t = gates.unbind(0), gates[..., :h2].unbind(0)
         r_t, z_t, ghn_t = gates[..., :hidden].unbind(0), gates[..., hidden:h2].unbind(0), gates[..., h2:].unbind(0)
         for t in range(t0, t1):
@@ -424,6 +445,8 @@ def fused_sequence(
     use_function = _needs_autograd([x, h0, h_stored, *ws])
     layer_input = x.transpose(0, 1)  # time-major inside
     traces = []
+    # forward only: every layer writes into its slice of one [L, T, N, H] buffer (no stacking)
+    trace_buf = None if use_function else x.new_empty(layers, x.shape[1], x.shape[0], h0.shape[-1])
     for layer in range(layers):
         w_ih, w_hh, b_ih, b_hh = ws[4 * layer : 4 * layer + 4]
         layer_starts = starts[:, :, layer]
@@ -431,10 +454,15 @@ def fused_sequence(
             out = FusedGRULayer.apply(layer_input, layer_starts, is_init if cols else None, cols, w_ih, w_hh, b_ih, b_hh)
         else:
             with torch.no_grad():
-                out, _ = _layer_forward(layer_input, layer_starts, is_init, cols, w_ih, w_hh, b_ih, b_hh, save=False)
+                out, _ = _layer_forward(
+                    layer_input, layer_starts, is_init, cols, w_ih, w_hh, b_ih, b_hh, save=False, out=trace_buf[layer]
+                )
         traces.append(out)
         layer_input = _dropout(gru, out, layer)
-    trace_tm = traces[0].unsqueeze(2) if layers == 1 else torch.stack(traces, 2)  # [T, N, L, H]
+    if trace_buf is not None:
+        trace_tm = trace_buf.permute(1, 2, 0, 3)  # [T, N, L, H], a view
+    else:
+        trace_tm = traces[0].unsqueeze(2) if layers == 1 else torch.stack(traces, 2)  # [T, N, L, H]
     return SequenceResult(traces[-1].transpose(0, 1), trace_tm.transpose(0, 1), None, _ends(trace_tm, is_init))
 
 
