@@ -170,6 +170,78 @@ def demo(args: argparse.Namespace, extra: list[str]) -> int:
     return 0 if result.report.ok else 1
 
 
+@command(
+    arg("--env", default="workbench/CartPoleNoVel-v1",
+        help="environment id, e.g. workbench/CartPoleNoVel-v1, workbench/CueMemory-v0 (default: %(default)s)"),
+    arg("--out", required=True, help="checkpoint file to write"),
+    arg("--steps", type=int, default=None, help="total environment frames (default: per environment)"),
+    arg("--seed", type=int, default=0, help="seed (default: %(default)s)"),
+    arg("--num-envs", type=int, default=None, help="environments collected side by side"),
+    arg("--frames-per-batch", type=int, default=None, help="frames per PPO batch (num_envs x T)"),
+    arg("--epochs", type=int, default=None, help="PPO epochs per batch"),
+    arg("--hidden-size", type=int, default=None, help="GRU hidden size"),
+    arg("--lr", type=float, default=None, help="Adam learning rate"),
+    arg("--no-progress", action="store_true", help="no progress bar"),
+)
+def train(args: argparse.Namespace, extra: list[str]) -> int:
+    """Train a recurrent PPO agent (GRU actor and critic, torchrl) and save its checkpoint."""
+    import math
+
+    from .train import _config_for, train as run_train
+
+    try:
+        config = _config_for(args.env, total_frames=args.steps, seed=args.seed, num_envs=args.num_envs,
+                             frames_per_batch=args.frames_per_batch, epochs=args.epochs,
+                             hidden_size=args.hidden_size, lr=args.lr, progress=not args.no_progress)
+        history = run_train(config, args.out)
+    except (ValueError, KeyError, OSError) as error:
+        print(f"workbench train: error: {error}", file=sys.stderr)
+        return 2
+    last = next((h for h in reversed(history) if not math.isnan(h["mean_return"])), None)
+    seconds = history[-1]["seconds"] if history else 0.0
+    print(f"trained {config.env_id} for {history[-1]['frames'] if history else 0} frames in {seconds:.1f} s")
+    if last is not None:
+        print(f"last batch mean_return={last['mean_return']:.2f}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+@command(
+    arg("checkpoint", help="a checkpoint written by `train`"),
+    arg("--episodes", type=int, default=20, help="episodes to run (default: %(default)s)"),
+    arg("--env", default=None, help="environment id (default: the one the checkpoint was trained on)"),
+    arg("--seed", type=int, default=1000, help="seed of the evaluation environments (default: %(default)s)"),
+    arg("--sample", action="store_true", help="sample actions instead of the greedy ones"),
+)
+def evaluate(args: argparse.Namespace, extra: list[str]) -> int:
+    """Evaluate a checkpoint: mean and std of the episode return (last line: mean_return=<x>)."""
+    import statistics
+
+    from .policy import checkpoint_metadata, load_checkpoint
+    from .tasks import cue_success_rate
+    from .train import evaluate as run_evaluate
+
+    try:
+        policy, _ = load_checkpoint(args.checkpoint)
+        env_id = args.env or checkpoint_metadata(args.checkpoint).get("env_id")
+        if not env_id:
+            raise ValueError(f"{args.checkpoint!r} names no environment; pass --env")
+        if args.episodes < 1:
+            raise ValueError(f"--episodes must be >= 1; got {args.episodes}")
+        returns = run_evaluate(policy, env_id, args.episodes, seed=args.seed, deterministic=not args.sample)
+    except (ValueError, KeyError, OSError) as error:
+        print(f"workbench evaluate: error: {error}", file=sys.stderr)
+        return 2
+    mean = statistics.fmean(returns)
+    std = statistics.pstdev(returns)
+    print(f"env={env_id} episodes={len(returns)}")
+    print(f"return: mean {mean:.2f} std {std:.2f} min {min(returns):.2f} max {max(returns):.2f}")
+    if env_id.startswith("workbench/CueMemory"):
+        print(f"correct_decisions={cue_success_rate(returns):.3f}")
+    print(f"mean_return={mean:.4f}")
+    return 0
+
+
 from .bench_cli import ARGUMENTS as _BENCH_ARGUMENTS, bench  # noqa: E402  (the `bench` command)
 
 command(*_BENCH_ARGUMENTS)(bench)

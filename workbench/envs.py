@@ -115,6 +115,8 @@ class EnvSpec:
         _check_bool("EnvSpec", "true_state", self.true_state)
         import gymnasium as gym
 
+        from . import tasks  # noqa: F401  (registers the workbench/ ids)
+
         try:
             gym.spec(self.env_id)
         except Exception as err:  # gymnasium raises several NameNotFound/VersionNotFound types
@@ -154,6 +156,11 @@ def state_names(spec: EnvSpec) -> tuple[str, ...] | None:
         >>> state_names(EnvSpec("CartPole-v1", hide_velocity=True))
         ('x', 'x_dot', 'theta', 'theta_dot')
     """
+    from .tasks import task_info
+
+    task = task_info(spec.env_id)
+    if task is not None:
+        return task.state_names
     mask = VELOCITY_MASKS.get(spec.env_id)
     return None if mask is None else mask.names
 
@@ -165,6 +172,11 @@ def observation_names(spec: EnvSpec) -> tuple[str, ...] | None:
         >>> observation_names(EnvSpec("Pendulum-v1", hide_velocity=True))
         ('cos_theta', 'sin_theta')
     """
+    from .tasks import task_info
+
+    task = task_info(spec.env_id)
+    if task is not None:
+        return task.observation_names
     mask = VELOCITY_MASKS.get(spec.env_id)
     if mask is None:
         return None
@@ -222,8 +234,21 @@ def make_base_env(spec: EnvSpec):
     from torchrl.envs import GymWrapper
     from torchrl.envs.libs.gym import default_info_dict_reader
 
+    from . import tasks  # noqa: F401  (registers the workbench/ ids, also in spawned workers)
+
     gym_env = gym.make(spec.env_id)
     full_space = gym_env.observation_space
+    try:  # the workbench tasks report their own true state
+        native_state = gym_env.get_wrapper_attr("true_state_space")
+    except AttributeError:
+        native_state = None
+    if native_state is not None:
+        env = GymWrapper(gym_env, categorical_action_encoding=spec.categorical_actions, device="cpu")
+        if spec.true_state:
+            dtype = torch.from_numpy(np.zeros(0, dtype=native_state.dtype)).dtype
+            state_spec = Unbounded(shape=native_state.shape, dtype=dtype, device="cpu")
+            env.set_info_dict_reader(default_info_dict_reader([KEYS.true_state], spec={KEYS.true_state: state_spec}))
+        return env
     if spec.hide_velocity or spec.true_state:
         keep = VELOCITY_MASKS[spec.env_id].keep if spec.hide_velocity else None
         gym_env = _true_state_wrapper()(gym_env, keep)

@@ -46,6 +46,7 @@ __all__ = [
     "resolve_device",
     "versions",
     "checkpoint_versions",
+    "checkpoint_metadata",
 ]
 
 FEATURES_KEY = "features"
@@ -444,7 +445,14 @@ def recurrent_modules(policy: nn.Module) -> list[nn.Module]:
     return found
 
 
-def save_checkpoint(policy: nn.Module, spec: PolicySpec, path: str | os.PathLike, *, io: PolicyIO | None = None) -> Path:
+def save_checkpoint(
+    policy: nn.Module,
+    spec: PolicySpec,
+    path: str | os.PathLike,
+    *,
+    io: PolicyIO | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
     """Writes the weights, the spec and the IO (as JSON-able dicts) to one file, atomically.
 
     Args:
@@ -454,6 +462,8 @@ def save_checkpoint(policy: nn.Module, spec: PolicySpec, path: str | os.PathLike
 
     Keyword Args:
         io: the policy's :class:`PolicyIO`; read from the policy when omitted.
+        metadata: extra JSON-able entries (e.g. the training environment and
+            command); :func:`checkpoint_metadata` reads them back.
 
     Returns:
         The path written.
@@ -481,6 +491,7 @@ def save_checkpoint(policy: nn.Module, spec: PolicySpec, path: str | os.PathLike
         "spec": json.dumps(spec.to_dict()),
         "io": json.dumps(io.to_dict()),
         "versions": json.dumps(versions()),
+        "metadata": json.dumps(metadata or {}),
         "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
     }
     path = Path(path)
@@ -509,3 +520,9 @@ def checkpoint_versions(path: str | os.PathLike) -> dict[str, str]:
     """The library versions a checkpoint was written with."""
     payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     return json.loads(payload["versions"])
+
+
+def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The extra entries :func:`save_checkpoint` stored (``{}`` when none)."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    return json.loads(payload.get("metadata", "{}"))

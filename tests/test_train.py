@@ -1,0 +1,154 @@
+"""Partially observed tasks, recurrent PPO training, and the train/evaluate commands."""
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from workbench import tasks  # noqa: F401  (registers the ids)
+from workbench.envs import EnvSpec, make_env, observation_names, state_names
+from workbench.tasks import CueMemoryEnv
+
+REPO = Path(__file__).resolve().parent.parent
+CHECKPOINTS = REPO / "assets" / "checkpoints"
+TASK_IDS = ["workbench/CartPoleNoVel-v1", "workbench/PendulumNoVel-v1", "workbench/CueMemory-v0"]
+
+
+def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "workbench", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+@pytest.mark.parametrize("env_id", TASK_IDS)
+def test_tasks_are_registered_and_work_through_make_env(env_id):
+    assert env_id in gym.envs.registry
+    spec = EnvSpec(env_id, num_envs=2, seed=0)
+    env = make_env(spec)
+    td = env.rollout(20, break_when_any_done=False)
+    obs, state = td["observation"], td["true_state"]
+    assert obs.shape[:2] == state.shape[:2] == (2, 20)
+    assert obs.shape[-1] == len(observation_names(spec))
+    assert state.shape[-1] == len(state_names(spec))
+    env.close()
+
+
+def test_velocity_hidden_tasks_show_positions_and_report_velocities():
+    cart = gym.make("workbench/CartPoleNoVel-v1")
+    obs, info = cart.reset(seed=3)
+    assert obs.shape == (2,) and np.allclose(obs, info["true_state"][[0, 2]])
+    obs, _, _, _, info = cart.step(1)
+    assert np.allclose(obs, info["true_state"][[0, 2]]) and info["true_state"][1] != 0
+    assert cart.spec.max_episode_steps == 500
+    pend = gym.make("workbench/PendulumNoVel-v1")
+    obs, info = pend.reset(seed=3)
+    assert obs.shape == (2,) and np.allclose(obs, info["true_state"][:2])
+    assert pend.spec.max_episode_steps == 200
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cue_is_visible_only_at_the_start_and_rewarded_at_the_decision(seed):
+    env = CueMemoryEnv(corridor=8, cue_steps=2)
+    obs, info = env.reset(seed=seed)
+    cue = obs[0]
+    assert cue in (-1.0, 1.0) and info["true_state"][0] == cue
+    seen = [obs]
+    for _ in range(8):
+        obs, reward, terminated, truncated, info = env.step(seed % 2)
+        assert reward == 0.0 and not terminated and not truncated
+        assert info["true_state"][0] == cue  # the probe target stays
+        seen.append(obs)
+    seen = np.stack(seen)
+    assert (seen[:2, 0] == cue).all() and (seen[2:, 0] == 0).all()
+    assert (seen[:-1, 1] == 0).all() and seen[-1, 1] == 1  # the decision flag, last step only
+    right = 1 if cue > 0 else 0
+    _, reward, terminated, _, info = env.step(right)
+    assert reward == 1.0 and terminated and info["correct"] is True
+    env.reset(seed=seed)
+    for _ in range(8):
+        env.step(0)
+    _, reward, terminated, _, info = env.step(1 - right)
+    assert reward == -1.0 and terminated and info["correct"] is False
+
+
+def test_cue_task_is_deterministic_under_seed_and_draws_both_cues():
+    cues = [gym.make("workbench/CueMemory-v0").reset(seed=s)[0][0] for s in range(20)]
+    again = [gym.make("workbench/CueMemory-v0").reset(seed=s)[0][0] for s in range(20)]
+    assert cues == again and set(cues) == {-1.0, 1.0}
+
+
+def test_tiny_training_run_writes_a_checkpoint_that_evaluates(tmp_path):
+    from workbench.policy import checkpoint_metadata, load_checkpoint
+    from workbench.train import TrainConfig, evaluate, train
+
+    rows = []
+    cfg = TrainConfig(env_id="workbench/CueMemory-v0", total_frames=256, num_envs=4, frames_per_batch=128,
+                      epochs=2, minibatches=2, hidden_size=8, head_cells=(8,), progress=False)
+    history = train(cfg, tmp_path / "cue.pt", callback=rows.append)
+    assert rows == history and [h["frames"] for h in history] == [128, 256]
+    assert all(math.isfinite(h["loss_objective"]) and math.isfinite(h["loss_critic"]) for h in history)
+    assert history[0]["episodes"] > 0  # 9-step episodes: many end in 32 steps
+    policy, spec = load_checkpoint(tmp_path / "cue.pt")
+    assert spec.hidden_size == 8
+    meta = checkpoint_metadata(tmp_path / "cue.pt")
+    assert meta["env_id"] == "workbench/CueMemory-v0" and meta["frames"] == 256
+    returns = evaluate(policy, "workbench/CueMemory-v0", 6)
+    assert len(returns) == 6 and set(returns) <= {-1.0, 1.0}
+
+
+MEAN_LINE = re.compile(r"^mean_return=(-?\d+(\.\d+)?)$")
+
+
+def test_train_and_evaluate_commands(tmp_path):
+    out = tmp_path / "cart.pt"
+    done = run_cli("train", "--env", "workbench/CartPoleNoVel-v1", "--out", str(out), "--steps", "256",
+                   "--num-envs", "2", "--frames-per-batch", "128", "--epochs", "1", "--hidden-size", "8",
+                   "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert out.is_file() and "wrote" in done.stdout
+    result = run_cli("evaluate", str(out), "--episodes", "3")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert "std" in result.stdout
+    match = MEAN_LINE.match(lines[-1])
+    assert match, lines[-1]
+    assert 1 <= float(match.group(1)) <= 500
+
+
+def test_evaluate_reports_errors_without_a_traceback(tmp_path):
+    result = run_cli("evaluate", str(tmp_path / "missing.pt"))
+    assert result.returncode == 2 and "workbench evaluate: error" in result.stderr
+
+
+@pytest.mark.skipif(not (CHECKPOINTS / "cue_memory.pt").is_file(), reason="no shipped cue checkpoint")
+def test_shipped_cue_checkpoint_decides_correctly():
+    result = run_cli("evaluate", str(CHECKPOINTS / "cue_memory.pt"), "--episodes", "200")
+    assert result.returncode == 0, result.stderr
+    rate = float(re.search(r"correct_decisions=([\d.]+)", result.stdout).group(1))
+    assert rate >= 0.95, result.stdout
+
+
+@pytest.mark.skipif(not (CHECKPOINTS / "cartpole_novel.pt").is_file(), reason="no shipped CartPole checkpoint")
+def test_shipped_cartpole_checkpoint_balances():
+    result = run_cli("evaluate", str(CHECKPOINTS / "cartpole_novel.pt"), "--episodes", "20", timeout=300)
+    assert result.returncode == 0, result.stderr
+    mean = float(MEAN_LINE.match(result.stdout.strip().splitlines()[-1]).group(1))
+    assert mean >= 475, result.stdout
+
+
+def test_tiny_training_run_with_continuous_actions(tmp_path):
+    from workbench.policy import load_checkpoint
+    from workbench.train import TrainConfig, evaluate, train
+
+    cfg = TrainConfig(env_id="workbench/PendulumNoVel-v1", total_frames=256, num_envs=2, frames_per_batch=256,
+                      epochs=1, hidden_size=8, head_cells=(8,), progress=False)
+    history = train(cfg, tmp_path / "pendulum.pt")
+    assert math.isfinite(history[-1]["loss_objective"]) and history[-1]["episodes"] == 0  # 200-step episodes
+    policy, _ = load_checkpoint(tmp_path / "pendulum.pt")
+    returns = evaluate(policy, "workbench/PendulumNoVel-v1", 2)
+    assert len(returns) == 2 and all(r < 0 for r in returns)

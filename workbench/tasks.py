@@ -1,0 +1,186 @@
+"""Partially observed tasks, registered with gymnasium under the ``workbench/`` namespace.
+
+Importing this module registers (idempotently):
+
+- ``workbench/CartPoleNoVel-v1``: CartPole-v1 with the velocities hidden
+  (observation ``[x, theta]``; 500-step limit);
+- ``workbench/PendulumNoVel-v1``: Pendulum-v1 with the angular velocity hidden
+  (observation ``[cos theta, sin theta]``; 200 steps, truncation only);
+- ``workbench/CueMemory-v0``: a T-maze-style cue task (:class:`CueMemoryEnv`).
+
+Every task puts its full state in ``info[KEYS.true_state]`` (for probes) and
+declares its space as the ``true_state_space`` attribute, which
+:func:`workbench.envs.make_base_env` reads. :class:`workbench.envs.EnvSpec`
+imports this module, so the ids work everywhere an id is accepted.
+
+Examples:
+    >>> import gymnasium as gym
+    >>> env = gym.make("workbench/CueMemory-v0")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs.tolist(), info["true_state"].tolist()
+    ([1.0, 0.0, 1.0], [1.0, 0.0])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from .keys import KEYS
+
+__all__ = ["TaskInfo", "TASKS", "CueMemoryEnv", "register_tasks", "task_info", "cue_success_rate"]
+
+NAMESPACE = "workbench"
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Names of a task's observation and true-state entries."""
+
+    observation_names: tuple[str, ...]
+    state_names: tuple[str, ...]
+
+
+TASKS: dict[str, TaskInfo] = {
+    "workbench/CartPoleNoVel-v1": TaskInfo(("x", "theta"), ("x", "x_dot", "theta", "theta_dot")),
+    "workbench/PendulumNoVel-v1": TaskInfo(("cos_theta", "sin_theta"), ("cos_theta", "sin_theta", "theta_dot")),
+    "workbench/CueMemory-v0": TaskInfo(("cue", "is_decision", "bias"), ("cue", "time")),
+}
+"""The registered ids and their entries' names."""
+
+
+def task_info(env_id: str) -> TaskInfo | None:
+    """The :class:`TaskInfo` of a workbench id (None for other ids)."""
+    return TASKS.get(env_id)
+
+
+class MaskedTrueState(gym.ObservationWrapper):
+    """Keeps the entries ``keep`` of a flat Box observation; the full one goes to ``info[KEYS.true_state]``."""
+
+    def __init__(self, env: gym.Env, keep: tuple[int, ...]):
+        super().__init__(env)
+        space = env.observation_space
+        self.keep = np.asarray(keep, dtype=np.int64)
+        self.true_state_space = space
+        self.observation_space = gym.spaces.Box(space.low[self.keep], space.high[self.keep], dtype=space.dtype)
+
+    def observation(self, observation):
+        return observation[self.keep]
+
+    def _info(self, observation, info):
+        info = dict(info)
+        info[KEYS.true_state] = np.array(observation, copy=True)
+        return info
+
+    def reset(self, **kwargs):
+        observation, info = self.env.reset(**kwargs)
+        return self.observation(observation), self._info(observation, info)
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        return self.observation(observation), reward, terminated, truncated, self._info(observation, info)
+
+
+def make_cartpole_novel(**kwargs) -> gym.Env:
+    """CartPole with ``x_dot`` and ``theta_dot`` hidden (entry point of ``workbench/CartPoleNoVel-v1``)."""
+    from gymnasium.envs.classic_control import CartPoleEnv
+
+    return MaskedTrueState(CartPoleEnv(**kwargs), (0, 2))
+
+
+def make_pendulum_novel(**kwargs) -> gym.Env:
+    """Pendulum with ``theta_dot`` hidden (entry point of ``workbench/PendulumNoVel-v1``)."""
+    from gymnasium.envs.classic_control import PendulumEnv
+
+    return MaskedTrueState(PendulumEnv(**kwargs), (0, 1))
+
+
+class CueMemoryEnv(gym.Env):
+    """A T-maze-style memory task: remember a cue shown at the start, act on it at the end.
+
+    An episode has ``corridor + 1`` steps. The observation is
+    ``[cue, is_decision, 1]``: the cue (-1 or +1, drawn at reset) is visible
+    during the first ``cue_steps`` observations and 0 afterwards;
+    ``is_decision`` is 1 on the last observation only. Actions (0: left, 1:
+    right) do nothing in the corridor (reward ``step_reward``); at the decision
+    step action 1 is correct for cue +1 and action 0 for cue -1: reward +1 when
+    correct, -1 when wrong, and the episode terminates.
+
+    ``info["true_state"]`` is ``[cue, t / corridor]``; ``info["correct"]`` is
+    set on the decision step.
+
+    Examples:
+        >>> env = CueMemoryEnv(corridor=3)
+        >>> obs, _ = env.reset(seed=1)
+        >>> cue = obs[0]
+        >>> [env.step(0)[0].tolist() for _ in range(2)]
+        [[-1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]
+        >>> obs, reward, terminated, truncated, info = env.step(0)
+        >>> obs.tolist(), reward, terminated, info["correct"]
+        ([0.0, 1.0, 1.0], 0.0, False, None)
+        >>> _, reward, terminated, _, info = env.step(1 if cue > 0 else 0)
+        >>> reward, terminated, info["correct"]
+        (1.0, True, True)
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, corridor: int = 8, cue_steps: int = 2, step_reward: float = 0.0):
+        if isinstance(corridor, bool) or not isinstance(corridor, int) or corridor < 1:
+            raise ValueError(f"CueMemoryEnv: 'corridor' must be an int >= 1; got {corridor!r}.")
+        if isinstance(cue_steps, bool) or not isinstance(cue_steps, int) or not 1 <= cue_steps <= corridor:
+            raise ValueError(f"CueMemoryEnv: 'cue_steps' must be an int in 1..corridor; got {cue_steps!r}.")
+        self.corridor = corridor
+        self.cue_steps = cue_steps
+        self.step_reward = float(step_reward)
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
+        self.true_state_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self._cue = 1.0
+        self._t = 0
+
+    def _obs(self) -> np.ndarray:
+        cue = self._cue if self._t < self.cue_steps else 0.0
+        return np.array([cue, 1.0 if self._t == self.corridor else 0.0, 1.0], dtype=np.float32)
+
+    def _info(self, correct=None) -> dict:
+        state = np.array([self._cue, self._t / self.corridor], dtype=np.float32)
+        return {KEYS.true_state: state, "correct": correct}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._cue = 1.0 if self.np_random.integers(2) == 1 else -1.0
+        self._t = 0
+        return self._obs(), self._info()
+
+    def step(self, action):
+        if self._t >= self.corridor:  # the decision
+            correct = bool((int(action) == 1) == (self._cue > 0))
+            return self._obs(), (1.0 if correct else -1.0), True, False, self._info(correct)
+        self._t += 1
+        return self._obs(), self.step_reward, False, False, self._info()
+
+
+def register_tasks() -> None:
+    """Registers the ``workbench/`` ids with gymnasium (again is a no-op)."""
+    registered = gym.envs.registry
+    entries = {
+        "workbench/CartPoleNoVel-v1": dict(entry_point=make_cartpole_novel, max_episode_steps=500,
+                                           reward_threshold=475.0),
+        "workbench/PendulumNoVel-v1": dict(entry_point=make_pendulum_novel, max_episode_steps=200),
+        "workbench/CueMemory-v0": dict(entry_point=CueMemoryEnv, max_episode_steps=64, reward_threshold=0.9),
+    }
+    for env_id, kwargs in entries.items():
+        if env_id not in registered:
+            gym.register(id=env_id, **kwargs)
+
+
+def cue_success_rate(returns) -> float:
+    """Fraction of CueMemory episodes decided correctly (return > 0 with ``step_reward=0``)."""
+    returns = np.asarray(returns, dtype=np.float64)
+    return float((returns > 0).mean()) if returns.size else float("nan")
+
+
+register_tasks()
