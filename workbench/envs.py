@@ -183,44 +183,6 @@ def observation_names(spec: EnvSpec) -> tuple[str, ...] | None:
     return tuple(mask.names[i] for i in mask.keep) if spec.hide_velocity else mask.names
 
 
-def _true_state_wrapper():
-    import gymnasium as gym
-
-    class TrueStateObservation(gym.ObservationWrapper):
-        """Keeps some observation entries and puts the full observation in ``info[KEYS.true_state]``."""
-
-        def __init__(self, env: gym.Env, keep: tuple[int, ...] | None = None):
-            super().__init__(env)
-            space = env.observation_space
-            if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-                raise ValueError(
-                    f"TrueStateObservation: needs a flat Box observation space; got {space!r} for {env.spec and env.spec.id}."
-                )
-            self.keep = None if keep is None else np.asarray(keep, dtype=np.int64)
-            if self.keep is not None:
-                self.observation_space = gym.spaces.Box(
-                    space.low[self.keep], space.high[self.keep], dtype=space.dtype
-                )
-
-        def observation(self, observation):
-            return observation if self.keep is None else observation[self.keep]
-
-        def _with_state(self, observation, info):
-            info = dict(info)
-            info[KEYS.true_state] = np.array(observation, copy=True)
-            return info
-
-        def reset(self, **kwargs):
-            observation, info = self.env.reset(**kwargs)
-            return self.observation(observation), self._with_state(observation, info)
-
-        def step(self, action):
-            observation, reward, terminated, truncated, info = self.env.step(action)
-            return self.observation(observation), reward, terminated, truncated, self._with_state(observation, info)
-
-    return TrueStateObservation
-
-
 def make_base_env(spec: EnvSpec):
     """One environment on CPU, without the torchrl transforms (what a worker of :func:`make_env` runs).
 
@@ -234,28 +196,20 @@ def make_base_env(spec: EnvSpec):
     from torchrl.envs import GymWrapper
     from torchrl.envs.libs.gym import default_info_dict_reader
 
-    from . import tasks  # noqa: F401  (registers the workbench/ ids, also in spawned workers)
+    from .tasks import MaskedTrueState  # importing tasks registers the workbench/ ids, also in workers
 
     gym_env = gym.make(spec.env_id)
-    full_space = gym_env.observation_space
     try:  # the workbench tasks report their own true state
-        native_state = gym_env.get_wrapper_attr("true_state_space")
+        state_space = gym_env.get_wrapper_attr("true_state_space")
     except AttributeError:
-        native_state = None
-    if native_state is not None:
-        env = GymWrapper(gym_env, categorical_action_encoding=spec.categorical_actions, device="cpu")
-        if spec.true_state:
-            dtype = torch.from_numpy(np.zeros(0, dtype=native_state.dtype)).dtype
-            state_spec = Unbounded(shape=native_state.shape, dtype=dtype, device="cpu")
-            env.set_info_dict_reader(default_info_dict_reader([KEYS.true_state], spec={KEYS.true_state: state_spec}))
-        return env
-    if spec.hide_velocity or spec.true_state:
-        keep = VELOCITY_MASKS[spec.env_id].keep if spec.hide_velocity else None
-        gym_env = _true_state_wrapper()(gym_env, keep)
+        state_space = None
+    if state_space is None and (spec.hide_velocity or spec.true_state):
+        gym_env = MaskedTrueState(gym_env, VELOCITY_MASKS[spec.env_id].keep if spec.hide_velocity else None)
+        state_space = gym_env.true_state_space
     env = GymWrapper(gym_env, categorical_action_encoding=spec.categorical_actions, device="cpu")
     if spec.hide_velocity or spec.true_state:
-        dtype = torch.from_numpy(np.zeros(0, dtype=full_space.dtype)).dtype
-        state_spec = Unbounded(shape=full_space.shape, dtype=dtype, device="cpu")
+        dtype = torch.from_numpy(np.zeros(0, dtype=state_space.dtype)).dtype
+        state_spec = Unbounded(shape=state_space.shape, dtype=dtype, device="cpu")
         env.set_info_dict_reader(default_info_dict_reader([KEYS.true_state], spec={KEYS.true_state: state_spec}))
     return env
 

@@ -57,17 +57,23 @@ def task_info(env_id: str) -> TaskInfo | None:
 
 
 class MaskedTrueState(gym.ObservationWrapper):
-    """Keeps the entries ``keep`` of a flat Box observation; the full one goes to ``info[KEYS.true_state]``."""
+    """Keeps the entries ``keep`` of a flat Box observation (all when ``None``); the full one goes to
+    ``info[KEYS.true_state]`` and its space to ``true_state_space``."""
 
-    def __init__(self, env: gym.Env, keep: tuple[int, ...]):
+    def __init__(self, env: gym.Env, keep: tuple[int, ...] | None = None):
         super().__init__(env)
         space = env.observation_space
-        self.keep = np.asarray(keep, dtype=np.int64)
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+            raise ValueError(
+                f"MaskedTrueState: needs a flat Box observation space; got {space!r} for {env.spec and env.spec.id}."
+            )
+        self.keep = None if keep is None else np.asarray(keep, dtype=np.int64)
         self.true_state_space = space
-        self.observation_space = gym.spaces.Box(space.low[self.keep], space.high[self.keep], dtype=space.dtype)
+        if self.keep is not None:
+            self.observation_space = gym.spaces.Box(space.low[self.keep], space.high[self.keep], dtype=space.dtype)
 
     def observation(self, observation):
-        return observation[self.keep]
+        return observation if self.keep is None else observation[self.keep]
 
     def _info(self, observation, info):
         info = dict(info)
