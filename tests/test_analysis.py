@@ -230,6 +230,28 @@ class TestProbes:
         same = A.probe_suite(td, target=vel, baselines=False, alpha=1e-6)
         assert same["hidden"].r2 == pytest.approx(res["hidden"].r2)
 
+    def test_r2_after_is_the_r2_of_the_late_samples(self):
+        """r2_after(k) equals R² computed directly on the held-out samples >= k steps after their reset."""
+        g = torch.Generator().manual_seed(3)
+        x = torch.randn(6, 40, 3, generator=g)
+        is_init = torch.zeros(6, 40, dtype=torch.bool)
+        is_init[:, ::8] = True
+        y = torch.stack([x[..., 0] + 0.5 * torch.randn(6, 40, generator=g), x[..., 1] * x[..., 2]], -1)
+        res = A.linear_probe(x, y, is_init, alpha=1e-3, seed=1)
+        test = A.split_episodes(is_init, seed=1)
+        since = A.steps_since_reset(is_init)
+        pred = x.double().reshape(-1, 3) @ res.weights + res.bias
+        yy = y.double().reshape(-1, 2)
+        held = test.reshape(-1)
+        var = ((yy[held] - yy[held].mean(0)) ** 2).mean(0)
+        for k in (0, 3, 7):
+            late = held & (since.reshape(-1) >= k)
+            direct = (1 - ((yy[late] - pred[late]) ** 2).mean(0) / var).mean()
+            assert res.r2_after(k) == pytest.approx(float(direct), abs=1e-12)
+        assert math.isnan(res.r2_after(8))  # no episode is that long
+        with pytest.raises(ValueError, match="'steps' must be an int >= 0; got -1"):
+            res.r2_after(-1)
+
     def test_previous_step_zero_at_resets(self):
         """o_{t-1} is zero at the first step of every episode and at t=0."""
         prev = A.previous_step(distinct(), IS_INIT)

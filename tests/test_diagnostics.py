@@ -249,3 +249,86 @@ def test_inject_leak_keeps_is_init_of_the_copy():
     leaked = inject_leak(traj)
     assert torch.equal(leaked["is_init"], is_init)
     assert torch.equal(traj["is_init"], is_init)
+
+
+# ---------------------------------------------------------------------------------------------- replays
+def _loop_hidden(gru_module, obs, is_init):
+    """Slow reference: one nn.GRUCell step at a time, zeros at every is_init."""
+    gru = gru_module.gru
+    cell = torch.nn.GRUCell(gru.input_size, gru.hidden_size)
+    cell.load_state_dict({"weight_ih": gru.weight_ih_l0, "weight_hh": gru.weight_hh_l0,
+                          "bias_ih": gru.bias_ih_l0, "bias_hh": gru.bias_hh_l0})
+    e, t = is_init.shape
+    h = torch.zeros(e, gru.hidden_size)
+    out = []
+    with torch.no_grad():
+        for s in range(t):
+            h = torch.where(is_init[:, s, None], torch.zeros_like(h), h)
+            h = cell(obs[:, s], h)
+            out.append(h)
+    return torch.stack(out, 1)
+
+
+def test_replay_hidden_matches_the_rollout_and_a_slow_loop(healthy):
+    from workbench.diagnostics import replay_hidden
+    from workbench.policy import recurrent_modules
+
+    policy, _, traj = healthy
+    gru = recurrent_modules(policy)[0]
+    is_init = traj[KEYS.is_init].squeeze(-1)
+    h = replay_hidden(policy, traj)
+    assert h.shape == traj[KEYS.next_hidden].shape
+    torch.testing.assert_close(h, traj[KEYS.next_hidden], atol=1e-5, rtol=0)
+    torch.testing.assert_close(h[..., 0, :], _loop_hidden(gru, traj[KEYS.observation], is_init), atol=1e-5, rtol=0)
+
+
+def test_replay_hidden_without_resets_leaks_after_the_first_reset(healthy):
+    from workbench.diagnostics import replay_hidden
+    from workbench.policy import recurrent_modules
+
+    policy, _, traj = healthy
+    gru = recurrent_modules(policy)[0]
+    leaked = replay_hidden(policy, traj, resets=False)[..., 0, :]
+    honest = replay_hidden(policy, traj)[..., 0, :]
+    first = torch.zeros(2, 30, dtype=torch.bool)
+    first[:, 0] = True
+    torch.testing.assert_close(leaked, _loop_hidden(gru, traj[KEYS.observation], first), atol=1e-5, rtol=0)
+    assert torch.equal(leaked[:, :10], honest[:, :10])  # the same until the first reset (step 10)
+    assert (leaked[:, 10] - honest[:, 10]).abs().amax() > 1e-3
+    assert traj[KEYS.is_init][:, 10].all()  # the trajectory itself is left as it was
+
+
+def test_replay_hidden_runs_any_gru_of_the_right_input_size(healthy):
+    """An untrained GRU of another width: nothing is read from the recorded hidden states."""
+    from workbench.diagnostics import replay_hidden
+    from workbench.gru import GRUModule
+
+    _, _, traj = healthy
+    other = GRUModule(input_size=2, hidden_size=5, num_layers=2, in_key=KEYS.observation, out_key="features")
+    h = replay_hidden(other, traj)
+    assert h.shape == (2, 30, 2, 5)
+    assert torch.equal(h[:, 10], replay_hidden(other, traj[:, 10:])[:, 0])  # a reset restarts from zeros
+
+
+def test_replay_errors_name_the_problem(healthy):
+    from workbench.diagnostics import replay_hidden, replay_policy
+
+    policy, _, traj = healthy
+    with pytest.raises(KeyError, match="replay_hidden: the trajectory has no 'observation' entry"):
+        replay_hidden(policy, traj.exclude(KEYS.observation))
+    with pytest.raises(KeyError, match="replay_policy: the trajectory has no 'recurrent_state' entry"):
+        replay_policy(policy, traj.exclude(KEYS.hidden))
+    with pytest.raises(ValueError, match="replay_hidden: the policy must hold exactly one workbench GRUModule"):
+        replay_hidden(torch.nn.Linear(2, 2), traj)
+
+
+def test_replay_policy_reproduces_the_rollout_and_shows_the_leak(healthy):
+    from workbench.diagnostics import replay_policy
+
+    policy, _, traj = healthy
+    same = replay_policy(policy, traj)
+    torch.testing.assert_close(same["logits"], traj["logits"], atol=1e-5, rtol=0)
+    assert torch.equal(same[KEYS.action], traj["logits"].argmax(-1))  # greedy
+    leaked = replay_policy(policy, traj, resets=False)
+    torch.testing.assert_close(leaked["logits"][:, :10], traj["logits"][:, :10], atol=1e-5, rtol=0)
+    assert (leaked["logits"][:, 10:] - traj["logits"][:, 10:]).abs().amax() > 1e-3

@@ -297,6 +297,8 @@ BUILDERS = {
     "divergence_figure": lambda td, **kw: F.divergence_figure(torch.rand(E, T), **kw),
     "probe_figure": lambda td, **kw: F.probe_figure([_probe("hidden", [0.5], 0.5)], **kw),
     "timing_figure": lambda td, **kw: F.timing_figure(_records(), **kw),
+    "pca_groups_figure": lambda td, **kw: F.pca_groups_figure(td, torch.ones(E, T), **kw),
+    "training_figure": lambda td, **kw: F.training_figure([{"frames": 10, "mean_return": 1.0}], **kw),
 }
 
 
@@ -309,3 +311,35 @@ def test_shared_keywords(name, traj):
     assert fig.layout.title.text == "Custom" and fig.layout.height == 321 and fig.layout.width == 654
     assert fig.layout.template.to_plotly_json() == pio.templates["simple_white"].to_plotly_json()
     assert default.layout.template.to_plotly_json() == pio.templates[F.TEMPLATE].to_plotly_json()
+
+
+class TestGroupsAndTraining:
+    def test_pca_groups_one_trace_per_group_with_whole_episodes(self, traj):
+        """Episodes take the label of their first step; each group's trace holds its episodes, NaN-separated."""
+        group = torch.zeros(E, T)
+        group[0, 4:7] = 1.0  # env 0's second episode
+        group[1, 5:] = 1.0  # env 1's second episode
+        fig = F.pca_groups_figure(traj, group, names={1.0: "cue +1"})
+        assert [d.name for d in fig.data] == ["0 (3 episodes)", "cue +1 (2 episodes)", "first step", "last step"]
+        coords = A.pca(traj[KEYS.next_hidden][..., -1, :], k=2).coords.numpy()
+        xs = np.asarray(fig.data[1].x, dtype=float)
+        expected = np.concatenate([coords[0, 4:7, 0], [np.nan], coords[1, 5:, 0], [np.nan]])
+        np.testing.assert_allclose(xs, expected)
+        assert len(fig.data[2].x) == len(fig.data[3].x) == 5  # one start and one end per episode
+        one_env = F.pca_groups_figure(traj, group, env=1)
+        assert [d.name for d in one_env.data][:2] == ["0 (1 episodes)", "1 (1 episodes)"]
+        assert len(F.pca_groups_figure(traj, group, max_episodes=2).data[2].x) == 2
+
+    def test_pca_groups_bad_group_shape(self, traj):
+        with pytest.raises(ValueError, match=r"'group' must be \[E, T\] = \(2, 9\); got \(3, 9\)"):
+            F.pca_groups_figure(traj, torch.zeros(3, 9))
+
+    def test_training_figure_skips_batches_without_episodes(self):
+        rows = [{"frames": 100 * i, "mean_return": float("nan") if i % 2 else float(i)} for i in range(1, 9)]
+        fig = F.training_figure(rows, target=7.0, window=2)
+        assert fig.data[0].x == (200, 400, 600, 800) and fig.data[0].y == (2.0, 4.0, 6.0, 8.0)
+        assert fig.data[1].y == (2.0, 3.0, 5.0, 7.0)
+        assert [s.y0 for s in fig.layout.shapes if s.name == "target"] == [7.0]
+        assert "7.00 after 800 frames" in fig.layout.title.text
+        with pytest.raises(ValueError, match="'window' must be an int >= 1; got 0"):
+            F.training_figure(rows, window=0)

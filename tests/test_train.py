@@ -152,3 +152,30 @@ def test_tiny_training_run_with_continuous_actions(tmp_path):
     policy, _ = load_checkpoint(tmp_path / "pendulum.pt")
     returns = evaluate(policy, "workbench/PendulumNoVel-v1", 2)
     assert len(returns) == 2 and all(r < 0 for r in returns)
+
+
+def test_cue_decisions_judges_each_decision():
+    import torch
+    from tensordict import TensorDict
+
+    from workbench.tasks import cue_decisions
+
+    env = CueMemoryEnv(corridor=2, cue_steps=1)
+    obs, states, actions = [], [], []
+    for seed, act in ((0, 1), (1, 1), (2, 0)):
+        o, info = env.reset(seed=seed)
+        for step in range(3):
+            obs.append(o)
+            states.append(info["true_state"])
+            actions.append(act if step == 2 else 0)
+            o, _, _, _, info = env.step(actions[-1])
+    td = TensorDict({"observation": torch.tensor(np.array(obs))[None], "true_state": torch.tensor(np.array(states))[None],
+                     "action": torch.tensor(actions)[None]}, [1, 9])
+    cues = td["true_state"][0, ::3, 0]
+    expected = [(a == 1) == (c > 0) for a, c in zip((1, 1, 0), cues.tolist())]
+    assert expected == [True, False, False]  # cues +1, -1, +1 under seeds 0, 1, 2
+    assert cue_decisions(td).tolist() == expected
+    one_hot = torch.nn.functional.one_hot(td["action"], 2)
+    assert cue_decisions(td, one_hot).tolist() == expected
+    with pytest.raises(ValueError, match=r"'action' must be \[E, T\] like the trajectory \(1, 9\).*got \(9,\)"):
+        cue_decisions(td, td["action"][0])

@@ -431,3 +431,36 @@ class TestApp:
         app.build()
         app.run()
         assert app.errors == {} and app.trajectory.batch_size == torch.Size([2, 20])
+
+
+def test_training_curve_is_a_train_callback_that_redraws():
+    """TrainingCurve keeps every row and redraws the curve; outside a kernel it prints nothing."""
+    from widgets.live import LiveFigure, TrainingCurve
+
+    curve = TrainingCurve(target=1.0)
+    assert curve.figure.data[0].x == ()
+    for i, ret in enumerate([0.0, float("nan"), 1.0], start=1):
+        curve({"frames": 100 * i, "mean_return": ret})
+    assert len(curve.history) == 3
+    assert curve.figure.data[0].x == (100, 300) and curve.figure.data[1].y == (0.0, 0.5)
+    live = LiveFigure(go.Figure())
+    live.update(go.Figure(go.Bar(y=[3])))
+    assert live.figure.data[0].y == (3,)
+
+
+def test_training_curve_redraws_in_place_in_a_kernel(tmp_path):
+    """In a real kernel: one output, updated in place (an update, not a new display per batch)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from widgets import TrainingCurve\n"
+        "curve = TrainingCurve(target=2.0)\n"
+        "for i in range(5):\n"
+        "    curve({'frames': i + 1, 'mean_return': float(i)})"
+    )])
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = nb.cells[0].outputs
+    assert len(outputs) == 1, [o.output_type for o in outputs]
+    data = outputs[0]["data"]["application/vnd.plotly.v1+json"]["data"]
+    assert data[0]["x"] == [1, 2, 3, 4, 5]

@@ -26,6 +26,8 @@ __all__ = [
     "ExplorerPanel",
     "TimingPanel",
     "ExportPanel",
+    "LiveFigure",
+    "TrainingCurve",
 ]
 
 _WHERE = {
@@ -38,6 +40,8 @@ _WHERE = {
     "ExplorerPanel": "explorer_panel",
     "TimingPanel": "timing_panel",
     "ExportPanel": "export_panel",
+    "LiveFigure": "live",
+    "TrainingCurve": "live",
 }
 
 

@@ -569,6 +569,27 @@ class ProbeResult:
         """``[S]``: the steps since reset of ``curve``."""
         return torch.arange(self.curve.shape[0])
 
+    def r2_after(self, steps: int) -> float:
+        """Held-out R² pooled over the samples at least ``steps`` steps since their reset.
+
+        The curve's points weighted by their sample counts, so it is the R² of
+        those samples together (same held-out variance as :attr:`curve`).
+        NaN when no held-out sample is that far into an episode.
+
+        Examples:
+            >>> r = ProbeResult("hidden", 0.5, torch.tensor([0.5]), torch.tensor([0.0, 0.8, 0.95]),
+            ...                 torch.tensor([10, 10, 30]), torch.zeros(1, 1), torch.zeros(1))
+            >>> round(r.r2_after(1), 4), round(r.r2_after(2), 4), r.r2_after(3)
+            (0.9125, 0.95, nan)
+        """
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"r2_after: 'steps' must be an int >= 0; got {steps!r}.")
+        curve, count = self.curve[steps:].double(), self.count[steps:].double()
+        ok = ~torch.isnan(curve) & (count > 0)
+        if not bool(ok.any()):
+            return math.nan
+        return float((curve[ok] * count[ok]).sum() / count[ok].sum())
+
 
 def _as_target(target: torch.Tensor) -> torch.Tensor:
     return target.unsqueeze(-1) if target.dim() == 2 else target

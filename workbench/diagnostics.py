@@ -11,6 +11,9 @@ explanation, fix) that a :class:`DiagnosticsReport` collects:
   (:func:`reset_status` gives the per-step verdict for plotting);
 - :func:`replay_check` — re-runs a trajectory in recurrent mode and compares
   with the hidden states recorded step by step;
+- :func:`replay_policy` and :func:`replay_hidden` — what a loss would see
+  when it replays a trajectory, with or without its resets (the leak a
+  missing ``InitTracker`` causes in training);
 - :func:`diagnose` — all of them.
 
 Examples:
@@ -56,6 +59,8 @@ __all__ = [
     "reset_audit",
     "reset_status",
     "replay_check",
+    "replay_hidden",
+    "replay_policy",
     "diagnose",
     "episode_and_step",
 ]
@@ -573,14 +578,16 @@ def _default_atol(dtype: torch.dtype) -> float:
     return 1e-10 if dtype == torch.float64 else 1e-4 if dtype == torch.float32 else 1e-2
 
 
-def _the_gru(policy):
+def _the_gru(policy, caller: str = "replay_check"):
     from .gru import GRUModule
     from .policy import recurrent_modules
 
+    if isinstance(policy, GRUModule):
+        return policy
     grus = [m for m in recurrent_modules(policy) if isinstance(m, GRUModule)]
     if len(grus) != 1:
         raise ValueError(
-            f"replay_check: the policy must hold exactly one workbench GRUModule; found {len(grus)} "
+            f"{caller}: the policy must hold exactly one workbench GRUModule; found {len(grus)} "
             f"({[type(m).__name__ for m in recurrent_modules(policy)]})."
         )
     return grus[0]
@@ -655,6 +662,91 @@ def replay_check(policy, trajectory: TensorDictBase, *, atol: float | None = Non
         output_gap=output_gap,
         first_step_over=int(over[0]) if len(over) else None,
     )
+
+
+def _replay_data(trajectory: TensorDictBase, keys, resets: bool, caller: str) -> TensorDictBase:
+    traj = _as_env_time(trajectory)
+    for key in (*keys, KEYS.is_init):
+        if key not in traj.keys(True):
+            raise KeyError(f"{caller}: the trajectory has no {key!r} entry (it has {sorted(map(str, traj.keys()))}).")
+    data = traj.select(*keys, KEYS.is_init).clone()
+    if not resets:
+        is_init = data.get(KEYS.is_init).clone()
+        is_init[:, 1:] = False
+        data.set(KEYS.is_init, is_init)
+    return data
+
+
+def replay_hidden(module, trajectory: TensorDictBase, *, resets: bool = True) -> Tensor:
+    """The hidden states a GRU computes on a trajectory's inputs, every layer, every step.
+
+    Runs ``module`` (a workbench ``GRUModule``, or a policy holding one) in
+    recurrent mode over the trajectory's ``[E, T]`` inputs, starting from zeros
+    at every ``is_init``; no hidden state is read from the trajectory, so any
+    GRU with the right input size works (e.g. an untrained one, as a probe
+    baseline). ``resets=False`` keeps only the first step's ``is_init``: the
+    memory then runs on across episodes, as when ``InitTracker`` is missing.
+
+    Returns:
+        ``[E, T, L, H]``: the hidden state after each step (like ``KEYS.next_hidden``).
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from workbench.gru import GRUModule
+        >>> gru = GRUModule(input_size=1, hidden_size=2, in_key="x", out_key="y")
+        >>> is_init = torch.tensor([[True, False, True, False]]).unsqueeze(-1)
+        >>> traj = TensorDict({"x": torch.ones(1, 4, 1), "is_init": is_init}, [1, 4])
+        >>> h = replay_hidden(gru, traj)
+        >>> h.shape, torch.equal(h[0, 2], h[0, 0])  # the episode restarts from zeros
+        (torch.Size([1, 4, 1, 2]), True)
+        >>> torch.equal(replay_hidden(gru, traj, resets=False)[0, 2], h[0, 2])  # leaks: not a restart
+        False
+    """
+    from .gru import GRUModule, set_recurrent_mode
+
+    gru = _the_gru(module, "replay_hidden")
+    data = _replay_data(trajectory, [gru.in_keys[0]], resets, "replay_hidden")
+    param = next(gru.parameters())
+    data = data.to(param.device)
+    e, t = data.batch_size
+    data.set("_h0", torch.zeros(e, t, gru.gru.num_layers, gru.gru.hidden_size, dtype=param.dtype, device=param.device))
+    twin = GRUModule(gru=gru.gru, in_keys=[gru.in_keys[0], "_h0"], out_keys=["_out", "_next"],
+                     hidden_trace_key="_trace", recurrent_backend=gru.recurrent_backend)
+    with torch.no_grad(), set_recurrent_mode(True):
+        twin(data)
+    return data.get("_trace")
+
+
+def replay_policy(policy, trajectory: TensorDictBase, *, resets: bool = True,
+                  deterministic: bool = True) -> TensorDictBase:
+    """The policy's outputs when a loss replays the trajectory in recurrent mode.
+
+    Every segment starts from the hidden state the trajectory recorded at its
+    first step (``KEYS.hidden``), as torchrl's losses do. ``resets=False``
+    keeps only the first step's ``is_init``, so the memory of one episode
+    runs into the next: the training-time leak of a missing ``InitTracker``.
+    Compare the returned actions or log-probabilities with the rollout's.
+
+    Keyword Args:
+        resets: honour the trajectory's ``is_init`` (True) or drop it after step 0.
+        deterministic: greedy actions (``ExplorationType.DETERMINISTIC``).
+
+    Returns:
+        A new ``[E, T]`` TensorDict with the policy's inputs and outputs
+        (``"action"``, ``"logits"``...).
+    """
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    from .gru import set_recurrent_mode
+
+    gru = _the_gru(policy, "replay_policy")
+    data = _replay_data(trajectory, [gru.in_keys[0], KEYS.hidden], resets, "replay_policy")
+    data = data.to(next(gru.parameters()).device)
+    if gru.in_keys[1] != KEYS.hidden:
+        data.rename_key_(KEYS.hidden, gru.in_keys[1])
+    kind = ExplorationType.DETERMINISTIC if deterministic else ExplorationType.RANDOM
+    with torch.no_grad(), set_recurrent_mode(True), set_exploration_type(kind):
+        return policy(data)
 
 
 # ---------------------------------------------------------------------------------------------- wiring

@@ -44,6 +44,8 @@ __all__ = [
     "timing_figure",
     "timing_rows",
     "aligned_units_figure",
+    "pca_groups_figure",
+    "training_figure",
 ]
 
 TEMPLATE = "plotly_white"
@@ -770,3 +772,154 @@ def aligned_units_figure(
         height=height, width=width, template=template, legend=dict(orientation="h", y=-0.3),
     )
     return fig
+
+
+# ---------------------------------------------------------------------------- groups and training
+def pca_groups_figure(
+    data,
+    group,
+    *,
+    names: Mapping[float, str] | None = None,
+    env: int | None = None,
+    layer: int = -1,
+    is_init=None,
+    result: analysis.PCAResult | None = None,
+    max_episodes: int | None = 200,
+    title: str | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    template: str = TEMPLATE,
+) -> go.Figure:
+    """Every episode's hidden-state path in the first two principal components, coloured by a label.
+
+    Use it to see whether the memory separates what it should remember (e.g.
+    the cue of a memory task): each episode is a line from its first step
+    (circle) to its last (diamond), coloured by its group: the value of ``group``
+    at the episode's first step. Episodes that start before ``t = 0`` are left out.
+
+    Args:
+        data: hidden states ``[E, T, H]`` / ``[E, T, L, H]`` or a trajectory TensorDict.
+        group: ``[E, T]`` per-step labels (e.g. ``trajectory["true_state"][..., 0]``).
+
+    Keyword Args:
+        names: a legend name for each group value (default: the value).
+        env: draw only this env's episodes (``None``: every env's).
+        result: a :class:`workbench.analysis.PCAResult` to project on (fitted on all states otherwise).
+        max_episodes: draw at most this many episodes (the first ones; ``None``: all).
+
+    Examples:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> cue = torch.tensor([1.0, -1.0]).repeat_interleave(3).view(1, 6)
+        >>> h = torch.randn(1, 6, 3, generator=g) + cue[..., None]
+        >>> is_init = torch.tensor([[1, 0, 0, 1, 0, 0]], dtype=torch.bool)
+        >>> fig = pca_groups_figure(h, cue, is_init=is_init, names={1.0: "cue +1", -1.0: "cue -1"})
+        >>> [d.name for d in fig.data]
+        ['cue -1 (1 episodes)', 'cue +1 (1 episodes)', 'first step', 'last step']
+    """
+    h, is_init, _ = _hidden_input(data, layer, is_init, None)
+    e_count, t, _ = h.shape
+    labels = torch.as_tensor(group).detach().cpu()
+    labels = labels.reshape(e_count, t) if labels.numel() == e_count * t else labels
+    if tuple(labels.shape) != (e_count, t):
+        raise ValueError(f"pca_groups_figure: 'group' must be [E, T] = {(e_count, t)}; got {tuple(labels.shape)}.")
+    init, _, _ = _episode_info(is_init, None, e_count, t)
+    res = result if result is not None else analysis.pca(h, k=2)
+    coords = (res.transform(h) if result is not None else res.coords)[..., :2].detach().cpu().double()
+    aligned = analysis.align_on_resets(coords, init)
+    if env is not None:
+        keep = aligned.env == _env_index(env, e_count)
+        aligned = analysis.Aligned(aligned.values[keep], aligned.lengths[keep], aligned.env[keep], aligned.start[keep])
+    n_ep = aligned.values.shape[0] if max_episodes is None else min(aligned.values.shape[0], int(max_episodes))
+    values = _np(aligned.values[:n_ep])
+    ep_labels = [float(labels[int(env), int(start)]) for env, start in zip(aligned.env[:n_ep], aligned.start[:n_ep])]
+    lengths = _np(aligned.lengths[:n_ep])
+    names = dict(names or {})
+    fig = go.Figure()
+    ends: list[tuple[float, float, str]] = []
+    for i, value in enumerate(sorted(set(ep_labels))):
+        members = [j for j, v in enumerate(ep_labels) if v == value]
+        name = names.get(value, f"{value:g}")
+        xs, ys, custom = [], [], []
+        for j in members:
+            n = int(lengths[j])
+            xs += list(values[j, :n, 0]) + [np.nan]
+            ys += list(values[j, :n, 1]) + [np.nan]
+            custom += [[s, int(aligned.env[j]), int(aligned.start[j])] for s in range(n)] + [[np.nan] * 3]
+            ends.append((values[j, n - 1, 0], values[j, n - 1, 1], PALETTE[i % len(PALETTE)]))
+        fig.add_trace(go.Scatter(
+            x=xs, y=ys, mode="lines+markers", name=f"{name} ({len(members)} episodes)", customdata=custom,
+            line=dict(color=PALETTE[i % len(PALETTE)], width=1), marker=dict(size=4), opacity=0.6,
+            connectgaps=False,
+            hovertemplate=(f"{name}<br>env %{{customdata[1]}}, episode from step %{{customdata[2]}}"
+                           "<br>%{customdata[0]} steps since reset<br>PC1 %{x:.3f}, PC2 %{y:.3f}<extra></extra>"),
+        ))
+    starts = values[:, 0, :] if n_ep else np.zeros((0, 2))
+    fig.add_trace(go.Scatter(x=starts[:, 0], y=starts[:, 1], mode="markers", name="first step", hoverinfo="skip",
+                             marker=dict(symbol="circle-open", size=10, color="black")))
+    fig.add_trace(go.Scatter(x=[x for x, _, _ in ends], y=[y for _, y, _ in ends], mode="markers", name="last step",
+                             hoverinfo="skip", marker=dict(symbol="diamond", size=9, color=[c for _, _, c in ends],
+                                                           line=dict(width=1, color="black"))))
+    ratio = _np(res.explained_variance_ratio)
+    return _finish(fig, title=title, default_title="Hidden-state paths by group (PCA)", height=height, width=width,
+                   template=template, legend=dict(orientation="h", y=-0.15),
+                   xaxis=dict(title=dict(text=f"PC1 ({ratio[0]:.1%} of variance)")),
+                   yaxis=dict(title=dict(text=f"PC2 ({ratio[1]:.1%} of variance)")),
+                   meta=dict(explained_variance_ratio=ratio.tolist()))
+
+
+def training_figure(
+    history: Sequence[Mapping[str, Any]],
+    *,
+    target: float | None = None,
+    window: int = 10,
+    env: int | None = None,
+    title: str | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    template: str = TEMPLATE,
+) -> go.Figure:
+    """A training curve: each batch's mean episode return against frames, with a moving average.
+
+    Redraw it from a :func:`workbench.train.train` ``callback`` for a live
+    curve (an empty history gives empty axes).
+
+    Args:
+        history: rows with ``frames`` and ``mean_return`` (NaN when no episode ended in the batch).
+
+    Keyword Args:
+        target: a return to reach, drawn as a dashed line.
+        window: batches in the moving average (of the batches that finished episodes).
+        env: unused (a history pools the envs); accepted for the shared signature.
+
+    Examples:
+        >>> rows = [{"frames": 100, "mean_return": 10.0}, {"frames": 200, "mean_return": float("nan")},
+        ...         {"frames": 300, "mean_return": 30.0}]
+        >>> fig = training_figure(rows, target=25, window=2)
+        >>> fig.data[0].x, fig.data[1].y
+        ((100, 300), (10.0, 20.0))
+        >>> training_figure([]).data[0].x
+        ()
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"training_figure: 'window' must be an int >= 1; got {window!r}.")
+    rows = [r for r in history if r.get("mean_return") is not None and math.isfinite(float(r["mean_return"]))]
+    frames = [int(r["frames"]) for r in rows]
+    returns = [float(r["mean_return"]) for r in rows]
+    smooth = [float(np.mean(returns[max(0, i + 1 - window):i + 1])) for i in range(len(returns))]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=frames, y=returns, mode="markers", name="batch mean return",
+                             marker=dict(size=5, color=PALETTE[0], opacity=0.5),
+                             hovertemplate="%{x} frames<br>mean return %{y:.2f}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=frames, y=smooth, mode="lines", name=f"moving average ({window} batches)",
+                             line=dict(color=PALETTE[0], width=3),
+                             hovertemplate="%{x} frames<br>average %{y:.2f}<extra></extra>"))
+    shapes = []
+    if target is not None:
+        shapes.append(dict(type="line", name="target", xref="x domain", yref="y", x0=0, x1=1, y0=target, y1=target,
+                           line=dict(color="crimson", dash="dash", width=1)))
+        fig.add_annotation(x=0, xref="x domain", y=target, yref="y", text=f"target {target:g}", showarrow=False,
+                           xanchor="left", yanchor="bottom", font=dict(color="crimson"))
+    last = f": {smooth[-1]:.2f} after {frames[-1]:,} frames" if rows else ""
+    return _finish(fig, title=title, default_title=f"Training return{last}", height=height, width=width,
+                   template=template, shapes=shapes, legend=dict(orientation="h", y=-0.2),
+                   xaxis=dict(title=dict(text="frames")), yaxis=dict(title=dict(text="episode return")))

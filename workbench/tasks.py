@@ -30,7 +30,7 @@ import numpy as np
 
 from .keys import KEYS
 
-__all__ = ["TaskInfo", "TASKS", "CueMemoryEnv", "register_tasks", "task_info", "cue_success_rate"]
+__all__ = ["TaskInfo", "TASKS", "CueMemoryEnv", "register_tasks", "task_info", "cue_success_rate", "cue_decisions"]
 
 NAMESPACE = "workbench"
 
@@ -190,3 +190,42 @@ def cue_success_rate(returns) -> float:
 
 
 register_tasks()
+
+
+def cue_decisions(trajectory, action=None):
+    """Whether each decision of a ``workbench/CueMemory-v0`` trajectory was right, in step order.
+
+    A decision step is one whose observation has ``is_decision == 1``; it is
+    right when action 1 meets cue +1 or action 0 meets cue -1 (the cue from
+    ``true_state``).
+
+    Args:
+        trajectory: ``[E, T]`` TensorDict with ``KEYS.observation`` and ``KEYS.true_state``.
+        action: ``[E, T]`` actions to judge (index, or one-hot ``[E, T, 2]``);
+            default the trajectory's own ``KEYS.action`` (e.g. pass
+            :func:`workbench.diagnostics.replay_policy`'s actions instead).
+
+    Returns:
+        A bool tensor ``[decisions]``; its mean is the success rate.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> obs = torch.tensor([[[1., 0, 1], [0, 1, 1], [-1, 0, 1], [0, 1, 1]]])
+        >>> state = torch.tensor([[[1., 0], [1, 1], [-1, 0], [-1, 1]]])
+        >>> traj = TensorDict({"observation": obs, "true_state": state, "action": torch.tensor([[0, 1, 0, 1]])}, [1, 4])
+        >>> cue_decisions(traj).tolist()
+        [True, False]
+    """
+    import torch
+
+    obs = trajectory.get(KEYS.observation)
+    cue = trajectory.get(KEYS.true_state)[..., 0]
+    act = trajectory.get(KEYS.action) if action is None else torch.as_tensor(action)
+    if act.dim() == cue.dim() + 1:
+        act = act.argmax(-1) if act.shape[-1] == 2 else act.squeeze(-1)
+    if tuple(act.shape) != tuple(cue.shape):
+        raise ValueError(f"cue_decisions: 'action' must be [E, T] like the trajectory {tuple(cue.shape)} "
+                         f"(or one-hot [E, T, 2]); got {tuple(act.shape)}.")
+    decision = obs[..., 1] == 1
+    return ((act == 1) == (cue > 0))[decision]
