@@ -178,6 +178,21 @@ class TestPolicyPanel:
         assert panel.hidden_size.value == 8 and panel.built.source == panel.path.value
         assert all(torch.equal(v, panel.built.policy.state_dict()[k]) for k, v in original.items())
 
+    def test_registered_tasks_are_offered_and_a_trained_checkpoint_picks_its_env(self):
+        """The workbench/ tasks are in the list (velocities already hidden: the option is off and
+        disabled); loading a shipped checkpoint selects the environment it was trained on."""
+        panel = PolicyPanel(SPEC, ENV)
+        assert {"workbench/CartPoleNoVel-v1", "workbench/CueMemory-v0"} <= set(panel.env_id.options)
+        panel.env_id.value = "workbench/CueMemory-v0"
+        assert panel.hide_velocity.disabled and not panel.hide_velocity.value
+        panel.env_id.value = "CartPole-v1"
+        assert not panel.hide_velocity.disabled
+        panel.path.value = str(Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "cue_memory.pt")
+        panel.load_button.click()
+        assert panel.last_error is None, panel.message
+        assert panel.env_id.value == "workbench/CueMemory-v0" and panel.hidden_size.value == 32
+        assert panel.built.env_spec.env_id == "workbench/CueMemory-v0"
+
     def test_load_errors(self, tmp_path):
         """A missing file, or a checkpoint for another environment, is explained in the panel."""
         panel = PolicyPanel(SPEC, ENV)

@@ -20,11 +20,13 @@ from workbench.policy import (
     PolicyIO,
     PolicySpec,
     build_policy,
+    checkpoint_metadata,
     load_checkpoint,
     policy_spec_of,
     recurrent_modules,
     save_checkpoint,
 )
+from workbench.tasks import TASKS
 
 from ._panel import Panel, html_table, parse_numbers
 
@@ -95,7 +97,8 @@ class PolicyPanel(Panel):
         spec = policy_spec or PolicySpec(python_based=True, record_gates=True)
         env = env_spec or EnvSpec("CartPole-v1", hide_velocity=True)
         style = dict(style={"description_width": "100px"}, layout=w.Layout(width="250px"))
-        env_ids = sorted(VELOCITY_MASKS) + ([env.env_id] if env.env_id not in VELOCITY_MASKS else [])
+        env_ids = sorted(VELOCITY_MASKS) + sorted(TASKS)
+        env_ids += [env.env_id] if env.env_id not in env_ids else []
         self.env_id = w.Dropdown(options=env_ids, value=env.env_id, description="environment", **style)
         self.hide_velocity = w.Checkbox(value=env.hide_velocity, description="hide velocities (POMDP)",
                                         style={"description_width": "100px"})
@@ -126,6 +129,7 @@ class PolicyPanel(Panel):
         self.save_button.on_click(lambda _: self.save())
         self.load_button.on_click(lambda _: self.load())
         self.python_based.observe(lambda _: self.refresh_controls(), "value")
+        self.env_id.observe(lambda _: self.refresh_controls(), "value")
         self.refresh_controls()
         self.children = [
             self.header,
@@ -138,6 +142,10 @@ class PolicyPanel(Panel):
 
     # ------------------------------------------------------------------ controls ↔ specs
     def refresh_controls(self) -> None:
+        # the workbench/ tasks hide their velocities already; only VELOCITY_MASKS ids take the option
+        self.hide_velocity.disabled = self.env_id.value not in VELOCITY_MASKS
+        if self.hide_velocity.disabled:
+            self.hide_velocity.value = False
         self.record_gates.disabled = not self.python_based.value
         if not self.python_based.value:
             self.record_gates.value = False
@@ -193,6 +201,9 @@ class PolicyPanel(Panel):
             if not path.is_file():
                 raise FileNotFoundError(f"No checkpoint at {path.resolve()}: check the path, or 'Save' one first.")
             policy, spec = load_checkpoint(path)
+            trained_on = checkpoint_metadata(path).get("env_id")  # recorded by `workbench train`
+            if trained_on in self.env_id.options:
+                self.env_id.value = trained_on
             env_spec = self.env_spec()
             want, got = policy_spec_of(policy)[1], self._env_io(env_spec)
             if want != got:

@@ -173,15 +173,20 @@ def loop_sequence(
     traces, gate_traces = [], []
     if is_init is not None:
         restart = is_init.unsqueeze(-1)
+    if is_init is not None:
+        restart_t = restart.unbind(1)
     for layer in range(gru.num_layers):
         w = layer_weights(gru, layer)
-        gi_all = F.linear(layer_input, w.w_ih, w.b_ih)
+        # unbind once rather than index every step: the backward of T unbinds is one stack,
+        # that of T selects is T full-size zero tensors (quadratic in T)
+        gi_t = F.linear(layer_input, w.w_ih, w.b_ih).unbind(1)
+        stored_t = h_stored[:, :, layer].unbind(1) if is_init is not None else None
         h = h0[:, layer]
         outs, gates = [], []
         for t in range(steps):
             if is_init is not None:
-                h = torch.where(restart[:, t], h_stored[:, t, layer], h)
-            h, g = gru_cell(gi_all[:, t], h, w.w_hh, w.b_hh)
+                h = torch.where(restart_t[t], stored_t[t], h)
+            h, g = gru_cell(gi_t[t], h, w.w_hh, w.b_hh)
             outs.append(h)
             gates.append(g)
         layer_out = torch.stack(outs, 1)
