@@ -501,7 +501,7 @@ def configure(quick: bool, device: str) -> dict:
         "rounds_rollout": 3 if quick else 7,
         "rollout_steps": 300 if quick else 1000,
         "scaling_steps": (16, 64, 256) if quick else SCALING_STEPS,
-        "torchrl_bwd_max_steps": 256,
+        "torchrl_bwd_max_steps": 64 if quick else 256,
         "torchrl_single_shot": not quick,
         "extra_backends": (["workbench:fused", "workbench:packed", "workbench:native"] if cuda
                            else ([] if quick else ["workbench:packed", "workbench:native"])),
