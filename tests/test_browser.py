@@ -4,6 +4,9 @@ Opens ``notebooks/05-workbench-app.ipynb``, runs every cell, then clicks through
 person would: build a policy (hidden size 12), run a rollout (120 steps), move the time cursor,
 select units, export the heatmap (the timing chart comes from the notebook's run). Checks that the plotly figures rendered with the new data, that
 the exported file is on disk, and writes screenshots to ``assets/screenshots/``.
+
+Then runs ``notebooks/06-what-the-memory-learned.ipynb`` the same way: every figure drawn, and the
+live training curve redrawn in place (one figure holding every batch at the end).
 """
 
 from __future__ import annotations
@@ -124,4 +127,35 @@ def test_app_build_rollout_explore_export(lab_server, page):
     assert page.locator(".jupyter-widgets", has_text="javascript error").count() == 0
     assert page.locator(".wb-msg-error").count() == 0, page.locator(".wb-msg-error").first.inner_text()
     assert page.evaluate(CELL_ERRORS) == []
+    assert page.console_errors == [], page.console_errors
+
+
+PLOTS_BY_TITLE = """() => Array.from(document.querySelectorAll('.jp-Notebook .js-plotly-plot')).map(gd => ({
+  title: gd.layout && gd.layout.title ? gd.layout.title.text : '',
+  points: gd._fullData ? gd._fullData.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) : 0 }))"""
+
+
+def test_notebook_6_runs_in_lab_with_its_live_curve(lab_server, page):
+    """Notebook 6 run-all in Lab: no cell error, every figure drawn, the live training curve
+    redrawn in place into one figure that ends with every batch's point."""
+    base, token, _ = lab_server
+    page.goto(f"{base}/doc/tree/06-what-the-memory-learned.ipynb?token={token}")
+    page.wait_for_selector(".jp-Notebook")
+    page.wait_for_function(KERNEL_IDLE)
+    ok = page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    assert ok is True, page.evaluate(CELL_ERRORS)
+    # run-all queues the cells; the last one prints the freshly trained agent's score
+    page.locator(".jp-OutputArea-output", has_text="of 200 episodes").wait_for(timeout=240_000)
+    assert page.evaluate(CELL_ERRORS) == []
+    page.wait_for_function(f"() => ({PLOTS_BY_TITLE})().length >= 6")
+    plots = page.evaluate(PLOTS_BY_TITLE)
+    titles = [p["title"] for p in plots]
+    curves = [p for p in plots if "training return" in p["title"]]
+    assert len(curves) == 1, titles  # updated in place, not one figure per batch
+    assert curves[0]["points"] >= 2 * 50, curves  # 50 batches: a marker and a line point each
+    for needle in ("hidden units over time", "hidden velocities", "paths by cue", "along the corridor",
+                   "without is_init"):
+        assert any(needle in t for t in titles), (needle, titles)
+    page.locator(".jp-Cell", has=page.locator(".js-plotly-plot", has_text="training return")).last.screenshot(
+        path=SHOTS / "notebook6-training-curve.png")
     assert page.console_errors == [], page.console_errors

@@ -464,7 +464,7 @@ def test_training_curve_is_a_train_callback_that_redraws():
 
 
 def test_training_curve_redraws_in_place_in_a_kernel(tmp_path):
-    """In a real kernel: one output, updated in place (an update, not a new display per batch)."""
+    """In a real kernel: one output (an Output widget) whose content is replaced, not a new display per batch."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -476,6 +476,9 @@ def test_training_curve_redraws_in_place_in_a_kernel(tmp_path):
     )])
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = nb.cells[0].outputs
-    assert len(outputs) == 1, [o.output_type for o in outputs]
-    data = outputs[0]["data"]["application/vnd.plotly.v1+json"]["data"]
-    assert data[0]["x"] == [1, 2, 3, 4, 5]
+    assert len(outputs) == 1 and "application/vnd.jupyter.widget-view+json" in outputs[0]["data"], outputs
+    model_id = outputs[0]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"][model_id]["state"]
+    shown = state["outputs"]
+    assert len(shown) == 1
+    assert shown[0]["data"]["application/vnd.plotly.v1+json"]["data"][0]["x"] == [1, 2, 3, 4, 5]

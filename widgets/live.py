@@ -1,8 +1,9 @@
 """Figures that redraw in place in a notebook output: live curves for long work.
 
-:class:`LiveFigure` shows a plotly figure once and replaces it on each
-``update`` (an IPython display handle with plotly's own mimetype, so the
-figure renders in JupyterLab and stays in the saved notebook).
+:class:`LiveFigure` shows a plotly figure in an ``ipywidgets.Output`` and
+replaces the Output's content on each ``update`` (the panels' recipe).
+A plain display handle is not enough: JupyterLab stores an
+``update_display_data`` but plotly's renderer does not redraw on it.
 :class:`TrainingCurve` is a :func:`workbench.train.train` ``callback`` that
 redraws :func:`workbench.figures.training_figure` after every batch:
 
@@ -43,17 +44,24 @@ class LiveFigure:
     def __init__(self, fig, *, show: bool = True):
         self.figure = fig
         """the figure drawn last"""
-        self._handle = None
+        self.output = None
+        """the ``ipywidgets.Output`` that shows it (None when not shown)"""
         if show and _in_ipython():
+            import ipywidgets as w
             from IPython.display import display
 
-            self._handle = display(_bundle(fig), raw=True, display_id=True)
+            self.output = w.Output()
+            self._draw(fig)
+            display(self.output)
+
+    def _draw(self, fig) -> None:
+        self.output.outputs = ({"output_type": "display_data", "data": _bundle(fig), "metadata": {}},)
 
     def update(self, fig) -> None:
         """Replaces the displayed figure with ``fig``."""
         self.figure = fig
-        if self._handle is not None:
-            self._handle.update(_bundle(fig), raw=True)
+        if self.output is not None:
+            self._draw(fig)
 
 
 class TrainingCurve(LiveFigure):
@@ -76,9 +84,9 @@ class TrainingCurve(LiveFigure):
 
         self.history: list[Mapping[str, Any]] = []
         """every row received so far"""
-        self._draw = lambda: training_figure(self.history, target=target, title=title)
-        super().__init__(self._draw(), show=show)
+        self._make = lambda: training_figure(self.history, target=target, title=title)
+        super().__init__(self._make(), show=show)
 
     def __call__(self, row: Mapping[str, Any]) -> None:
         self.history.append(dict(row))
-        self.update(self._draw())
+        self.update(self._make())
