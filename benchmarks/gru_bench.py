@@ -541,8 +541,9 @@ def run(quick: bool = False, device: str = "cpu", threads: int = 1, json_path: s
         for name in cfg["sections"]:
             section_start = time.perf_counter()
             SECTIONS[name](report, cfg, out)
-            report.config.setdefault("section_s", {})[name] = round(time.perf_counter() - section_start, 1)
-            out(f"({name}: {time.perf_counter() - section_start:.0f} s)")
+            took = time.perf_counter() - section_start
+            report.config.setdefault("section_s", {})[name] = round(took, 1)
+            out(f"({name}: {took:.0f} s)")
     elapsed = time.perf_counter() - started
     report.config["elapsed_s"] = elapsed
     out("")

@@ -613,24 +613,13 @@ def replay_check(policy, trajectory: TensorDictBase, *, atol: float | None = Non
     Returns:
         A :class:`ReplayReport`; its ``finding`` says it in words.
     """
-    from .gru import GRUModule, set_recurrent_mode
-
     gru = _the_gru(policy)
     traj = _as_env_time(trajectory)
     for key in (gru.in_keys[0], KEYS.hidden, KEYS.next_hidden, KEYS.is_init):
         if key not in traj.keys(True):
             raise KeyError(f"replay_check: the trajectory has no {key!r} entry (it has {sorted(map(str, traj.keys()))}).")
-    param = next(gru.parameters())
-    twin = GRUModule(
-        gru=gru.gru,
-        in_keys=[gru.in_keys[0], KEYS.hidden],
-        out_keys=[("_replay", "output"), ("_replay", "next")],
-        hidden_trace_key=("_replay", "trace"),
-        recurrent_backend=gru.recurrent_backend,
-    )
-    data = traj.select(gru.in_keys[0], KEYS.hidden, KEYS.is_init).to(param.device)
-    with torch.no_grad(), set_recurrent_mode(True):
-        twin(data)
+    data = traj.select(gru.in_keys[0], KEYS.hidden, KEYS.is_init).to(next(gru.parameters()).device)
+    backend = _replay_twin(gru, data, KEYS.hidden)
     trace = data.get(("_replay", "trace")).to(traj.device)
     recorded = traj.get(KEYS.next_hidden)
     gap = (trace - recorded).abs().flatten(2).amax(-1)
@@ -658,10 +647,29 @@ def replay_check(policy, trajectory: TensorDictBase, *, atol: float | None = Non
         episode=int(episode_t[env, step]) if gap.numel() else 0,
         episode_step=int(step_t[env, step]) if gap.numel() else 0,
         atol=float(atol),
-        backend=twin.last_backend,
+        backend=backend,
         output_gap=output_gap,
         first_step_over=int(over[0]) if len(over) else None,
     )
+
+
+def _replay_twin(gru, data: TensorDictBase, hidden_key) -> str:
+    """Runs ``gru``'s weights over ``data`` in one recurrent-mode call, restarting from ``hidden_key``
+    at every ``is_init``; writes ``("_replay", "output" | "next" | "trace")`` into ``data`` (the
+    trace: every layer, every step) and returns the backend it used. A twin module shares the
+    weights, so ``gru``'s own keys and settings stay untouched."""
+    from .gru import GRUModule, set_recurrent_mode
+
+    twin = GRUModule(
+        gru=gru.gru,
+        in_keys=[gru.in_keys[0], hidden_key],
+        out_keys=[("_replay", "output"), ("_replay", "next")],
+        hidden_trace_key=("_replay", "trace"),
+        recurrent_backend=gru.recurrent_backend,
+    )
+    with torch.no_grad(), set_recurrent_mode(True):
+        twin(data)
+    return twin.last_backend
 
 
 def _replay_data(trajectory: TensorDictBase, keys, resets: bool, caller: str) -> TensorDictBase:
@@ -702,19 +710,14 @@ def replay_hidden(module, trajectory: TensorDictBase, *, resets: bool = True) ->
         >>> torch.equal(replay_hidden(gru, traj, resets=False)[0, 2], h[0, 2])  # leaks: not a restart
         False
     """
-    from .gru import GRUModule, set_recurrent_mode
-
     gru = _the_gru(module, "replay_hidden")
     data = _replay_data(trajectory, [gru.in_keys[0]], resets, "replay_hidden")
     param = next(gru.parameters())
     data = data.to(param.device)
     e, t = data.batch_size
     data.set("_h0", torch.zeros(e, t, gru.gru.num_layers, gru.gru.hidden_size, dtype=param.dtype, device=param.device))
-    twin = GRUModule(gru=gru.gru, in_keys=[gru.in_keys[0], "_h0"], out_keys=["_out", "_next"],
-                     hidden_trace_key="_trace", recurrent_backend=gru.recurrent_backend)
-    with torch.no_grad(), set_recurrent_mode(True):
-        twin(data)
-    return data.get("_trace")
+    _replay_twin(gru, data, "_h0")
+    return data.get(("_replay", "trace"))
 
 
 def replay_policy(policy, trajectory: TensorDictBase, *, resets: bool = True,

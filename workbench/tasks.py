@@ -189,9 +189,6 @@ def cue_success_rate(returns) -> float:
     return float((returns > 0).mean()) if returns.size else float("nan")
 
 
-register_tasks()
-
-
 def cue_decisions(trajectory, action=None):
     """Whether each decision of a ``workbench/CueMemory-v0`` trajectory was right, in step order.
 
@@ -229,3 +226,6 @@ def cue_decisions(trajectory, action=None):
                          f"(or one-hot [E, T, 2]); got {tuple(act.shape)}.")
     decision = obs[..., 1] == 1
     return ((act == 1) == (cue > 0))[decision]
+
+
+register_tasks()

@@ -172,9 +172,7 @@ def loop_sequence(
     layer_input = x
     traces, gate_traces = [], []
     if is_init is not None:
-        restart = is_init.unsqueeze(-1)
-    if is_init is not None:
-        restart_t = restart.unbind(1)
+        restart_t = is_init.unsqueeze(-1).unbind(1)
     for layer in range(gru.num_layers):
         w = layer_weights(gru, layer)
         # unbind once rather than index every step: the backward of T unbinds is one stack,
