@@ -10,6 +10,7 @@ Examples:
     ['observation', 'recurrent_state', 'is_init']
 """
 
+from .errors import WorkbenchError
 from .gru import GRUModule, PythonGRU, recurrent_mode, set_recurrent_mode
 
 __version__ = "0.1.0"
@@ -20,4 +21,6 @@ __all__ = [
     "PythonGRU",
     "recurrent_mode",
     "set_recurrent_mode",
+    # errors
+    "WorkbenchError",
 ]

@@ -28,6 +28,7 @@ from typing import Mapping, Sequence
 import torch
 from tensordict import TensorDictBase
 
+from .errors import WorkbenchError
 from .keys import KEYS
 
 __all__ = [
@@ -61,7 +62,7 @@ GATE_NAMES = ("r", "z", "n")
 """Order of the gates in a ``gates`` entry (``torch.nn.GRU``'s: reset, update, candidate)."""
 
 
-class AnalysisError(ValueError):
+class AnalysisError(WorkbenchError, ValueError):
     """Inputs that the analysis cannot use (wrong shape, too few episodes...)."""
 
 

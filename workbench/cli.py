@@ -270,4 +270,21 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and not _COMMANDS[args.command].passthrough:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    return _COMMANDS[args.command].run(args, extra) or 0
+    try:
+        return _COMMANDS[args.command].run(args, extra) or 0
+    except KeyboardInterrupt:
+        print(f"workbench {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # one line for the workbench's own errors; a traceback for bugs
+        from .errors import WorkbenchError
+
+        if not isinstance(error, WorkbenchError):
+            raise
+        print(f"workbench {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(error: BaseException) -> str:
+    """An error's message on one line (a multi-line message joined with '; ')."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return "; ".join(lines) or type(error).__name__

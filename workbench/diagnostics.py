@@ -46,6 +46,7 @@ import torch
 from tensordict import TensorDictBase
 from torch import Tensor
 
+from .errors import WorkbenchError
 from .keys import KEYS
 
 __all__ = [
@@ -70,7 +71,7 @@ _SEVERITIES = ("ok", "warning", "error")
 _MARK = {"ok": "[ok]", "warning": "[warning]", "error": "[ERROR]"}
 
 
-class WiringError(ValueError):
+class WiringError(WorkbenchError, ValueError):
     """A policy and an environment that cannot work together; ``.findings`` says why."""
 
     def __init__(self, findings: list[Finding]):

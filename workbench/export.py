@@ -53,6 +53,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import torch
 
+from .errors import WorkbenchError
 from .files import atomic_write
 
 __all__ = [
@@ -81,7 +82,7 @@ DEFAULT_WIDTH, DEFAULT_HEIGHT = 900, 500
 _VERSIONED = ("torch", "torchrl", "tensordict", "gymnasium", "numpy", "plotly", "kaleido")
 
 
-class ExportError(RuntimeError):
+class ExportError(WorkbenchError, RuntimeError):
     """An export that could not be done: a path that cannot be written, a bad option."""
 
 

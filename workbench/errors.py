@@ -1,0 +1,51 @@
+"""The workbench's one error family: every error a user can cause derives from :class:`WorkbenchError`.
+
+Each subclass also derives from the built-in exception that callers of older
+versions caught (``ValueError``, ``OSError``, ...), so ``except ValueError``
+keeps working. The command line catches :class:`WorkbenchError` and prints its
+message on one line with exit code 2; the panels show it and keep working.
+
+Messages name the argument, what was expected and what came in.
+
+Examples:
+    >>> try:
+    ...     raise ConfigError("--steps: expected an integer >= 1; got -10")
+    ... except WorkbenchError as error:
+    ...     print(type(error).__name__, isinstance(error, ValueError), error)
+    ConfigError True --steps: expected an integer >= 1; got -10
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "WorkbenchError",
+    "ConfigError",
+    "CheckpointError",
+    "OutputPathError",
+    "EnvMismatchError",
+    "WorkerTimeoutError",
+]
+
+
+class WorkbenchError(Exception):
+    """Base of every error the workbench raises for bad input or a failed operation."""
+
+
+class ConfigError(WorkbenchError, ValueError):
+    """A setting or argument out of its range or of the wrong type."""
+
+
+class CheckpointError(WorkbenchError, ValueError):
+    """A checkpoint or trajectory file that cannot be read: empty, truncated, foreign, too new."""
+
+
+class OutputPathError(WorkbenchError, OSError):
+    """A path that cannot be written: a folder, a device, a read-only place, a missing parent."""
+
+
+class EnvMismatchError(WorkbenchError, ValueError):
+    """A policy and an environment whose observation or action specs do not fit together."""
+
+
+class WorkerTimeoutError(WorkbenchError, TimeoutError):
+    """An environment worker process that did not answer in time."""
