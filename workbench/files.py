@@ -25,7 +25,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_write", "atomic_torch_save", "load_tagged"]
+from .errors import OutputPathError
+
+__all__ = ["atomic_write", "atomic_torch_save", "check_output_path", "load_tagged"]
 
 _CHUNK = 1 << 20
 
@@ -46,6 +48,62 @@ def _write_bytes(fh, data: bytes) -> None:
     view = memoryview(data)
     for start in range(0, len(view), _CHUNK):
         fh.write(view[start:start + _CHUNK])
+
+
+def check_output_path(path: str | os.PathLike, *, what: str = "output", overwrite: bool = True) -> Path:
+    """Checks, before long work starts, that a file can be written at ``path``; returns the real target.
+
+    Symlinks are followed (the write goes to their target). Refuses a folder, a
+    device, FIFO or socket, an existing file when ``overwrite`` is false, and a
+    place where no file can be created (probed with a temporary file in the
+    nearest existing folder, so ``/proc`` or a read-only mount fail here and
+    not after an hour of training). ``what`` names the argument in the error.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     check_output_path(Path(tmp) / "new" / "ckpt.pt", what="--out").name
+        'ckpt.pt'
+        >>> check_output_path("/dev/null", what="--out")
+        Traceback (most recent call last):
+        ...
+        workbench.errors.OutputPathError: --out: expected a regular file path; '/dev/null' is a character device
+    """
+    given = str(path)
+    target = Path(os.path.realpath(Path(path).expanduser()))
+    if target.exists():
+        if target.is_dir():
+            raise OutputPathError(f"{what}: expected a file path; {given!r} is a folder")
+        if not target.is_file():
+            raise OutputPathError(f"{what}: expected a regular file path; {given!r} is a {_kind(target)}")
+        if not overwrite:
+            raise OutputPathError(f"{what}: {given!r} exists and would be overwritten; choose another name")
+    folder = target.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputPathError(f"{what}: cannot create a file under {given!r}: {str(folder)!r} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".workbench-probe.", suffix=".tmp")
+    except OSError as error:
+        raise OutputPathError(
+            f"{what}: cannot write {given!r}: {str(folder)!r} does not accept new files ({error.strerror})"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+    return target
+
+
+def _kind(path: Path) -> str:
+    """What a non-regular path is, in words."""
+    import stat
+
+    mode = path.stat().st_mode
+    for test, name in ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "special file"
 
 
 def atomic_write(path: Path, data: bytes) -> Path:
