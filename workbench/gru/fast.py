@@ -31,9 +31,7 @@ import bisect
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
-
-from .kernels import SequenceResult, trajectory_end_mask
+from .kernels import SequenceResult, gru_cell, trajectory_end_mask
 
 __all__ = [
     "FusedGRULayer",
@@ -223,7 +221,7 @@ def _layer_forward(x, starts, is_init, cols, w_ih, w_hh, b_ih, b_hh, save, out=N
         hot_rz, hot_r, hot_z, hot_n = hot[:, :h2], hot[:, :hidden], hot[:, hidden:h2], hot[:, h2:]
         s_one = s_t[0]
     if cols:
-        weights_t = is_init[:, list(cols)].to(x.dtype).t().unsqueeze(-1).unbind(0)  # 0/1 per restart column
+        restart_t = is_init[:, list(cols)].t().unsqueeze(-1).unbind(0)  # [N, 1] bool per restart column
         g_starts_t = g_starts[:, 1:].unbind(1)
         restarted = [] if save else None
     for t0 in range(0, steps, block):
@@ -240,7 +238,7 @@ def _layer_forward(x, starts, is_init, cols, w_ih, w_hh, b_ih, b_hh, save, out=N
                 i = t - t0
                 j = col_index.get(t)
                 if j is not None:
-                    g = torch.lerp(g, g_starts_t[j], weights_t[j])
+                    g = torch.where(restart_t[j], g_starts_t[j], g)  # select: nothing crosses, not even NaN
                 torch.addmm(gate_t[i], g, w_all, out=hot)
                 hot_rz.sigmoid_()
                 s = torch.addcmul(gi_n_t[i], hot_r, hot_n, out=s_one).sigmoid_()
@@ -252,8 +250,9 @@ def _layer_forward(x, starts, is_init, cols, w_ih, w_hh, b_ih, b_hh, save, out=N
             i = t - t0
             j = col_index.get(t)
             if j is not None:
-                # restart the rows where is_init: a lerp with weights 0 or 1 is exact (for finite states)
-                g = torch.lerp(g, g_starts_t[j], weights_t[j])
+                # restart the rows where is_init by selection (a lerp with weight 1 would carry a NaN or inf
+                # of the previous episode into the next one: inf * 0 is NaN)
+                g = torch.where(restart_t[j], g_starts_t[j], g)
                 if save:
                     restarted.append(g)
             gate_t[i].addmm_(g, w_all)
@@ -288,111 +287,151 @@ class FusedGRULayer(torch.autograd.Function):
     The backward runs one matmul per step for the hidden-state gradient; the
     gate coefficients and the weight and input gradients are computed per
     block of steps with large matmuls. Gradients reach ``starts`` only where a
-    row (re)starts. The backward is not itself differentiable (no double
-    backward; use ``recurrent_backend="loop"`` for that).
+    row (re)starts. Under ``create_graph=True`` (double backward, Hessians)
+    the backward recomputes the layer with differentiable ops instead, so
+    second derivatives are exact too.
     """
 
     @staticmethod
     def forward(ctx, x, starts, is_init, cols, w_ih, w_hh, b_ih, b_hh):
         out, (gates, s, h_restarted) = _layer_forward(x, starts, is_init, cols, w_ih, w_hh, b_ih, b_hh, save=True)
-        ctx.save_for_backward(x, starts[:, 0], is_init, w_ih, w_hh, out, gates, s, h_restarted)
+        ctx.save_for_backward(x, starts, is_init, w_ih, w_hh, b_ih, b_hh, out, gates, s, h_restarted)
         ctx.cols = cols
         ctx.starts_shape = starts.shape
         ctx.has_bias = b_ih is not None
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out):
-        x, h0, is_init, w_ih, w_hh, out, gate_all, s_all, h_restarted = ctx.saved_tensors
-        need_x, need_starts, _, _, need_w_ih, need_w_hh, need_b_ih, need_b_hh = ctx.needs_input_grad
-        cols = ctx.cols
-        steps, rows, features = x.shape
-        hidden = out.shape[-1]
-        h2, h3 = 2 * hidden, 3 * hidden
-        col_index = {t: j for j, t in enumerate(cols)}
-        if cols:
-            restart_w = is_init[:, list(cols)].to(x.dtype).t().unsqueeze(-1)  # [C - 1, N, 1], 0 or 1
-            restart_t, keep_t = restart_w.unbind(0), (1 - restart_w).unbind(0)
-        g_t = grad_out.unbind(0)
-        d_x = x.new_empty(steps, rows, features) if need_x else None
-        d_starts = x.new_zeros(ctx.starts_shape) if need_starts else None
-        d_starts_t = d_starts.unbind(1) if need_starts else None
-        d_w_ih = w_ih.new_zeros(h3, features) if need_w_ih else None
-        d_w_hh = w_hh.new_zeros(h3, hidden) if need_w_hh else None
-        d_b_ih = w_ih.new_zeros(h3) if (ctx.has_bias and need_b_ih) else None
-        d_b_hh = w_hh.new_zeros(h3) if (ctx.has_bias and need_b_hh) else None
-        block = _block_steps(steps, rows, hidden)
-        coef_buf = x.new_empty(block, rows, 3, hidden)  # d h_t / d (r, z, W_hn h + b_hn pre-activations)
-        grad_buf = x.new_empty(block, rows, 3, hidden)  # d loss / d (W_hh h + b_hh), per step
-        d_buf = x.new_empty(block, rows, hidden)  # d loss / d h_t, per step
-        d = g_t[steps - 1]
-        for t1 in range(steps, 0, -block):
-            t0 = max(0, t1 - block)
-            nb = t1 - t0
-            r, z = gate_all[t0:t1, :, :hidden], gate_all[t0:t1, :, hidden:h2]
-            n, ghn2 = torch.mul(s_all[t0:t1], 2).sub_(1), gate_all[t0:t1, :, h2:]
-            # the hidden state each step of the block started from (after restarts)
-            if t0 == 0:
-                h_prev = torch.cat((h0.unsqueeze(0), out[: t1 - 1]))
+        if torch.is_grad_enabled():
+            # create_graph=True (double backward, Hessians): the hand-written backward is not itself
+            # differentiable, so recompute the layer with differentiable ops and differentiate that
+            return _recomputed_backward(ctx, grad_out)
+        return _fused_backward(ctx, grad_out)
+
+
+def _layer_reference(x, starts, is_init, cols, w_ih, w_hh, b_ih, b_hh) -> Tensor:
+    """The same layer as :func:`_layer_forward` in plain differentiable ops (time-major ``[T, N, H]``)."""
+    gi_t = F.linear(x, w_ih, b_ih).unbind(0)
+    col_index = {t: j for j, t in enumerate(cols)}
+    h, outs = starts[:, 0], []
+    for t, gi in enumerate(gi_t):
+        j = col_index.get(t)
+        if j is not None:
+            h = torch.where(is_init[:, t, None], starts[:, j + 1], h)
+        h, _ = gru_cell(gi, h, w_hh, b_hh)
+        outs.append(h)
+    return torch.stack(outs)
+
+
+def _recomputed_backward(ctx, grad_out):
+    """Gradients with a graph (for ``create_graph=True``): autograd through :func:`_layer_reference`."""
+    x, starts, is_init, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors[:7]
+    inputs = (x, starts, None, None, w_ih, w_hh, b_ih, b_hh)
+    wanted = [i for i, (need, t) in enumerate(zip(ctx.needs_input_grad, inputs)) if need and t is not None]
+    with torch.enable_grad():
+        out = _layer_reference(x, starts, is_init, ctx.cols, w_ih, w_hh, b_ih, b_hh)
+        grads = torch.autograd.grad(out, [inputs[i] for i in wanted], grad_out, create_graph=True, allow_unused=True)
+    result = [None] * len(inputs)
+    for i, grad in zip(wanted, grads):
+        result[i] = torch.zeros_like(inputs[i]) if grad is None else grad
+    return tuple(result)
+
+
+def _fused_backward(ctx, grad_out):
+    """The hand-written backward of :class:`FusedGRULayer` (first order, no graph)."""
+    x, starts, is_init, w_ih, w_hh, _, _, out, gate_all, s_all, h_restarted = ctx.saved_tensors
+    h0 = starts[:, 0]
+    need_x, need_starts, _, _, need_w_ih, need_w_hh, need_b_ih, need_b_hh = ctx.needs_input_grad
+    cols = ctx.cols
+    steps, rows, features = x.shape
+    hidden = out.shape[-1]
+    h2, h3 = 2 * hidden, 3 * hidden
+    col_index = {t: j for j, t in enumerate(cols)}
+    if cols:
+        restart_t = is_init[:, list(cols)].t().unsqueeze(-1).unbind(0)  # [N, 1] bool per restart column
+    zero = x.new_zeros(())
+    g_t = grad_out.unbind(0)
+    d_x = x.new_empty(steps, rows, features) if need_x else None
+    d_starts = x.new_zeros(ctx.starts_shape) if need_starts else None
+    d_starts_t = d_starts.unbind(1) if need_starts else None
+    d_w_ih = w_ih.new_zeros(h3, features) if need_w_ih else None
+    d_w_hh = w_hh.new_zeros(h3, hidden) if need_w_hh else None
+    d_b_ih = w_ih.new_zeros(h3) if (ctx.has_bias and need_b_ih) else None
+    d_b_hh = w_hh.new_zeros(h3) if (ctx.has_bias and need_b_hh) else None
+    block = _block_steps(steps, rows, hidden)
+    coef_buf = x.new_empty(block, rows, 3, hidden)  # d h_t / d (r, z, W_hn h + b_hn pre-activations)
+    grad_buf = x.new_empty(block, rows, 3, hidden)  # d loss / d (W_hh h + b_hh), per step
+    d_buf = x.new_empty(block, rows, hidden)  # d loss / d h_t, per step
+    d = g_t[steps - 1]
+    for t1 in range(steps, 0, -block):
+        t0 = max(0, t1 - block)
+        nb = t1 - t0
+        r, z = gate_all[t0:t1, :, :hidden], gate_all[t0:t1, :, hidden:h2]
+        n, ghn2 = torch.mul(s_all[t0:t1], 2).sub_(1), gate_all[t0:t1, :, h2:]
+        # the hidden state each step of the block started from (after restarts)
+        if t0 == 0:
+            h_prev = torch.cat((h0.unsqueeze(0), out[: t1 - 1]))
+        else:
+            h_prev = out[t0 - 1 : t1 - 1]
+        lo, hi = bisect.bisect_left(cols, t0), bisect.bisect_left(cols, t1)
+        if hi > lo:
+            if t0 > 0:
+                h_prev = h_prev.clone()
+            for j in range(lo, hi):
+                h_prev[cols[j] - t0] = h_restarted[j]
+        # d h_t / d (pre-activations): r, z, the n part of W_hh h + b_hh; and n
+        coef = coef_buf[:nb]
+        one_minus_z = 1 - z
+        coef_n = torch.mul(n, n).neg_().add_(1).mul_(one_minus_z)
+        torch.mul(coef_n, r, out=coef[:, :, 2])
+        torch.sub(h_prev, n, out=coef[:, :, 1]).mul_(z).mul_(one_minus_z)
+        torch.mul(r, r, out=coef[:, :, 0]).neg_().add_(r).mul_(ghn2).mul_(coef_n).mul_(0.5)
+        del one_minus_z, n
+        grads, ds = grad_buf[:nb], d_buf[:nb]
+        coef_t, grad3_t, grad_t = coef.unbind(0), grads.unbind(0), grads.view(nb, rows, h3).unbind(0)
+        d_t, d_col_t = ds.unbind(0), ds.unsqueeze(2).unbind(0)
+        z_t = z.unbind(0)
+        d_t[nb - 1].copy_(d)
+        for i in range(nb - 1, -1, -1):
+            t = t0 + i
+            d = d_t[i]
+            torch.mul(coef_t[i], d_col_t[i], out=grad3_t[i])
+            if t == 0:
+                if d_starts is not None:
+                    torch.mul(d, z_t[i], out=d_starts_t[0]).addmm_(grad_t[i], w_hh)
+                continue
+            slot = d_t[i - 1] if i else x.new_empty(rows, hidden)
+            j = col_index.get(t)
+            if j is None:
+                d = torch.addcmul(g_t[t - 1], d, z_t[i], out=slot).addmm_(grad_t[i], w_hh)
             else:
-                h_prev = out[t0 - 1 : t1 - 1]
-            lo, hi = bisect.bisect_left(cols, t0), bisect.bisect_left(cols, t1)
-            if hi > lo:
-                if t0 > 0:
-                    h_prev = h_prev.clone()
-                for j in range(lo, hi):
-                    h_prev[cols[j] - t0] = h_restarted[j]
-            # d h_t / d (pre-activations): r, z, the n part of W_hh h + b_hh; and n
-            coef = coef_buf[:nb]
-            one_minus_z = 1 - z
-            coef_n = torch.mul(n, n).neg_().add_(1).mul_(one_minus_z)
-            torch.mul(coef_n, r, out=coef[:, :, 2])
-            torch.sub(h_prev, n, out=coef[:, :, 1]).mul_(z).mul_(one_minus_z)
-            torch.mul(r, r, out=coef[:, :, 0]).neg_().add_(r).mul_(ghn2).mul_(coef_n).mul_(0.5)
-            del one_minus_z, n
-            grads, ds = grad_buf[:nb], d_buf[:nb]
-            coef_t, grad3_t, grad_t = coef.unbind(0), grads.unbind(0), grads.view(nb, rows, h3).unbind(0)
-            d_t, d_col_t = ds.unbind(0), ds.unsqueeze(2).unbind(0)
-            z_t = z.unbind(0)
-            d_t[nb - 1].copy_(d)
-            for i in range(nb - 1, -1, -1):
-                t = t0 + i
-                d = d_t[i]
-                torch.mul(coef_t[i], d_col_t[i], out=grad3_t[i])
-                if t == 0:
-                    if d_starts is not None:
-                        torch.mul(d, z_t[i], out=d_starts_t[0]).addmm_(grad_t[i], w_hh)
-                    continue
-                slot = d_t[i - 1] if i else x.new_empty(rows, hidden)
-                j = col_index.get(t)
-                if j is None:
-                    d = torch.addcmul(g_t[t - 1], d, z_t[i], out=slot).addmm_(grad_t[i], w_hh)
-                else:
-                    d_prev = torch.mul(d, z_t[i]).addmm_(grad_t[i], w_hh)
-                    if d_starts is not None:
-                        torch.mul(d_prev, restart_t[j], out=d_starts_t[j + 1])
-                    d = torch.addcmul(g_t[t - 1], d_prev, keep_t[j], out=slot)
-            # weight, bias and input gradients of the block, in large matmuls
-            d_gh = grads.view(nb * rows, h3)
-            d_gi_rz = d_gh[:, :h2]
-            d_gi_n = coef_n.mul_(ds).view(nb * rows, hidden)
-            if d_w_hh is not None:
-                d_w_hh.addmm_(d_gh.t(), h_prev.reshape(nb * rows, hidden))
-            if d_b_hh is not None:
-                d_b_hh += d_gh.sum(0)
-            if d_w_ih is not None or d_x is not None:
-                x_block = x[t0:t1].reshape(nb * rows, features)
-                if d_w_ih is not None:
-                    d_w_ih[:h2].addmm_(d_gi_rz.t(), x_block)
-                    d_w_ih[h2:].addmm_(d_gi_n.t(), x_block)
-                if d_x is not None:
-                    dx_block = d_x[t0:t1].view(nb * rows, features)
-                    torch.mm(d_gi_rz, w_ih[:h2], out=dx_block).addmm_(d_gi_n, w_ih[h2:])
-            if d_b_ih is not None:
-                d_b_ih[:h2] += d_gi_rz.sum(0)
-                d_b_ih[h2:] += d_gi_n.sum(0)
-        return d_x, d_starts, None, None, d_w_ih, d_w_hh, d_b_ih, d_b_hh
+                d_prev = torch.mul(d, z_t[i]).addmm_(grad_t[i], w_hh)
+                # split by selection: a restarting row's gradient goes to its stored state only (a NaN
+                # of the later episode must not reach the earlier one through a multiply by zero)
+                if d_starts is not None:
+                    torch.where(restart_t[j], d_prev, zero, out=d_starts_t[j + 1])
+                d = torch.add(g_t[t - 1], torch.where(restart_t[j], zero, d_prev), out=slot)
+        # weight, bias and input gradients of the block, in large matmuls
+        d_gh = grads.view(nb * rows, h3)
+        d_gi_rz = d_gh[:, :h2]
+        d_gi_n = coef_n.mul_(ds).view(nb * rows, hidden)
+        if d_w_hh is not None:
+            d_w_hh.addmm_(d_gh.t(), h_prev.reshape(nb * rows, hidden))
+        if d_b_hh is not None:
+            d_b_hh += d_gh.sum(0)
+        if d_w_ih is not None or d_x is not None:
+            x_block = x[t0:t1].reshape(nb * rows, features)
+            if d_w_ih is not None:
+                d_w_ih[:h2].addmm_(d_gi_rz.t(), x_block)
+                d_w_ih[h2:].addmm_(d_gi_n.t(), x_block)
+            if d_x is not None:
+                dx_block = d_x[t0:t1].view(nb * rows, features)
+                torch.mm(d_gi_rz, w_ih[:h2], out=dx_block).addmm_(d_gi_n, w_ih[h2:])
+        if d_b_ih is not None:
+            d_b_ih[:h2] += d_gi_rz.sum(0)
+            d_b_ih[h2:] += d_gi_n.sum(0)
+    return d_x, d_starts, None, None, d_w_ih, d_w_hh, d_b_ih, d_b_hh
 
 
 def _needs_autograd(tensors) -> bool:
