@@ -116,10 +116,25 @@ class TestConstructor:
         with pytest.raises(ValueError, match=match):
             GRUModule(gru=layer, in_key="obs", out_key="y", **kwargs)
 
-    def test_gru_with_consistent_arguments_is_wrapped(self):
+    def test_gru_with_consistent_placement_is_wrapped(self):
         layer = nn.GRU(3, 4, num_layers=2, batch_first=True)
-        module = GRUModule(gru=layer, num_layers=2, device="cpu", in_key="obs", out_key="y")
+        module = GRUModule(gru=layer, device="cpu", dtype=torch.float32, in_key="obs", out_key="y")
         assert module.gru is layer
+        python = PythonGRU(3, 4)
+        assert GRUModule(gru=python, python_based=True, in_key="obs", out_key="y").gru is python
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [dict(input_size=3), dict(hidden_size=4), dict(num_layers=2), dict(dropout=0.0), dict(input_size=3, hidden_size=4)],
+        ids=lambda kw: ",".join(kw),
+    )
+    def test_gru_is_exclusive_with_layer_arguments_even_when_they_agree(self, kwargs):
+        """The spec: gru is 'Exclusive with other nn.GRU arguments' (torchrl raises for the sizes too)."""
+        layer = nn.GRU(3, 4, num_layers=2, batch_first=True)
+        with pytest.raises(ValueError, match="exclusive") as info:
+            GRUModule(gru=layer, in_key="obs", out_key="y", **kwargs)
+        for name in kwargs:
+            assert f"{name}=" in str(info.value)
 
     def test_gru_must_be_batch_first(self):
         with pytest.raises(ValueError, match="batch_first"):
@@ -420,3 +435,84 @@ class TestRecurrentEdges:
         with set_recurrent_mode(True):
             a, b = module(td.clone())["y"], module(td.clone())["y"]
         torch.testing.assert_close(a, b)
+
+
+# ---------------------------------------------------------------- clear errors, no leaks (issue 11)
+class TestClearErrors:
+    def _td(self, **fields):
+        batch = fields.pop("batch", [2])
+        fields.setdefault("is_init", torch.zeros(*batch, 1, dtype=torch.bool))
+        return TensorDict(fields, batch)
+
+    @pytest.mark.parametrize("recurrent", [False, True])
+    def test_hidden_of_the_wrong_dtype_is_named(self, recurrent):
+        module = GRUModule(3, 4, in_key="x", out_key="y")
+        batch = [2, 5] if recurrent else [2]
+        td = self._td(x=torch.randn(*batch, 3), recurrent_state=torch.zeros(*batch, 1, 4, dtype=torch.float64),
+                      batch=batch)
+        with set_recurrent_mode(recurrent), pytest.raises(TypeError) as info:
+            module(td)
+        message = str(info.value)
+        assert "'recurrent_state'" in message and "torch.float64" in message and "torch.float32" in message
+        assert "mat1 and mat2" not in message
+
+    @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool])
+    def test_integer_input_does_not_suggest_an_integer_module(self, dtype):
+        module = GRUModule(3, 4, in_key="x", out_key="y")
+        with pytest.raises(TypeError) as info:
+            module(self._td(x=torch.ones(2, 3, dtype=dtype)))
+        message = str(info.value)
+        assert "floating-point" in message and f"module.to({dtype})" not in message
+        assert "to(torch.float32)" in message
+
+    @pytest.mark.parametrize("arg", [torch.randn(2, 3), None, {"x": torch.randn(2, 3)}], ids=["tensor", "None", "dict"])
+    def test_calling_without_a_tensordict_says_one_is_needed(self, arg):
+        module = GRUModule(3, 4, in_key="x", out_key="y")
+        with pytest.raises(TypeError, match="expects a TensorDict holding 'x'"):
+            module(arg)
+
+    def test_keyword_tensors_still_dispatch(self):
+        module = GRUModule(3, 4, in_key="x", out_key="y")
+        y, h = module(x=torch.randn(2, 3), is_init=torch.ones(2, 1, dtype=torch.bool))
+        assert y.shape == (2, 4) and h.shape == (2, 1, 4)
+
+    @pytest.mark.parametrize("backend", GRUModule.BACKENDS)
+    def test_vmap_in_recurrent_mode_runs_the_loop_on_every_backend(self, backend):
+        """cuDNN has no vmap rule and the fast kernels are data-dependent: under vmap every backend runs
+        the loop (last_backend says so) and gives what the module gives row by row."""
+        module = GRUModule(3, 4, num_layers=2, in_key="x", out_key="y", recurrent_backend=backend)
+        is_init = torch.zeros(2, 5, 1, dtype=torch.bool)
+        is_init[0, 2] = is_init[1, 3] = True
+        xs = torch.randn(3, 2, 5, 3)
+        with set_recurrent_mode(True):
+            ys = torch.vmap(lambda x: module(TensorDict({"x": x, "is_init": is_init}, [2, 5]))["y"])(xs)
+            assert module.last_backend == "loop"
+            for x, y in zip(xs, ys):
+                torch.testing.assert_close(y, module(TensorDict({"x": x, "is_init": is_init}, [2, 5]))["y"])
+
+    @pytest.mark.parametrize("backend", GRUModule.BACKENDS)
+    @pytest.mark.parametrize("python_based", [False, True])
+    def test_recurrent_mode_on_meta_gives_shapes(self, backend, python_based):
+        module = GRUModule(3, 4, num_layers=2, in_key="x", out_key="y", recurrent_backend=backend,
+                           python_based=python_based, device="meta")
+        td = TensorDict({"x": torch.randn(2, 5, 3), "is_init": torch.rand(2, 5, 1) < 0.3}, [2, 5]).to("meta")
+        with set_recurrent_mode(True):
+            out = module(td)
+        assert out["y"].shape == (2, 5, 4) and out["y"].is_meta
+        assert out["next", "recurrent_state"].shape == (2, 5, 2, 4)
+        assert module.last_backend in ("loop", "python-loop")
+
+
+def test_set_recurrent_mode_leaves_no_context_entry_per_instance():
+    """10,000 instances entered add no entries to the thread's context (one shared variable)."""
+    import contextvars
+
+    with set_recurrent_mode(True):
+        pass
+    before = len(contextvars.copy_context())
+    for _ in range(10_000):
+        with set_recurrent_mode(True):
+            with set_recurrent_mode(False):
+                pass
+    assert len(contextvars.copy_context()) == before
+    assert recurrent_mode() is None

@@ -56,8 +56,9 @@ def can_fuse(*tensors: Tensor | None) -> bool:
 
     ``False`` under ``torch.func`` transforms (a batched or grad-tracking
     wrapper among the tensors, e.g. parameters stacked for an ensemble and
-    ``torch.vmap``) and while ``torch.compile`` traces: the fused kernels use
-    in-place ops and data-dependent Python loops that only eager tensors take.
+    ``torch.vmap``), for ``meta`` tensors (no data) and while
+    ``torch.compile`` traces: the fused kernels use in-place ops and
+    data-dependent Python loops that only eager tensors with data take.
 
     Examples:
         >>> x = torch.randn(3, 2)
@@ -66,7 +67,7 @@ def can_fuse(*tensors: Tensor | None) -> bool:
     """
     if torch.compiler.is_compiling():
         return False
-    return not any(t is not None and _functorch_wrapped(t) for t in tensors)
+    return not any(t is not None and (_functorch_wrapped(t) or t.is_meta) for t in tensors)
 
 
 def weight_list(gru: nn.Module) -> list[Tensor | None]:

@@ -47,6 +47,12 @@ def _normalize_mode(mode: Any) -> bool | None:
     )
 
 
+# One variable for the whole process: per context (thread, asyncio task) a stack of
+# (manager object, mode to restore). A variable per object would leave one entry in
+# every context that ever entered it (contextvars are never freed from a context).
+_PREVIOUS: contextvars.ContextVar[tuple] = contextvars.ContextVar("workbench_previous_modes", default=())
+
+
 class set_recurrent_mode(_torchrl_rnn.set_recurrent_mode):
     """Context manager and decorator that sets the recurrent mode of GRU modules.
 
@@ -77,17 +83,18 @@ class set_recurrent_mode(_torchrl_rnn.set_recurrent_mode):
 
     def __init__(self, mode: bool | Literal["recurrent", "sequential"] | None = True) -> None:
         super().__init__(_normalize_mode(mode))
-        self._previous: contextvars.ContextVar[tuple] = contextvars.ContextVar("workbench_previous_modes", default=())
 
     def __enter__(self) -> None:
         manager = _torchrl_rnn.recurrent_mode_state_manager
-        self._previous.set(self._previous.get() + (manager.get_mode(),))
+        _PREVIOUS.set(_PREVIOUS.get() + ((self, manager.get_mode()),))
         manager.set_mode(self.mode)
 
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
-        stack = self._previous.get()
-        self._previous.set(stack[:-1])
-        _torchrl_rnn.recurrent_mode_state_manager.set_mode(stack[-1])
+        stack = _PREVIOUS.get()
+        # the innermost entry of this object (the top of the stack, when contexts nest properly)
+        index = next(i for i in range(len(stack) - 1, -1, -1) if stack[i][0] is self)
+        _PREVIOUS.set(stack[:index] + stack[index + 1 :])
+        _torchrl_rnn.recurrent_mode_state_manager.set_mode(stack[index][1])
 
     def clone(self) -> set_recurrent_mode:
         return type(self)(self.mode)

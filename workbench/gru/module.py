@@ -70,7 +70,10 @@ class GRUModule(TensorDictModuleBase):
             between reset columns), ``"loop"`` (the plain reset-aware step
             loop, the reference; it also runs under ``torch.vmap`` and
             ``torch.compile``) or ``"auto"`` (the module picks from the device
-            and the data; :attr:`last_backend` says which). torchrl's
+            and the data; :attr:`last_backend` says which). Under
+            ``torch.func`` transforms (``vmap``), ``torch.compile`` and on the
+            ``meta`` device every backend runs ``"loop"``: the others need
+            eager tensors with data (cuDNN has no vmap rule). torchrl's
             ``"pad"`` and ``"scan"`` are accepted as aliases of ``"native"``
             and ``"loop"``. A Python layer runs its own loop: fused
             (``last_backend == "python"``) unless gates are recorded, under
@@ -84,7 +87,9 @@ class GRUModule(TensorDictModuleBase):
         device: device of the parameters.
         dtype: dtype of the parameters (e.g. ``torch.float64``).
         gru: an existing ``torch.nn.GRU`` (or :class:`PythonGRU`) to wrap.
-            Exclusive with the sizes; conflicting layer arguments raise.
+            Exclusive with ``input_size``, ``hidden_size``, ``num_layers``,
+            ``bias`` and ``dropout`` (even when the values agree);
+            ``python_based``, ``device`` and ``dtype`` must agree with it.
         default_recurrent_mode: the mode when no ``set_recurrent_mode`` context
             is active. Default: ``False`` (single steps).
         hidden_trace_key: if given, also write the hidden state of every layer
@@ -214,17 +219,25 @@ class GRUModule(TensorDictModuleBase):
             raise ValueError("GRUModule: the 'gru' passed must have batch_first=True; got batch_first=False.")
         if gru.bidirectional:
             raise ValueError("GRUModule: the 'gru' passed must not be bidirectional.")
+        # the spec: 'gru' is exclusive with the other nn.GRU arguments, even when their values agree
+        layer_args = []
+        if input_size is not None:
+            layer_args.append(f"input_size={input_size!r} (gru has {gru.input_size})")
+        if hidden_size is not None:
+            layer_args.append(f"hidden_size={hidden_size!r} (gru has {gru.hidden_size})")
+        if num_layers is not _DEFAULT_NUM_LAYERS:
+            layer_args.append(f"num_layers={num_layers!r} (gru has {gru.num_layers})")
+        if dropout is not _DEFAULT_DROPOUT:
+            layer_args.append(f"dropout={dropout!r} (gru has {gru.dropout})")
+        if bias is not True:
+            layer_args.append(f"bias={bias!r} (gru has bias={gru.bias})")
+        if layer_args:
+            raise ValueError(
+                "GRUModule: 'gru' is exclusive with the layer arguments input_size, hidden_size, num_layers, bias "
+                "and dropout (the layer passed defines them); got " + "; ".join(layer_args)
+                + ". Pass either gru=... or the layer arguments."
+            )
         conflicts = []
-        if input_size is not None and input_size != gru.input_size:
-            conflicts.append(f"input_size={input_size!r} (gru has {gru.input_size})")
-        if hidden_size is not None and hidden_size != gru.hidden_size:
-            conflicts.append(f"hidden_size={hidden_size!r} (gru has {gru.hidden_size})")
-        if num_layers is not _DEFAULT_NUM_LAYERS and num_layers != gru.num_layers:
-            conflicts.append(f"num_layers={num_layers!r} (gru has {gru.num_layers})")
-        if dropout is not _DEFAULT_DROPOUT and float(dropout) != float(gru.dropout):
-            conflicts.append(f"dropout={dropout!r} (gru has {gru.dropout})")
-        if bias is False and gru.bias:
-            conflicts.append("bias=False (gru has biases)")
         if python_based and not isinstance(gru, PythonGRU):
             conflicts.append("python_based=True (gru is a torch.nn.GRU; call make_python_based() afterwards)")
         param = next(gru.parameters(), None)
@@ -432,6 +445,12 @@ class GRUModule(TensorDictModuleBase):
             )
         param = self._reference_param()
         if value.dtype != param.dtype:
+            if not value.dtype.is_floating_point:
+                raise TypeError(
+                    f"GRUModule: {key!r} has dtype {value.dtype}, but a GRU needs floating-point input "
+                    f"({param.dtype}, the parameters' dtype); cast the input, e.g. td[{key!r}] = "
+                    f"td[{key!r}].to({param.dtype})."
+                )
             raise TypeError(
                 f"GRUModule: {key!r} has dtype {value.dtype} but the GRU parameters are {param.dtype}; "
                 f"cast the input or the module (e.g. module.to({value.dtype}))."
@@ -448,6 +467,12 @@ class GRUModule(TensorDictModuleBase):
             raise ValueError(
                 f"GRUModule: the hidden state {key!r} must have shape [*batch, num_layers, hidden_size] = "
                 f"{expected}; got {list(hidden.shape)}."
+            )
+        if hidden.dtype != value.dtype:
+            raise TypeError(
+                f"GRUModule: the hidden state {key!r} has dtype {hidden.dtype} but the input and the GRU "
+                f"parameters are {value.dtype}; build the primer from this module (make_tensordict_primer() "
+                f"follows its dtype) or cast the hidden state, e.g. td[{key!r}] = td[{key!r}].to({value.dtype})."
             )
         return hidden
 
@@ -466,8 +491,25 @@ class GRUModule(TensorDictModuleBase):
         return is_init if is_init.dtype == torch.bool else is_init.bool()
 
     # ------------------------------------------------------------------ forward
+    def forward(self, tensordict: TensorDictBase | None = None, *args, **kwargs) -> TensorDictBase:
+        """Reads ``in_keys`` from ``tensordict``, writes ``out_keys`` into it and returns it.
+
+        Like other TensorDict modules it can also be called with the input
+        tensors as keyword arguments named after the keys (``module(x=..., is_init=...)``).
+        """
+        if not isinstance(tensordict, TensorDictBase) and not (tensordict is None and kwargs and not args):
+            keys = ", ".join(repr(k) for k in self.in_keys)
+            raise TypeError(
+                f"GRUModule expects a TensorDict holding {keys} (the hidden state may be missing: zeros); "
+                f"got {type(tensordict).__name__}. Wrap the tensors, e.g. "
+                f"TensorDict({{{self.in_keys[0]!r}: x, 'is_init': is_init}}, batch_size=x.shape[:-1])."
+            )
+        if tensordict is None:
+            return self._dispatched_forward(**kwargs)
+        return self._dispatched_forward(tensordict, *args, **kwargs)
+
     @dispatch
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+    def _dispatched_forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         if self.recurrent_mode:
             return self._forward_sequence(tensordict)
         return self._forward_step(tensordict)
@@ -497,7 +539,7 @@ class GRUModule(TensorDictModuleBase):
             or value.dtype != weights[0].dtype
         ):
             value = self._read_value(td, batch)
-        if hidden is None or hidden.shape != (*batch, layers, size):
+        if hidden is None or hidden.shape != (*batch, layers, size) or hidden.dtype != value.dtype:
             hidden = self._read_hidden(td, batch, value)
         if is_init is None or is_init.dtype != torch.bool or is_init.shape != (*batch, 1):
             is_init = self._read_is_init(td, batch)
@@ -557,8 +599,8 @@ class GRUModule(TensorDictModuleBase):
             if x.device.type != "cuda" or multi_trace:
                 return "fused"
             return "packed" if bool(is_init[:, 1:].any()) else "native"
-        if backend in ("fused", "packed") and not fusable:
-            return "loop"
+        if not fusable:
+            return "loop"  # every other kernel needs eager tensors with data (see fast.can_fuse)
         if backend == "packed" and multi_trace:
             return "fused"
         return backend
