@@ -176,10 +176,9 @@ def clean_stale_temp_files(folder: str | os.PathLike, name: str | None = None, *
 
 def _named_error(error: OSError, target: Path) -> OutputPathError:
     """``error`` as an :class:`OutputPathError` naming ``target`` (never the temporary file)."""
-    reason = error.strerror or str(error) or type(error).__name__
-    named = OutputPathError(f"cannot write {str(target)!r}: {reason}")
-    named.errno, named.strerror, named.filename = error.errno, error.strerror, str(target)
-    return named
+    if error.errno is not None and error.strerror:
+        return OutputPathError(error.errno, error.strerror, str(target))  # "[Errno 28] No space ...: 'target'"
+    return OutputPathError(f"cannot write {str(target)!r}: {error}")
 
 
 def atomic_write(path: str | os.PathLike, data: bytes, *, what: str = "output") -> Path:
