@@ -241,3 +241,104 @@ class TestStaleTempFiles:
         assert target.read_bytes() == b"previous" and temp_files(tmp_path) == left
         atomic_write(target, b"next")
         assert temp_files(tmp_path) == [] and target.read_bytes() == b"next"
+
+
+# ------------------------------------------------------------------------------ the policy panel's Save
+class TestPolicyPanelSave:
+    """Save keeps a loaded checkpoint's metadata, never overwrites silently, never writes assets/."""
+
+    ASSET = REPO / "assets" / "checkpoints" / "cartpole_novel.pt"
+
+    @staticmethod
+    def panel(folder: Path):
+        from widgets.policy_panel import PolicyPanel
+        from workbench.envs import EnvSpec
+        from workbench.policy import PolicySpec
+
+        return PolicyPanel(PolicySpec(hidden_size=4), EnvSpec("CartPole-v1", hide_velocity=True),
+                           user_folder=folder)
+
+    def test_default_path_is_a_fresh_name_in_the_user_folder(self, tmp_path):
+        from widgets.policy_panel import USER_FOLDER, PolicyPanel
+        from workbench.files import SHIPPED_ASSETS
+
+        assert Path(self.panel(tmp_path).path.value) == tmp_path / "policy.pt"
+        (tmp_path / "policy.pt").write_bytes(b"mine")
+        assert Path(self.panel(tmp_path).path.value) == tmp_path / "policy-1.pt"
+        default = Path(PolicyPanel().path.value)
+        assert default.parent == USER_FOLDER and SHIPPED_ASSETS not in default.parents
+
+    def test_load_asset_then_save_keeps_the_asset_and_its_metadata(self, tmp_path):
+        """The issue's steps: Load the shipped checkpoint, Save. The asset is untouched even with the
+        overwrite tick; the proposed copy in the user folder keeps env_id and the training metadata."""
+        from workbench.policy import checkpoint_metadata
+
+        before, meta = self.ASSET.read_bytes(), checkpoint_metadata(self.ASSET)
+        panel = self.panel(tmp_path)
+        panel.path.value = str(self.ASSET)
+        panel.load_button.click()
+        assert panel.last_error is None, panel.message
+        assert panel.built.metadata == meta
+        for tick in (False, True):
+            panel.overwrite.value = tick
+            panel.save_button.click()
+            assert "shipped checkpoint under assets/: it is never overwritten" in panel.message
+            assert panel.overwrite.layout.display == "none" and panel.save_as_button.layout.display == ""
+            assert self.ASSET.read_bytes() == before
+        assert panel.proposed == tmp_path / "cartpole_novel.pt" and str(panel.proposed) in panel.message
+        panel.save_as_button.click()
+        assert panel.last_error is None and panel.message.startswith("Saved to"), panel.message
+        saved = checkpoint_metadata(tmp_path / "cartpole_novel.pt")
+        assert {k: saved[k] for k in meta} == meta and saved["env_id"] == "workbench/CartPoleNoVel-v1"
+        assert saved["source"] == str(self.ASSET)
+        assert saved["panel_env"] == {"env_id": "workbench/CartPoleNoVel-v1", "hide_velocity": False}
+        assert self.ASSET.read_bytes() == before
+
+    def test_symlink_to_an_asset_is_refused(self, tmp_path):
+        link = tmp_path / "link.pt"
+        link.symlink_to(self.ASSET)
+        panel = self.panel(tmp_path)
+        panel.build_button.click()
+        panel.path.value = str(link)
+        panel.overwrite.value = True
+        panel.save_button.click()
+        assert "never overwritten" in panel.message and link.is_symlink()
+
+    def test_existing_file_needs_the_confirm(self, tmp_path):
+        """Save on an existing file proposes NAME-1.pt and writes nothing; only the tick overwrites, once."""
+        mine = tmp_path / "p.pt"
+        mine.write_bytes(b"a file the user made")
+        panel = self.panel(tmp_path)
+        panel.build_button.click()
+        panel.path.value = str(mine)
+        panel.save_button.click()
+        assert panel.message.startswith(f"{mine} exists: nothing was saved") and panel.last_error is None
+        assert mine.read_bytes() == b"a file the user made"
+        assert panel.proposed == tmp_path / "p-1.pt" and panel.save_as_button.description == "Save as p-1.pt"
+        assert panel.overwrite.layout.display == "" and not panel.overwrite.value
+        panel.save_as_button.click()
+        assert (tmp_path / "p-1.pt").is_file() and panel.path.value == str(tmp_path / "p-1.pt")
+        assert mine.read_bytes() == b"a file the user made"
+        assert panel.overwrite.layout.display == "none" and panel.proposed is None
+        panel.path.value = str(mine)
+        panel.save_button.click()
+        panel.overwrite.value = True
+        panel.path.value = str(tmp_path / "p-1.pt")   # a new path forgets the confirm
+        assert not panel.overwrite.value
+        panel.path.value = str(mine)
+        panel.save_button.click()
+        panel.overwrite.value = True
+        panel.save_button.click()
+        assert panel.message.startswith("Saved to") and mine.read_bytes().startswith(b"PK")
+        assert not panel.overwrite.value  # one confirm, one overwrite
+        panel.save_button.click()
+        assert "exists: nothing was saved" in panel.message
+
+    def test_built_policy_round_trip_keeps_the_env(self, tmp_path):
+        from workbench.policy import checkpoint_metadata
+
+        panel = self.panel(tmp_path)
+        panel.build_button.click()
+        panel.save_button.click()
+        assert checkpoint_metadata(tmp_path / "policy.pt") == {
+            "source": "built", "panel_env": {"env_id": "CartPole-v1", "hide_velocity": True}}

@@ -32,7 +32,10 @@ import torch
 
 from .errors import CheckpointError, OutputPathError
 
-__all__ = ["atomic_write", "atomic_torch_save", "check_output_path", "clean_stale_temp_files", "load_tagged"]
+__all__ = [
+    "atomic_write", "atomic_torch_save", "check_output_path", "clean_stale_temp_files", "free_name",
+    "is_shipped_asset", "load_tagged",
+]
 
 _CHUNK = 1 << 20
 
@@ -119,6 +122,42 @@ def _real_target(path: str | os.PathLike, what: str) -> Path:
         if not target.is_file():
             raise OutputPathError(f"{what}: expected a regular file path; {given!r} is a {_kind(target)}")
     return target
+
+
+SHIPPED_ASSETS = Path(__file__).resolve().parent.parent / "assets"
+"""the repository's shipped checkpoints and figures: never a target for the workbench's writes"""
+
+
+def is_shipped_asset(path: str | os.PathLike) -> bool:
+    """Whether ``path`` (symlinks followed) lies under the repository's ``assets/`` folder.
+
+    Examples:
+        >>> is_shipped_asset(SHIPPED_ASSETS / "checkpoints" / "cartpole_novel.pt"), is_shipped_asset("/tmp/p.pt")
+        (True, False)
+    """
+    real = Path(os.path.realpath(Path(path).expanduser()))
+    return real == SHIPPED_ASSETS or SHIPPED_ASSETS in real.parents
+
+
+def free_name(path: str | os.PathLike) -> Path:
+    """``path`` if nothing is there, else the first free ``NAME-1.SUFFIX``, ``NAME-2.SUFFIX``, ...
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = (Path(tmp) / "policy.pt").write_bytes(b"")
+        ...     _ = (Path(tmp) / "policy-1.pt").write_bytes(b"")
+        ...     free_name(Path(tmp) / "policy.pt").name, free_name(Path(tmp) / "policy-1.pt").name
+        ('policy-2.pt', 'policy-2.pt')
+    """
+    path = Path(path).expanduser()
+    if not os.path.lexists(path):
+        return path
+    base = re.sub(r"-[0-9]+$", "", path.stem)
+    n = 1
+    while os.path.lexists(candidate := path.with_name(f"{base}-{n}{path.suffix}")):
+        n += 1
+    return candidate
 
 
 STALE_AFTER_S = 30 * 60
