@@ -342,3 +342,20 @@ class TestPolicyPanelSave:
         panel.save_button.click()
         assert checkpoint_metadata(tmp_path / "policy.pt") == {
             "source": "built", "panel_env": {"env_id": "CartPole-v1", "hide_velocity": True}}
+
+
+def test_export_refuses_a_fifo_and_writes_through_a_symlink(tmp_path):
+    """Figures go through the same atomic_write: a FIFO stays a FIFO, a symlink's target gets the figure."""
+    import plotly.graph_objects as go
+
+    import workbench.export as X
+
+    fig = go.Figure(go.Scatter(y=[1, 2]))
+    os.mkfifo(tmp_path / "f.json")
+    with pytest.raises(X.ExportError, match=r"^export: expected a regular file path; '.*f\.json' is a FIFO; nothing"):
+        X.export_figure(fig, tmp_path / "f.json")
+    assert stat.S_ISFIFO((tmp_path / "f.json").stat().st_mode)
+    (tmp_path / "store").mkdir()
+    (tmp_path / "g.json").symlink_to(tmp_path / "store" / "real.json")
+    X.export_figure(fig, tmp_path / "g.json")
+    assert (tmp_path / "g.json").is_symlink() and X.read_metadata(tmp_path / "store" / "real.json")
