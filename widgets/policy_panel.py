@@ -2,12 +2,17 @@
 
 Shows the module, the GRU's keys, the primer the environment gets, and the parameter count;
 saves and loads checkpoints. Emits ``"policy"`` with a :class:`BuiltPolicy`.
+
+Saving is safe: a loaded checkpoint's metadata (e.g. ``env_id`` from ``workbench train``) is
+written back with what changed; an existing file is never overwritten without the explicit
+``overwrite`` tick (the panel proposes a free name instead); files under the repository's
+``assets/`` are never written, and the default path is a fresh name in :data:`USER_FOLDER`.
 """
 
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,6 +20,7 @@ import ipywidgets as w
 
 from workbench import GRUModule
 from workbench.envs import VELOCITY_MASKS, EnvSpec, make_env
+from workbench.files import check_output_path, free_name, is_shipped_asset
 from workbench.policy import (
     ACTIVATIONS,
     PolicyIO,
@@ -30,7 +36,10 @@ from workbench.tasks import TASKS
 
 from ._panel import Panel, html_table, parse_numbers
 
-__all__ = ["BuiltPolicy", "PolicyPanel"]
+__all__ = ["BuiltPolicy", "PolicyPanel", "USER_FOLDER"]
+
+USER_FOLDER = Path.home() / "gru-workbench" / "checkpoints"
+"""where the panel proposes to save checkpoints (never the repository's ``assets/``)"""
 
 
 @dataclass
@@ -45,6 +54,8 @@ class BuiltPolicy:
     """the environment it acts in (``env_id`` and ``hide_velocity``; the rollout panel sets the rest)"""
     source: str = "built"
     """``"built"`` or the checkpoint path it was loaded from"""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """the metadata of the checkpoint it was loaded from (``{}`` when built); Save writes it back"""
 
 
 def _key(key) -> str:
@@ -92,7 +103,7 @@ class PolicyPanel(Panel):
     EVENTS = ("figures", "policy")
 
     def __init__(self, policy_spec: PolicySpec | None = None, env_spec: EnvSpec | None = None,
-                 *, checkpoint: str = "checkpoints/policy.pt"):
+                 *, checkpoint: str | None = None, user_folder: str | Path | None = None):
         super().__init__(title="Policy builder", css="wb-policy")
         spec = policy_spec or PolicySpec(python_based=True, record_gates=True)
         env = env_spec or EnvSpec("CartPole-v1", hide_velocity=True)
@@ -117,17 +128,28 @@ class PolicyPanel(Panel):
                                      **style)
         self.seed = w.IntText(value=spec.seed, description="seed", **style)
         self.build_button = w.Button(description="Build policy", button_style="primary", icon="cogs")
+        self.user_folder = Path(user_folder if user_folder is not None else USER_FOLDER).expanduser()
+        if checkpoint is None:
+            checkpoint = str(free_name(self.user_folder / "policy.pt"))
         self.path = w.Text(value=checkpoint, description="checkpoint", style={"description_width": "80px"},
                            layout=w.Layout(width="340px"))
         self.save_button = w.Button(description="Save", icon="save", layout=w.Layout(width="80px"))
         self.load_button = w.Button(description="Load", icon="folder-open", layout=w.Layout(width="80px"))
+        # shown only when Save would overwrite: the explicit confirm, and "save under the proposed name"
+        self.overwrite = w.Checkbox(value=False, description="overwrite the existing file", indent=False,
+                                    layout=w.Layout(display="none", width="220px"))
+        self.save_as_button = w.Button(description="Save as proposed", icon="save",
+                                       layout=w.Layout(display="none", width="auto"))
+        self.proposed: Path | None = None
         self.summary = w.HTML()
-        self.buttons += [self.build_button, self.save_button, self.load_button]
+        self.buttons += [self.build_button, self.save_button, self.load_button, self.save_as_button]
         self.built: BuiltPolicy | None = None
 
         self.build_button.on_click(lambda _: self.build())
         self.save_button.on_click(lambda _: self.save())
         self.load_button.on_click(lambda _: self.load())
+        self.save_as_button.on_click(lambda _: self.save_as_proposed())
+        self.path.observe(lambda _: self._hide_conflict(), "value")
         self.python_based.observe(lambda _: self.refresh_controls(), "value")
         self.env_id.observe(lambda _: self.refresh_controls(), "value")
         self.refresh_controls()
@@ -136,6 +158,7 @@ class PolicyPanel(Panel):
             w.HBox([w.VBox([self.env_id, self.hidden_size, self.num_layers, self.head_cells, self.activation]),
                     w.VBox([self.hide_velocity, self.python_based, self.record_gates, self.backend, self.seed])]),
             w.HBox([self.build_button, self.path, self.save_button, self.load_button]),
+            w.HBox([self.overwrite, self.save_as_button]),
             self.status,
             self.summary,
         ]
@@ -150,6 +173,7 @@ class PolicyPanel(Panel):
         if not self.python_based.value:
             self.record_gates.value = False
         self.save_button.disabled = self.built is None
+        self.save_as_button.disabled = self.built is None or self.proposed is None
 
     def policy_spec(self) -> PolicySpec:
         """The controls read as a :class:`PolicySpec` (the spec validates them)."""
@@ -187,12 +211,57 @@ class PolicyPanel(Panel):
             self._publish(BuiltPolicy(policy, spec, env_spec, "built"), "Policy built.")
 
     def save(self) -> None:
-        """Saves the last built policy to the checkpoint path."""
+        """Saves the last built or loaded policy to the checkpoint path, with its metadata.
+
+        Never overwrites a file without the ``overwrite`` tick, and never a shipped asset:
+        then it shows why and proposes a free name (``save_as_proposed()`` uses it).
+        """
         with self.busy("Saving…"):
             if self.built is None:
                 raise RuntimeError("Nothing to save yet: click 'Build policy' (or load a checkpoint) first.")
-            path = save_checkpoint(self.built.policy, self.built.spec, Path(self.path.value).expanduser())
+            target = Path(self.path.value).expanduser()
+            if is_shipped_asset(target):
+                self._show_conflict(free_name(self.user_folder / target.name), confirm=False, text=(
+                    f"{target} is a shipped checkpoint under assets/: it is never overwritten, not even with "
+                    "'overwrite'. Save under the proposed name in your folder instead."))
+                return
+            real = check_output_path(target, what="checkpoint")
+            if real.exists() and not self.overwrite.value:
+                self._show_conflict(free_name(target), confirm=True, text=(
+                    f"{target} exists: nothing was saved. Save under the proposed name, or tick "
+                    "'overwrite the existing file' and click Save again."))
+                return
+            path = save_checkpoint(self.built.policy, self.built.spec, target, metadata=self._metadata())
+            self._hide_conflict()
             self.show_message(f"Saved to {path.resolve()}", "ok")
+
+    def save_as_proposed(self) -> None:
+        """Saves under the free name the last refused Save proposed."""
+        if self.proposed is not None:
+            self.path.value = str(self.proposed)
+            self.save()
+
+    def _metadata(self) -> dict[str, Any]:
+        """What Save stores: the loaded checkpoint's metadata (``env_id`` included) kept as it came, plus
+        where the policy came from and the environment the panel had selected."""
+        built = self.built
+        env = {"env_id": built.env_spec.env_id, "hide_velocity": built.env_spec.hide_velocity}
+        return {**built.metadata, "source": built.source, "panel_env": env}
+
+    def _show_conflict(self, proposal: Path, *, confirm: bool, text: str) -> None:
+        self.proposed = proposal
+        self.save_as_button.description = f"Save as {proposal.name}"
+        self.save_as_button.tooltip = str(proposal)
+        self.save_as_button.layout.display = ""
+        self.overwrite.value = False
+        self.overwrite.layout.display = "" if confirm else "none"
+        self.show_message(f"{text} Proposed: {proposal}", "warning")
+
+    def _hide_conflict(self) -> None:
+        """Forgets a confirm and a proposal (after a save, or when the path changes)."""
+        self.proposed = None
+        self.overwrite.value = False
+        self.overwrite.layout.display = self.save_as_button.layout.display = "none"
 
     def load(self) -> None:
         """Loads the checkpoint path; the selected environment must fit its observation and action sizes."""
@@ -201,7 +270,8 @@ class PolicyPanel(Panel):
             if not path.is_file():
                 raise FileNotFoundError(f"No checkpoint at {path.resolve()}: check the path, or 'Save' one first.")
             policy, spec = load_checkpoint(path)
-            trained_on = checkpoint_metadata(path).get("env_id")  # recorded by `workbench train`
+            metadata = checkpoint_metadata(path)
+            trained_on = metadata.get("env_id")  # recorded by `workbench train`
             if trained_on in self.env_id.options:
                 self.env_id.value = trained_on
             env_spec = self.env_spec()
@@ -214,7 +284,7 @@ class PolicyPanel(Panel):
                     f"{got.action_kind}({got.action_size}). Select the environment it was built for, then load again."
                 )
             self.set_spec(spec)
-            self._publish(BuiltPolicy(policy, spec, env_spec, str(path)), f"Loaded {path}.")
+            self._publish(BuiltPolicy(policy, spec, env_spec, str(path), metadata), f"Loaded {path}.")
 
     def _publish(self, built: BuiltPolicy, message: str) -> None:
         self.built = built

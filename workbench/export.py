@@ -53,7 +53,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import torch
 
-from .errors import WorkbenchError
+from .errors import OutputPathError, WorkbenchError
 from .files import atomic_write
 
 __all__ = [
@@ -198,7 +198,11 @@ def _metadata_json(meta: Mapping[str, Any]) -> str:
 def _atomic_write(path: Path, data: bytes) -> Path:
     """:func:`workbench.files.atomic_write`, with an :class:`ExportError` that names the path."""
     try:
-        return atomic_write(path, data)
+        return atomic_write(path, data, what="export")
+    except OutputPathError as e:
+        if e.errno is None:  # refused before writing: a device, FIFO, symlink loop
+            raise ExportError(f"{e}; nothing was written.") from e
+        raise ExportError(f"cannot write {path}: {e.strerror}; the previous file, if any, is unchanged.") from e
     except OSError as e:
         raise ExportError(f"cannot write {path}: {e.strerror or e}; the previous file, if any, is unchanged.") from e
 

@@ -17,17 +17,25 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
+import pickle
+import re
+import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import OutputPathError
+from .errors import CheckpointError, OutputPathError
 
-__all__ = ["atomic_write", "atomic_torch_save", "check_output_path", "load_tagged"]
+__all__ = [
+    "atomic_write", "atomic_torch_save", "check_output_path", "clean_stale_temp_files", "free_name",
+    "is_shipped_asset", "load_tagged",
+]
 
 _CHUNK = 1 << 20
 
@@ -70,14 +78,9 @@ def check_output_path(path: str | os.PathLike, *, what: str = "output", overwrit
         workbench.errors.OutputPathError: --out: expected a regular file path; '/dev/null' is a character device
     """
     given = str(path)
-    target = Path(os.path.realpath(Path(path).expanduser()))
-    if target.exists():
-        if target.is_dir():
-            raise OutputPathError(f"{what}: expected a file path; {given!r} is a folder")
-        if not target.is_file():
-            raise OutputPathError(f"{what}: expected a regular file path; {given!r} is a {_kind(target)}")
-        if not overwrite:
-            raise OutputPathError(f"{what}: {given!r} exists and would be overwritten; choose another name")
+    target = _real_target(path, what)
+    if target.exists() and not overwrite:
+        raise OutputPathError(f"{what}: {given!r} exists and would be overwritten; choose another name")
     folder = target.parent
     while not folder.exists():
         folder = folder.parent
@@ -96,8 +99,6 @@ def check_output_path(path: str | os.PathLike, *, what: str = "output", overwrit
 
 def _kind(path: Path) -> str:
     """What a non-regular path is, in words."""
-    import stat
-
     mode = path.stat().st_mode
     for test, name in ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
                        (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket")):
@@ -106,50 +107,268 @@ def _kind(path: Path) -> str:
     return "special file"
 
 
-def atomic_write(path: Path, data: bytes) -> Path:
-    """Writes ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+def _real_target(path: str | os.PathLike, what: str) -> Path:
+    """The regular file a write to ``path`` should replace: symlinks (chains, dangling ones) followed.
 
-    Raises the ``OSError`` of a failed write after removing the temporary
-    file; an existing file at ``path`` keeps its content and permissions.
+    Raises :class:`OutputPathError` for a folder, a device, FIFO or socket, and a symlink loop.
     """
-    path = Path(path)
-    mode = (path.stat().st_mode & 0o777) if path.exists() else (0o666 & ~_umask())
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    given = str(path)
+    target = Path(os.path.realpath(Path(path).expanduser()))
+    if target.is_symlink():  # realpath stops at a loop
+        raise OutputPathError(f"{what}: expected a regular file path; {given!r} is a symlink loop")
+    if target.exists():
+        if target.is_dir():
+            raise OutputPathError(f"{what}: expected a file path; {given!r} is a folder")
+        if not target.is_file():
+            raise OutputPathError(f"{what}: expected a regular file path; {given!r} is a {_kind(target)}")
+    return target
+
+
+SHIPPED_ASSETS = Path(__file__).resolve().parent.parent / "assets"
+"""the repository's shipped checkpoints and figures: never a target for the workbench's writes"""
+
+
+def is_shipped_asset(path: str | os.PathLike) -> bool:
+    """Whether ``path`` (symlinks followed) lies under the repository's ``assets/`` folder.
+
+    Examples:
+        >>> is_shipped_asset(SHIPPED_ASSETS / "checkpoints" / "cartpole_novel.pt"), is_shipped_asset("/tmp/p.pt")
+        (True, False)
+    """
+    real = Path(os.path.realpath(Path(path).expanduser()))
+    return real == SHIPPED_ASSETS or SHIPPED_ASSETS in real.parents
+
+
+def free_name(path: str | os.PathLike) -> Path:
+    """``path`` if nothing is there, else the first free ``NAME-1.SUFFIX``, ``NAME-2.SUFFIX``, ...
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = (Path(tmp) / "policy.pt").write_bytes(b"")
+        ...     _ = (Path(tmp) / "policy-1.pt").write_bytes(b"")
+        ...     free_name(Path(tmp) / "policy.pt").name, free_name(Path(tmp) / "policy-1.pt").name
+        ('policy-2.pt', 'policy-2.pt')
+    """
+    path = Path(path).expanduser()
+    if not os.path.lexists(path):
+        return path
+    base = re.sub(r"-[0-9]+$", "", path.stem)
+    n = 1
+    while os.path.lexists(candidate := path.with_name(f"{base}-{n}{path.suffix}")):
+        n += 1
+    return candidate
+
+
+STALE_AFTER_S = 30 * 60
+"""a temporary file of ours untouched this long is stale even if a process with its pid runs"""
+
+# ours: .NAME.PID.XXXXXXXX.tmp (mkstemp's 8 random characters); older versions wrote .NAME.XXXXXXXX.tmp
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[a-z0-9_]{8}\.tmp$")
+_OLD_TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temp_files(folder: str | os.PathLike, name: str | None = None, *,
+                           now: float | None = None) -> list[Path]:
+    """Removes the temporary files :func:`atomic_write` left in ``folder`` when its writer was killed.
+
+    Only our pattern ``.NAME.PID.XXXXXXXX.tmp`` (and, for the file ``name``, the
+    ``.NAME.XXXXXXXX.tmp`` of older versions), only regular files owned by this user, and
+    only stale ones: their writer's pid is gone, or they were not modified for
+    :data:`STALE_AFTER_S` seconds. A live writer's file stays. Returns what was removed;
+    errors are ignored (cleaning never fails a save).
+    """
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP.match(entry.name)
+        old = None if match else _OLD_TEMP.match(entry.name)
+        if match is None and (old is None or old["name"] != name):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+                continue
+            pid = int(match["pid"]) if match else None
+            dead = pid is not None and pid != os.getpid() and not _pid_alive(pid)
+            if dead or now - info.st_mtime > STALE_AFTER_S:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
+def _named_error(error: OSError, target: Path) -> OutputPathError:
+    """``error`` as an :class:`OutputPathError` naming ``target`` (never the temporary file)."""
+    if error.errno is not None and error.strerror:
+        return OutputPathError(error.errno, error.strerror, str(target))  # "[Errno 28] No space ...: 'target'"
+    return OutputPathError(f"cannot write {str(target)!r}: {error}")
+
+
+def atomic_write(path: str | os.PathLike, data: bytes, *, what: str = "output") -> Path:
+    """Writes ``data`` to ``path`` through a temporary file in the target's folder and ``os.replace``.
+
+    A symlink (or a chain of them, or a dangling one) is written through: its final
+    target gets the data and the link stays. A folder, device, FIFO or socket is refused
+    with an :class:`OutputPathError` (``what`` names the argument). The temporary file
+    is ``.NAME.PID.XXXXXXXX.tmp``; stale ones a killed writer left in that folder are
+    removed first (:func:`clean_stale_temp_files`). A failed write raises an
+    ``OutputPathError`` (an ``OSError``) naming the target after removing the temporary
+    file; an existing file keeps its content and permissions. Returns ``path``.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     real = Path(tmp) / "real.txt"
+        ...     (Path(tmp) / "link.txt").symlink_to(real)
+        ...     _ = atomic_write(Path(tmp) / "link.txt", b"hello")
+        ...     real.read_bytes(), (Path(tmp) / "link.txt").is_symlink()
+        (b'hello', True)
+        >>> atomic_write("/dev/null", b"x", what="--out")
+        Traceback (most recent call last):
+        ...
+        workbench.errors.OutputPathError: --out: expected a regular file path; '/dev/null' is a character device
+    """
+    target = _real_target(path, what)
+    mode = (target.stat().st_mode & 0o777) if target.exists() else (0o666 & ~_umask())
+    clean_stale_temp_files(target.parent, target.name)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp")
+    except OSError as error:
+        raise _named_error(error, target) from error
     try:
         with os.fdopen(fd, "wb") as fh:
             _write_bytes(fh, data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
+        os.replace(tmp, target)
+    except BaseException as error:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(error, OSError):
+            raise _named_error(error, target) from error
         raise
-    return path
+    return Path(path)
 
 
-def atomic_torch_save(obj: Any, path: Path) -> Path:
-    """``torch.save`` to ``path`` atomically (creating its folder)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_torch_save(obj: Any, path: str | os.PathLike, *, what: str = "output") -> Path:
+    """``torch.save`` to ``path`` atomically (creating the target's folder); see :func:`atomic_write`."""
+    target = _real_target(path, what)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _named_error(error, target) from error
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    return atomic_write(path, buffer.getbuffer())
+    return atomic_write(path, buffer.getbuffer(), what=what)
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_ZIP_END = b"PK\x05\x06"
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"  # torch.save before 1.6
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:  # a multi-byte character cut at the end is still text
+        return error.start >= len(head) - 3
+    return True
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why the file at ``path`` cannot be a ``torch.save`` archive, in words (None if it might be)."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+        if head.startswith(_ZIP_MAGIC):
+            fh.seek(max(0, size - (1 << 16) - 22))
+            tail = fh.read()
+        elif head.startswith(_LEGACY_MAGIC):
+            return None
+        elif _looks_like_text(head):
+            return "the file is text, not a checkpoint"
+        else:
+            return f"the file is not a torch.save archive (it starts with {head[:8].hex(' ')})"
+    end = tail.rfind(_ZIP_END)
+    # the end-of-archive record is the last 22 bytes plus its comment: a cut anywhere loses it
+    if end < 0 or len(tail) - end < 22 or end + 22 + int.from_bytes(tail[end + 20:end + 22], "little") != len(tail):
+        return f"the file is truncated ({size} bytes; the end of the archive is missing)"
+    return None
+
+
+def _load_error(error: BaseException) -> str:
+    """What a failed ``torch.load`` means, in words (never torch's advice to drop ``weights_only``)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if isinstance(error, pickle.UnpicklingError) or "weights_only" in str(error):
+        return "it holds Python objects other than tensors and plain data, which are never loaded (unsafe)"
+    return f"the archive is damaged ({type(error).__name__}: {text[:200]})"
 
 
 def load_tagged(path: str | os.PathLike, tag: str, version: int, caller: str, kind: str = "file") -> dict[str, Any]:
     """Loads a dict saved by :func:`atomic_torch_save` whose ``"format"`` is ``tag``.
 
-    Raises a ``ValueError`` naming ``caller``, the path and ``kind`` when the file is not
-    of that format, or of a newer ``format_version`` than ``version``.
+    Raises a :class:`~workbench.errors.CheckpointError` naming ``caller``, the path and what is
+    wrong when the file is missing, empty, truncated, text, not a ``torch.save`` archive, not of
+    that format, or of a ``format_version`` that is not an integer or newer than ``version``.
+    Only tensors and plain data are ever loaded (``weights_only=True``).
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = (Path(tmp) / "notes.pt").write_text("hello")
+        ...     load_tagged(Path(tmp) / "notes.pt", "demo", 1, "load_demo", "checkpoint")
+        Traceback (most recent call last):
+        ...
+        workbench.errors.CheckpointError: load_demo: '/.../notes.pt' is not a GRU Workbench checkpoint: the file is text, not a checkpoint
     """
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    path = Path(path)
+    where = f"{caller}: {str(path)!r}"
+    try:
+        if not path.exists():
+            raise CheckpointError(f"{where}: expected a GRU Workbench {kind}; no such file")
+        if not path.is_file():
+            raise CheckpointError(f"{where}: expected a GRU Workbench {kind}; it is not a regular file")
+        problem = _file_problem(path)
+        if problem is not None:
+            raise CheckpointError(f"{where} is not a GRU Workbench {kind}: {problem}")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except OSError as error:
+            if error.errno in (errno.EACCES, errno.EPERM, errno.EIO, errno.EISDIR):
+                raise
+            raise CheckpointError(f"{where} is not a readable GRU Workbench {kind}: {_load_error(error)}") from None
+        except Exception as error:  # torch raises EOFError, KeyError, RuntimeError, UnpicklingError, ...
+            raise CheckpointError(f"{where} is not a readable GRU Workbench {kind}: {_load_error(error)}") from None
+    except OSError as error:  # permission denied, I/O error: named, one line
+        raise CheckpointError(f"{where}: cannot read the {kind}: {error.strerror or error}") from None
     if not isinstance(payload, dict) or payload.get("format") != tag:
-        raise ValueError(f"{caller}: {str(path)!r} is not a GRU Workbench {kind} (no '{tag}' tag).")
-    if payload.get("format_version", 0) > version:
-        raise ValueError(
-            f"{caller}: {str(path)!r} has format version {payload['format_version']}; this workbench reads "
-            f"up to {version}. Upgrade gru-workbench."
+        raise CheckpointError(f"{where} is not a GRU Workbench {kind} (no '{tag}' tag).")
+    found = payload.get("format_version", 0)
+    if isinstance(found, bool) or not isinstance(found, int):
+        raise CheckpointError(f"{where}: format_version must be an integer; got {found!r}")
+    if found > version:
+        raise CheckpointError(
+            f"{where} has format version {found}; this workbench reads up to {version}. Upgrade gru-workbench."
         )
     return payload

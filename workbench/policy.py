@@ -22,6 +22,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, fields
@@ -31,6 +32,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .errors import CheckpointError
 from .files import atomic_torch_save, load_tagged
 from .keys import KEYS
 
@@ -368,19 +370,28 @@ def build_policy(spec: PolicySpec, env, *, device: str | torch.device = "auto"):
         >>> td["action"].shape, td["logits"].shape, td["next", "recurrent_state"].shape
         (torch.Size([]), torch.Size([2]), torch.Size([1, 8]))
     """
+    if not isinstance(spec, PolicySpec):
+        raise TypeError(f"build_policy: 'spec' must be a PolicySpec; got {type(spec).__name__}.")
+    io = env if isinstance(env, PolicyIO) else PolicyIO.from_env(env)
+    target = resolve_device(device)
+    policy = _assemble(spec, io).to(target)
+    policy._workbench_spec = spec
+    policy._workbench_io = io
+    return policy
+
+
+def _assemble(spec: PolicySpec, io: PolicyIO, *, meta: bool = False):
+    """The policy of :func:`build_policy` on CPU; with ``meta``, its GRU and head hold no memory (shapes only)."""
     from tensordict.nn import InteractionType, NormalParamExtractor, TensorDictSequential
     from torch.distributions import Categorical
     from torchrl.modules import MLP, OneHotCategorical, ProbabilisticActor, TanhNormal
 
     from .gru import GRUModule
 
-    if not isinstance(spec, PolicySpec):
-        raise TypeError(f"build_policy: 'spec' must be a PolicySpec; got {type(spec).__name__}.")
-    io = env if isinstance(env, PolicyIO) else PolicyIO.from_env(env)
-    target = resolve_device(device)
     continuous = io.action_kind == "continuous"
     out_features = 2 * io.action_size if continuous else io.action_size
-    with torch.random.fork_rng(devices=[]):
+    where = torch.device("meta") if meta else contextlib.nullcontext()
+    with torch.random.fork_rng(devices=[]), where:
         torch.manual_seed(spec.seed)
         gru = GRUModule(
             io.observation_size,
@@ -407,7 +418,7 @@ def build_policy(spec: PolicySpec, env, *, device: str | torch.device = "auto"):
         dist_keys = ["logits"]
         dist_cls = Categorical if io.action_kind == "categorical" else OneHotCategorical
         dist_kwargs = {}
-    policy = ProbabilisticActor(
+    return ProbabilisticActor(
         TensorDictSequential(gru, head),
         in_keys=dist_keys,
         out_keys=[KEYS.action],
@@ -417,10 +428,6 @@ def build_policy(spec: PolicySpec, env, *, device: str | torch.device = "auto"):
         return_log_prob=True,
         default_interaction_type=InteractionType.RANDOM,
     )
-    policy = policy.to(target)
-    policy._workbench_spec = spec
-    policy._workbench_io = io
-    return policy
 
 
 def policy_spec_of(policy) -> tuple[PolicySpec, PolicyIO] | None:
@@ -499,8 +506,57 @@ def save_checkpoint(
     return path
 
 
+def _load_payload(path: str | os.PathLike, caller: str) -> dict[str, Any]:
+    return load_tagged(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, caller, "checkpoint")
+
+
+def _json_entry(payload: dict[str, Any], name: str, path, caller: str, default: str | None = None) -> Any:
+    """The JSON text stored under ``name``, parsed; a :class:`CheckpointError` when absent or malformed."""
+    text = payload.get(name, default)
+    try:
+        if not isinstance(text, str):
+            raise ValueError(f"expected JSON text; got {type(text).__name__}")
+        return json.loads(text)
+    except ValueError as error:
+        raise CheckpointError(f"{caller}: {str(path)!r}: the stored '{name}' is unreadable ({error})") from None
+
+
+def _check_weights(stored: Any, spec: PolicySpec, io: PolicyIO, path, caller: str) -> None:
+    """Refuses stored weights that do not fit ``spec`` and ``io`` before anything is allocated.
+
+    The expected shapes come from the policy assembled on the meta device (no memory).
+    """
+    where = f"{caller}: {str(path)!r}"
+    if not isinstance(stored, dict) or not all(isinstance(v, torch.Tensor) for v in stored.values()):
+        raise CheckpointError(f"{where}: the stored 'state_dict' must map names to tensors; got {type(stored).__name__}")
+    least = 4 * spec.num_layers + 2 * (len(spec.head_cells) + 1)
+    if len(stored) < least:
+        raise CheckpointError(
+            f"{where}: its spec (num_layers={spec.num_layers}, head_cells={list(spec.head_cells)}) needs at least "
+            f"{least} weight tensors; the file stores {len(stored)}"
+        )
+    expected = {k: tuple(v.shape) for k, v in _assemble(spec, io, meta=True).state_dict().items()}
+    for name, shape in expected.items():
+        if name not in stored:
+            raise CheckpointError(f"{where}: parameter {name!r} (shape {list(shape)}) is missing from the stored weights")
+        if tuple(stored[name].shape) != shape:
+            raise CheckpointError(
+                f"{where}: parameter {name!r} should have shape {list(shape)} for its spec (hidden_size="
+                f"{spec.hidden_size}, observation_size={io.observation_size}); stored {list(stored[name].shape)}"
+            )
+        if not stored[name].is_floating_point():
+            raise CheckpointError(f"{where}: parameter {name!r} should be floating point; stored {stored[name].dtype}")
+    unexpected = sorted(set(stored) - set(expected))
+    if unexpected:
+        raise CheckpointError(f"{where}: the stored weights have entries its spec does not make: {unexpected[:5]}")
+
+
 def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> tuple[nn.Module, PolicySpec]:
     """Rebuilds a policy saved by :func:`save_checkpoint`; its outputs equal the original's bit for bit.
+
+    Raises :class:`~workbench.errors.CheckpointError` for a file that is not a readable
+    checkpoint, and for stored weights that do not fit the stored spec (checked before the
+    policy is built, so a corrupt ``hidden_size`` never allocates memory).
 
     Keyword Args:
         device: where to put the policy (``"auto"``, ``"cpu"``, ``"cuda"``). Default: ``"cpu"``.
@@ -508,9 +564,16 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     Returns:
         ``(policy, spec)``.
     """
-    payload = load_tagged(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "load_checkpoint", "checkpoint")
-    spec = PolicySpec.from_dict(json.loads(payload["spec"]))
-    io = PolicyIO.from_dict(json.loads(payload["io"]))
+    caller = "load_checkpoint"
+    payload = _load_payload(path, caller)
+    try:
+        spec = PolicySpec.from_dict(_json_entry(payload, "spec", path, caller))
+        io = PolicyIO.from_dict(_json_entry(payload, "io", path, caller))
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"{caller}: {str(path)!r}: the stored spec is invalid: {error}") from None
+    _check_weights(payload.get("state_dict"), spec, io, path, caller)
     policy = build_policy(spec, io, device="cpu")
     policy.load_state_dict(payload["state_dict"])
     return policy.to(resolve_device(device)), spec
@@ -518,11 +581,13 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
 
 def checkpoint_versions(path: str | os.PathLike) -> dict[str, str]:
     """The library versions a checkpoint was written with."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    return json.loads(payload["versions"])
+    return _json_entry(_load_payload(path, "checkpoint_versions"), "versions", path, "checkpoint_versions", "{}")
 
 
 def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The extra entries :func:`save_checkpoint` stored (``{}`` when none)."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    return json.loads(payload.get("metadata", "{}"))
+    meta = _json_entry(_load_payload(path, "checkpoint_metadata"), "metadata", path, "checkpoint_metadata", "{}")
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint_metadata: {str(path)!r}: the stored 'metadata' must be a JSON object; "
+                              f"got {type(meta).__name__}")
+    return meta

@@ -246,12 +246,35 @@ def save_trajectory(trajectory: TensorDictBase, path: str | os.PathLike, *, meta
 
 
 def load_trajectory(path: str | os.PathLike) -> TensorDictBase:
-    """Reads a trajectory written by :func:`save_trajectory` (on CPU)."""
+    """Reads a trajectory written by :func:`save_trajectory` (on CPU).
+
+    Raises :class:`~workbench.errors.CheckpointError` naming the path and what is wrong for a
+    file that is not a readable trajectory (empty, truncated, text, foreign, inconsistent shapes).
+    """
+    from .errors import CheckpointError
+
     payload = load_tagged(path, TRAJECTORY_FORMAT, TRAJECTORY_VERSION, "load_trajectory", "trajectory")
-    td = TensorDict({}, batch_size=payload["batch_size"])
-    for key, value in payload["data"].items():
+    where = f"load_trajectory: {str(path)!r}"
+    batch_size, data = payload.get("batch_size"), payload.get("data")
+    if not isinstance(batch_size, (list, tuple)) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in batch_size):
+        raise CheckpointError(f"{where}: the stored 'batch_size' must be a list of ints >= 0; got {batch_size!r}")
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError(f"{where}: the stored 'data' must map keys to tensors; got {type(data).__name__}")
+    td = TensorDict({}, batch_size=batch_size)
+    for key, value in data.items():
+        if tuple(value.shape[:len(batch_size)]) != tuple(batch_size):
+            raise CheckpointError(
+                f"{where}: entry {key!r} should start with the batch size {list(batch_size)}; stored shape "
+                f"{list(value.shape)}"
+            )
         td.set(key, value)
-    meta = json.loads(payload["metadata"])
+    try:
+        meta = json.loads(payload.get("metadata", "{}"))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{where}: the stored 'metadata' is unreadable ({error})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{where}: the stored 'metadata' must be a JSON object; got {type(meta).__name__}")
     if meta:
         td.set_non_tensor(METADATA_KEY, meta)
     return td
