@@ -53,6 +53,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import torch
 
+from ._compat import kaleido_server
 from .errors import OutputPathError, WorkbenchError
 from .files import atomic_write
 
@@ -284,12 +285,6 @@ def _require_chromium(formats: Sequence[str]) -> None:
         raise ChromiumNotFoundError(_NO_CHROMIUM.format(formats="/".join(formats), detail=detail))
 
 
-def _server():
-    import kaleido
-
-    return getattr(kaleido, "_global_server", None)
-
-
 @contextlib.contextmanager
 def image_server() -> Iterator[None]:
     """Keeps one kaleido/Chromium process for every static image rendered inside the block.
@@ -305,7 +300,7 @@ def image_server() -> Iterator[None]:
     import kaleido
 
     _require_chromium(STATIC_FORMATS)
-    server = _server()
+    server = kaleido_server()
     started = False
     if server is None or not server.is_running():
         kaleido.start_sync_server(mathjax=False, silence_warnings=True)
@@ -324,7 +319,7 @@ def _render_static(fig: go.Figure, fmt: str, *, width, height, scale) -> bytes:
     layout = spec.get("layout", {})
     opts = dict(format=fmt, width=width or layout.get("width") or DEFAULT_WIDTH,
                 height=height or layout.get("height") or DEFAULT_HEIGHT, scale=scale or 1)
-    server = _server()
+    server = kaleido_server()
     kopts = {} if server is not None and server.is_running() else {"mathjax": False}
     try:
         with warnings.catch_warnings():

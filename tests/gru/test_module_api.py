@@ -420,14 +420,15 @@ class TestRecurrentEdges:
             (dict(recurrent_backend="packed"), "packed"),
             (dict(recurrent_backend="fused"), "fused"),
             (dict(recurrent_backend="loop"), "loop"),
-            (dict(python_based=True), "python"),
-            (dict(python_based=True, recurrent_backend="loop"), "python-loop"),
+            (dict(python_based=True), "fused"),  # the Python layer's own fused loop
+            (dict(python_based=True, recurrent_backend="loop"), "loop"),
         )
         for kwargs, expected in cases:
             module = make(**kwargs)
             with set_recurrent_mode(True):
                 module(td.clone())
             assert module.last_backend == expected
+            assert module.last_backend in GRUModule.BACKENDS and expected != "auto"
 
     def test_dropout_only_in_training(self):
         module = make(num_layers=2, dropout=0.5).eval()
@@ -500,7 +501,7 @@ class TestClearErrors:
             out = module(td)
         assert out["y"].shape == (2, 5, 4) and out["y"].is_meta
         assert out["next", "recurrent_state"].shape == (2, 5, 2, 4)
-        assert module.last_backend in ("loop", "python-loop")
+        assert module.last_backend == "loop"
 
 
 def test_set_recurrent_mode_leaves_no_context_entry_per_instance():

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from . import fast
-from .kernels import SequenceResult, loop_sequence
+from .kernels import SequenceResult, loop_sequence, weight_list
 
 __all__ = ["PythonGRU"]
 
@@ -100,25 +100,24 @@ class PythonGRU(nn.Module):
     def sequence(
         self,
         x: Tensor,
-        h0: Tensor,
+        stored: Tensor,
         is_init: Tensor | None = None,
-        h_stored: Tensor | None = None,
         *,
         record_gates: bool = False,
     ) -> SequenceResult:
-        """Runs ``x`` ``[N, T, F]`` from ``h0`` ``[N, L, H]``, restarting rows where ``is_init``.
+        """Runs ``x`` ``[N, T, F]`` from ``stored[:, 0]``, restarting rows from ``stored`` where ``is_init``.
 
-        Runs the fused kernel (:func:`workbench.gru.fast.fused_sequence`, with
-        its hand-written backward) when it can, and the plain step loop
+        The kernel contract of :mod:`workbench.gru.kernels`. Runs the fused
+        kernel (:func:`workbench.gru.fast.fused_sequence`, with its
+        hand-written backward) when it can, and the plain step loop
         (:func:`workbench.gru.kernels.loop_sequence`) when gates are recorded,
         under ``torch.func`` transforms (``vmap`` over stacked parameters) and
         under ``torch.compile``. Both compute the same thing.
         """
-        if not record_gates:
-            weights = fast.weight_list(self)
-            if fast.can_fuse(x, h0, h_stored, weights[1]):
-                return fast.fused_sequence(self, x, h0, is_init, h_stored, weights=weights)
-        return loop_sequence(self, x, h0, is_init, h_stored, record_gates=record_gates)
+        weights = weight_list(self)
+        if not record_gates and fast.can_fuse(x, stored, weights[1]):
+            return fast.fused_sequence(self, x, stored, is_init, weights=weights)
+        return loop_sequence(self, x, stored, is_init, weights=weights, record_gates=record_gates)
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Same call as ``torch.nn.GRU(batch_first=True)``: ``(output, h_n)``.
@@ -143,7 +142,7 @@ class PythonGRU(nn.Module):
             if tuple(hx.shape) != expected:
                 raise ValueError(f"PythonGRU expected hx of shape {list(expected)}, got {list(hx.shape)}.")
             h0 = hx.transpose(0, 1)
-        res = self.sequence(input, h0)
+        res = self.sequence(input, h0.unsqueeze(1))
         output, h_n = res.output, res.trace[:, -1].transpose(0, 1)
         if unbatched:
             output, h_n = output.squeeze(0), h_n.squeeze(1)

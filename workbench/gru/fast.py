@@ -17,7 +17,6 @@ against.
 - :func:`packed_sequence` cuts every row into its trajectories and packs them
   into one :class:`torch.nn.utils.rnn.PackedSequence` for a single native call
   (cuDNN on CUDA): no padding, no step computed twice.
-- :func:`step` is one native ``gru_cell`` per layer for single-step mode.
 
 Neither :class:`FusedGRULayer` nor the packed call runs under ``torch.func``
 transforms (``vmap``, ``grad``) or records gates: :func:`can_fuse` tells the
@@ -31,25 +30,15 @@ import bisect
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from .kernels import SequenceResult, gru_cell, trajectory_end_mask
+from .._compat import flat_weights, functorch_wrapped, native_gru
+from .kernels import SequenceResult, dropout_between_layers, gru_cell, reset_columns, trajectory_end_mask, weight_list
 
 __all__ = [
     "FusedGRULayer",
     "can_fuse",
     "fused_sequence",
     "packed_sequence",
-    "step",
-    "weight_list",
 ]
-
-_is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
-
-
-def _functorch_wrapped(tensor: Tensor) -> bool:
-    if _is_wrapped is not None:
-        return bool(_is_wrapped(tensor))
-    return bool(torch._C._functorch.is_batchedtensor(tensor))  # pragma: no cover - older torch
-
 
 def can_fuse(*tensors: Tensor | None) -> bool:
     """Whether the fused kernels may run on these tensors.
@@ -67,83 +56,7 @@ def can_fuse(*tensors: Tensor | None) -> bool:
     """
     if torch.compiler.is_compiling():
         return False
-    return not any(t is not None and (_functorch_wrapped(t) or t.is_meta) for t in tensors)
-
-
-def weight_list(gru: nn.Module) -> list[Tensor | None]:
-    """``[w_ih_l0, w_hh_l0, b_ih_l0, b_hh_l0, w_ih_l1, ...]`` as read now (biases ``None`` without bias).
-
-    Reads the instance dictionary first, then ``_parameters``: the same lookup
-    as ``getattr`` (so parameters swapped in by ``TensorDict.to_module`` or
-    ``torch.func.functional_call`` are seen), without ``nn.Module.__getattr__``'s
-    cost on every call.
-
-    Examples:
-        >>> gru = torch.nn.GRU(2, 3, num_layers=2)
-        >>> [tuple(w.shape) for w in weight_list(gru)][:4]
-        [(9, 2), (9, 3), (9,), (9,)]
-    """
-    names = _weight_names(gru)
-    attrs = gru.__dict__
-    params = attrs["_parameters"]
-    out = []
-    for name in names:
-        if name is None:
-            out.append(None)
-        elif name in attrs:
-            out.append(attrs[name])
-        else:
-            out.append(params[name])
-    return out
-
-
-_NAMES_CACHE: dict[tuple[int, bool], tuple[str | None, ...]] = {}
-
-
-def _weight_names(gru: nn.Module) -> tuple[str | None, ...]:
-    key = (gru.num_layers, bool(gru.bias))
-    names = _NAMES_CACHE.get(key)
-    if names is None:
-        names = []
-        for layer in range(gru.num_layers):
-            names += [f"weight_ih_l{layer}", f"weight_hh_l{layer}"]
-            names += [f"bias_ih_l{layer}", f"bias_hh_l{layer}"] if gru.bias else [None, None]
-        names = _NAMES_CACHE[key] = tuple(names)
-    return names
-
-
-def _dropout(gru: nn.Module, out: Tensor, layer: int) -> Tensor:
-    if gru.dropout and gru.training and layer < gru.num_layers - 1:
-        return F.dropout(out, gru.dropout, training=True)
-    return out
-
-
-# ---------------------------------------------------------------------------- single step
-def step(gru: nn.Module, x: Tensor, h: Tensor, weights: list[Tensor | None] | None = None) -> tuple[Tensor, Tensor]:
-    """One step for ``x`` ``[N, F]`` and ``h`` ``[N, L, H]``: ATen's fused ``gru_cell`` per layer.
-
-    Returns the output ``[N, H]`` and the new hidden state ``[N, L, H]``.
-
-    Examples:
-        >>> gru = torch.nn.GRU(2, 3, num_layers=2, batch_first=True)
-        >>> x, h = torch.randn(4, 2), torch.randn(4, 2, 3)
-        >>> y, h1 = step(gru, x, h)
-        >>> ref_y, ref_h = gru(x.unsqueeze(1), h.transpose(0, 1).contiguous())
-        >>> torch.allclose(y, ref_y[:, 0], atol=1e-6), torch.allclose(h1, ref_h.transpose(0, 1), atol=1e-6)
-        (True, True)
-    """
-    ws = weight_list(gru) if weights is None else weights
-    layers = len(ws) // 4
-    if layers == 1:
-        h1 = torch.gru_cell(x, h.squeeze(1), ws[0], ws[1], ws[2], ws[3])
-        return h1, h1.unsqueeze(1)
-    layer_input, states = x, []
-    for layer in range(layers):
-        w_ih, w_hh, b_ih, b_hh = ws[4 * layer : 4 * layer + 4]
-        h_layer = torch.gru_cell(layer_input, h[:, layer], w_ih, w_hh, b_ih, b_hh)
-        states.append(h_layer)
-        layer_input = _dropout(gru, h_layer, layer)
-    return states[-1], torch.stack(states, 1)
+    return not any(t is not None and (functorch_wrapped(t) or t.is_meta) for t in tensors)
 
 
 # ---------------------------------------------------------------------------- fused loop
@@ -442,51 +355,39 @@ def _needs_autograd(tensors) -> bool:
 def fused_sequence(
     gru: nn.Module,
     x: Tensor,
-    h0: Tensor,
+    stored: Tensor,
     is_init: Tensor | None = None,
-    h_stored: Tensor | None = None,
     *,
     weights: list[Tensor | None] | None = None,
 ) -> SequenceResult:
     """Reset-aware GRU over a sequence through :class:`FusedGRULayer`, layer by layer.
 
-    Same arguments and result as :func:`~workbench.gru.kernels.loop_sequence`
-    (without gates): ``x`` ``[N, T, F]``, ``h0`` ``[N, L, H]``, ``is_init``
-    ``[N, T]``, ``h_stored`` ``[N, T, L, H]``. Returns the output, the trace of
-    every layer and the trajectory-end states. Not for ``torch.func``
-    transforms (see :func:`can_fuse`).
+    The kernel contract of :mod:`workbench.gru.kernels` (without gates):
+    ``x`` ``[N, T, F]``, ``stored`` ``[N, T, L, H]``, ``is_init`` ``[N, T]``.
+    Returns the output, the trace of every layer and the trajectory-end
+    states. Not for ``torch.func`` transforms (see :func:`can_fuse`).
 
     Examples:
         >>> from workbench.gru.kernels import loop_sequence
         >>> gru = torch.nn.GRU(2, 3, num_layers=2, batch_first=True)
         >>> x, h = torch.randn(4, 6, 2), torch.randn(4, 6, 2, 3)
         >>> is_init = torch.rand(4, 6) < 0.3
-        >>> fast = fused_sequence(gru, x, h[:, 0], is_init, h)
-        >>> slow = loop_sequence(gru, x, h[:, 0], is_init, h)
+        >>> fast = fused_sequence(gru, x, h, is_init)
+        >>> slow = loop_sequence(gru, x, h, is_init)
         >>> torch.allclose(fast.output, slow.output, atol=1e-6), torch.allclose(fast.ends, slow.ends, atol=1e-6)
         (True, True)
     """
     ws = weight_list(gru) if weights is None else weights
     layers = len(ws) // 4
-    cols: tuple[int, ...] = ()
-    if is_init is not None and h_stored is not None:
-        cols = tuple((is_init[:, 1:].any(0).nonzero().flatten() + 1).tolist())
-    # the states rows (re)start from, [N, C, L, H]: the one before t = 0 (h_stored[:, 0] where
-    # is_init[:, 0], else h0; the module passes h0 = h_stored[:, 0]), then the restart columns
-    if h_stored is not None and _is_first_step(h0, h_stored):
-        starts = h_stored.index_select(1, torch.tensor((0, *cols), device=x.device)) if cols else h_stored[:, :1]
-    else:
-        first = h0
-        if is_init is not None and h_stored is not None:
-            first = torch.where(is_init[:, 0, None, None], h_stored[:, 0], h0)
-        starts = first.unsqueeze(1)
-        if cols:
-            starts = torch.cat((starts, h_stored.index_select(1, torch.tensor(cols, device=x.device))), 1)
-    use_function = _needs_autograd([x, h0, h_stored, *ws])
+    cols: tuple[int, ...] = tuple(reset_columns(is_init)) if is_init is not None else ()
+    # the states rows (re)start from, [N, C, L, H]: step 0's, then those of the restart columns
+    starts = stored.index_select(1, torch.tensor((0, *cols), device=x.device)) if cols else stored[:, :1]
+    hidden = stored.shape[-1]
+    use_function = _needs_autograd([x, stored, *ws])
     layer_input = x.transpose(0, 1)  # time-major inside
     traces = []
     # forward only: every layer writes into its slice of one [L, T, N, H] buffer (no stacking)
-    trace_buf = None if use_function else x.new_empty(layers, x.shape[1], x.shape[0], h0.shape[-1])
+    trace_buf = None if use_function else x.new_empty(layers, x.shape[1], x.shape[0], hidden)
     for layer in range(layers):
         w_ih, w_hh, b_ih, b_hh = ws[4 * layer : 4 * layer + 4]
         layer_starts = starts[:, :, layer]
@@ -498,21 +399,12 @@ def fused_sequence(
                     layer_input, layer_starts, is_init, cols, w_ih, w_hh, b_ih, b_hh, save=False, out=trace_buf[layer]
                 )
         traces.append(out)
-        layer_input = _dropout(gru, out, layer)
+        layer_input = dropout_between_layers(gru, out, layer)
     if trace_buf is not None:
         trace_tm = trace_buf.permute(1, 2, 0, 3)  # [T, N, L, H], a view
     else:
         trace_tm = traces[0].unsqueeze(2) if layers == 1 else torch.stack(traces, 2)  # [T, N, L, H]
     return SequenceResult(traces[-1].transpose(0, 1), trace_tm.transpose(0, 1), None, _ends(trace_tm, is_init))
-
-
-def _is_first_step(h0: Tensor, h_stored: Tensor) -> bool:
-    """Whether ``h0`` is the view ``h_stored[:, 0]``."""
-    return (
-        h0.data_ptr() == h_stored.data_ptr()
-        and h0.shape == h_stored.shape[:1] + h_stored.shape[2:]
-        and h0.stride() == h_stored.stride()[:1] + h_stored.stride()[2:]
-    )
 
 
 def _ends(trace_tm: Tensor, is_init: Tensor | None) -> Tensor:
@@ -534,9 +426,8 @@ def _ends(trace_tm: Tensor, is_init: Tensor | None) -> Tensor:
 def packed_sequence(
     gru: nn.Module,
     x: Tensor,
-    h0: Tensor,
+    stored: Tensor,
     is_init: Tensor | None = None,
-    h_stored: Tensor | None = None,
     *,
     weights: list[Tensor | None] | None = None,
 ) -> SequenceResult:
@@ -553,14 +444,14 @@ def packed_sequence(
         >>> gru = torch.nn.GRU(2, 3, num_layers=2, batch_first=True)
         >>> x, h = torch.randn(4, 6, 2), torch.randn(4, 6, 2, 3)
         >>> is_init = torch.rand(4, 6) < 0.3
-        >>> fast = packed_sequence(gru, x, h[:, 0], is_init, h)
-        >>> slow = loop_sequence(gru, x, h[:, 0], is_init, h)
+        >>> fast = packed_sequence(gru, x, h, is_init)
+        >>> slow = loop_sequence(gru, x, h, is_init)
         >>> torch.allclose(fast.output, slow.output, atol=1e-6), torch.allclose(fast.ends, slow.ends, atol=1e-6)
         (True, True)
     """
     ws = weight_list(gru) if weights is None else weights
     rows, steps, features = x.shape
-    _, layers, hidden = h0.shape
+    _, _, layers, hidden = stored.shape
     device = x.device
     total = rows * steps
     starts = torch.zeros(rows, steps, dtype=torch.bool, device=device)
@@ -587,31 +478,24 @@ def packed_sequence(
     gather_idx = torch.empty_like(packed_idx)
     gather_idx[packed_idx] = flat
     data = x.reshape(total, features).index_select(0, gather_idx)
-    if h_stored is None:
-        if n_traj != rows:
-            raise ValueError("packed_sequence needs h_stored when is_init has restarts.")
-        hx = h0  # one trajectory per row, all of length T: the order is the identity
+    if n_traj == rows:
+        hx = stored[:, 0]  # one trajectory per row, all of length T: the order is the identity
     else:
-        first_steps = start_idx[order]
-        hx = h_stored.reshape(total, layers, hidden).index_select(0, first_steps)
-        if not _is_first_step(h0, h_stored):
-            # trajectories at t = 0 start from h0 (h_stored[:, 0] where is_init[:, 0])
-            first = h0 if is_init is None else torch.where(is_init[:, 0, None, None], h_stored[:, 0], h0)
-            at_zero = (first_steps % steps == 0).view(-1, 1, 1)
-            hx = torch.where(at_zero, first.index_select(0, first_steps // steps), hx)
+        hx = stored.reshape(total, layers, hidden).index_select(0, start_idx[order])
     hx = hx.transpose(0, 1).contiguous()
     y, h_n = _native_packed(gru, ws, data, batch_sizes.cpu(), hx)
     output = y.index_select(0, packed_idx).view(rows, steps, hidden)
-    ends = h0.new_zeros(total, layers, hidden).index_copy(0, end_idx[order], h_n.transpose(0, 1))
+    ends = x.new_zeros(total, layers, hidden).index_copy(0, end_idx[order], h_n.transpose(0, 1))
     return SequenceResult(output, None, None, ends.view(rows, steps, layers, hidden))
 
 
 def _native_packed(gru: nn.Module, ws: list, data: Tensor, batch_sizes: Tensor, hx: Tensor) -> tuple[Tensor, Tensor]:
-    flat = getattr(gru, "_flat_weights", None)
+    flat = flat_weights(gru)
     if isinstance(gru, nn.GRU) and flat is not None and len(flat) == len(ws) and all(a is b for a, b in zip(flat, ws)):
         packed, h_n = gru(nn.utils.rnn.PackedSequence(data, batch_sizes), hx)
         return packed.data, h_n
     params = [w for w in ws if w is not None]
-    return torch._VF.gru(  # the call nn.GRU makes, with the weights as read now
-        data, batch_sizes, hx, params, bool(gru.bias), gru.num_layers, float(gru.dropout), gru.training, False
+    return native_gru(  # the call nn.GRU makes, with the weights as read now
+        data, batch_sizes, hx, params, bias=bool(gru.bias), num_layers=gru.num_layers,
+        dropout=float(gru.dropout), training=gru.training,
     )

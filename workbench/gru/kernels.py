@@ -12,6 +12,19 @@ Shapes, with ``N`` rows, ``T`` steps, ``L`` layers and ``H`` hidden units:
 - hidden states in the TensorDict layout: ``[N, (T,) L, H]``
 - ``is_init``: ``[N, T]`` booleans
 
+Every reset-aware sequence kernel (here and in :mod:`workbench.gru.fast`) has
+one contract::
+
+    kernel(gru, x, stored, is_init=None, *, weights=None) -> SequenceResult
+
+``stored`` ``[N, T, L, H]`` holds the state each step starts from when it
+(re)starts: step 0 always starts from ``stored[:, 0]``, and a step ``t >= 1``
+where ``is_init[:, t]`` is set starts from ``stored[:, t]`` instead of the
+carried state (selected, never blended: nothing crosses, not even a NaN).
+Without ``is_init`` only ``stored[:, 0]`` is read (``h0.unsqueeze(1)`` will
+do). ``weights`` is the layer's :func:`weight_list` when the caller has it.
+Single steps go through :func:`step`.
+
 The gate convention is ``torch.nn.GRU``'s (order r, z, n; the reset gate
 multiplies ``W_hn h + b_hn``), and the update is computed as
 ``h' = (h - n) * z + n``, the same expression ATen uses, so results agree with
@@ -26,16 +39,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._compat import parameter_dicts
+
 __all__ = [
     "LayerWeights",
     "SequenceResult",
     "layer_weights",
+    "weight_list",
     "gru_cell",
+    "step",
     "loop_sequence",
     "native_sequence",
-    "native_step",
     "trajectory_end_mask",
     "reset_columns",
+    "dropout_between_layers",
 ]
 
 
@@ -80,6 +97,47 @@ def layer_weights(gru: nn.Module, layer: int) -> LayerWeights:
     return LayerWeights(
         getattr(gru, f"weight_ih_l{layer}"), getattr(gru, f"weight_hh_l{layer}"), b_ih, b_hh
     )
+
+
+def weight_list(gru: nn.Module) -> list[Tensor | None]:
+    """``[w_ih_l0, w_hh_l0, b_ih_l0, b_hh_l0, w_ih_l1, ...]`` as read now (biases ``None`` without bias).
+
+    Reads the instance dictionary first, then ``_parameters``: the same lookup
+    as ``getattr`` (so parameters swapped in by ``TensorDict.to_module`` or
+    ``torch.func.functional_call`` are seen), without ``nn.Module.__getattr__``'s
+    cost on every call.
+
+    Examples:
+        >>> gru = torch.nn.GRU(2, 3, num_layers=2)
+        >>> [tuple(w.shape) for w in weight_list(gru)][:4]
+        [(9, 2), (9, 3), (9,), (9,)]
+    """
+    names = _weight_names(gru)
+    attrs, params = parameter_dicts(gru)
+    out = []
+    for name in names:
+        if name is None:
+            out.append(None)
+        elif name in attrs:
+            out.append(attrs[name])
+        else:
+            out.append(params[name])
+    return out
+
+
+_NAMES_CACHE: dict[tuple[int, bool], tuple[str | None, ...]] = {}
+
+
+def _weight_names(gru: nn.Module) -> tuple[str | None, ...]:
+    key = (gru.num_layers, bool(gru.bias))
+    names = _NAMES_CACHE.get(key)
+    if names is None:
+        names = []
+        for layer in range(gru.num_layers):
+            names += [f"weight_ih_l{layer}", f"weight_hh_l{layer}"]
+            names += [f"bias_ih_l{layer}", f"bias_hh_l{layer}"] if gru.bias else [None, None]
+        names = _NAMES_CACHE[key] = tuple(names)
+    return names
 
 
 def gru_cell(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -130,30 +188,66 @@ def reset_columns(is_init: Tensor) -> list[int]:
     return (is_init[:, 1:].any(0).nonzero().flatten() + 1).tolist()
 
 
-def _dropout_between_layers(gru: nn.Module, out: Tensor, layer: int) -> Tensor:
+def dropout_between_layers(gru: nn.Module, out: Tensor, layer: int) -> Tensor:
+    """``out`` of layer ``layer`` with ``gru``'s dropout applied, in training mode, below the last layer."""
     if gru.dropout and gru.training and layer < gru.num_layers - 1:
         return F.dropout(out, gru.dropout, training=True)
     return out
 
 
+def step(gru: nn.Module, x: Tensor, h: Tensor, is_init: Tensor | None = None, *,
+         weights: list[Tensor | None] | None = None) -> tuple[Tensor, Tensor]:
+    """One step for ``x`` ``[N, F]`` from ``h`` ``[N, L, H]``, zeroed first where ``is_init`` ``[N, 1]``.
+
+    ATen's fused ``gru_cell`` per layer (zeroing by selection: a NaN or inf in
+    a restarted row's state is dropped). Returns the output ``[N, H]`` and the
+    new hidden state ``[N, L, H]``.
+
+    Examples:
+        >>> gru = torch.nn.GRU(2, 3, num_layers=2, batch_first=True)
+        >>> x, h = torch.randn(4, 2), torch.randn(4, 2, 3)
+        >>> y, h1 = step(gru, x, h)
+        >>> ref_y, ref_h = gru(x.unsqueeze(1), h.transpose(0, 1).contiguous())
+        >>> torch.allclose(y, ref_y[:, 0], atol=1e-6), torch.allclose(h1, ref_h.transpose(0, 1), atol=1e-6)
+        (True, True)
+    """
+    ws = weight_list(gru) if weights is None else weights
+    rows, layers, hidden = h.shape
+    if layers == 1:
+        h = h.view(rows, hidden) if h.is_contiguous() else h.reshape(rows, hidden)
+        if is_init is not None:
+            h = h.masked_fill(is_init, 0)
+        h1 = torch.gru_cell(x, h, ws[0], ws[1], ws[2], ws[3])
+        return h1, h1.view(rows, 1, hidden)
+    if is_init is not None:
+        h = h.masked_fill(is_init.view(rows, 1, 1), 0)
+    layer_input, states = x, []
+    for layer in range(layers):
+        w_ih, w_hh, b_ih, b_hh = ws[4 * layer : 4 * layer + 4]
+        h_layer = torch.gru_cell(layer_input, h[:, layer], w_ih, w_hh, b_ih, b_hh)
+        states.append(h_layer)
+        layer_input = dropout_between_layers(gru, h_layer, layer)
+    return states[-1], torch.stack(states, 1)
+
+
 def loop_sequence(
     gru: nn.Module,
     x: Tensor,
-    h0: Tensor,
+    stored: Tensor,
     is_init: Tensor | None = None,
-    h_stored: Tensor | None = None,
     *,
+    weights: list[Tensor | None] | None = None,
     record_gates: bool = False,
 ) -> SequenceResult:
-    """Reset-aware GRU over a sequence, one step at a time, layer by layer.
+    """Reset-aware GRU over a sequence, one step at a time, layer by layer: the reference.
 
     Args:
         gru: the layer whose parameters are used (``nn.GRU`` or ``PythonGRU``).
         x: inputs ``[N, T, F]``.
-        h0: hidden state before the first step, ``[N, L, H]``.
-        is_init: ``[N, T]``; where ``True`` the step starts from ``h_stored``
-            instead of the carried state. ``None`` means no resets.
-        h_stored: stored hidden states ``[N, T, L, H]`` to restart from.
+        stored: ``[N, T, L, H]``, the states steps (re)start from (see the module docstring).
+        is_init: ``[N, T]``; where ``True`` (at ``t >= 1``) the step starts from
+            ``stored`` instead of the carried state. ``None`` means no resets.
+        weights: the :func:`weight_list` of ``gru``, if already read.
         record_gates: also return the r, z, n activations.
 
     The input projection of each layer is one matmul over all steps; resets
@@ -163,35 +257,36 @@ def loop_sequence(
     Examples:
         >>> gru = torch.nn.GRU(2, 3, batch_first=True)
         >>> x, h0 = torch.randn(4, 6, 2), torch.zeros(4, 1, 3)
-        >>> res = loop_sequence(gru, x, h0)
+        >>> res = loop_sequence(gru, x, h0.unsqueeze(1))
         >>> ref, _ = gru(x, h0.transpose(0, 1))
         >>> torch.allclose(res.output, ref, atol=1e-6), tuple(res.trace.shape)
         (True, (4, 6, 1, 3))
     """
+    ws = weight_list(gru) if weights is None else weights
     steps = x.shape[1]
     layer_input = x
     traces, gate_traces = [], []
     if is_init is not None:
         restart_t = is_init.unsqueeze(-1).unbind(1)
-    for layer in range(gru.num_layers):
-        w = layer_weights(gru, layer)
+    for layer in range(len(ws) // 4):
+        w_ih, w_hh, b_ih, b_hh = ws[4 * layer : 4 * layer + 4]
         # unbind once rather than index every step: the backward of T unbinds is one stack,
         # that of T selects is T full-size zero tensors (quadratic in T)
-        gi_t = F.linear(layer_input, w.w_ih, w.b_ih).unbind(1)
-        stored_t = h_stored[:, :, layer].unbind(1) if is_init is not None else None
-        h = h0[:, layer]
+        gi_t = F.linear(layer_input, w_ih, b_ih).unbind(1)
+        stored_t = stored[:, :, layer].unbind(1) if is_init is not None else None
+        h = stored[:, 0, layer]
         outs, gates = [], []
         for t in range(steps):
-            if is_init is not None:
+            if t and is_init is not None:
                 h = torch.where(restart_t[t], stored_t[t], h)
-            h, g = gru_cell(gi_t[t], h, w.w_hh, w.b_hh)
+            h, g = gru_cell(gi_t[t], h, w_hh, b_hh)
             outs.append(h)
             gates.append(g)
         layer_out = torch.stack(outs, 1)
         traces.append(layer_out)
         if record_gates:
             gate_traces.append(torch.stack(gates, 1))
-        layer_input = _dropout_between_layers(gru, layer_out, layer)
+        layer_input = dropout_between_layers(gru, layer_out, layer)
     trace = torch.stack(traces, 2)
     if is_init is None:
         is_init = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
@@ -202,7 +297,8 @@ def loop_sequence(
 
 
 def native_sequence(
-    gru: nn.GRU, x: Tensor, h0: Tensor, is_init: Tensor | None = None, h_stored: Tensor | None = None
+    gru: nn.GRU, x: Tensor, stored: Tensor, is_init: Tensor | None = None, *,
+    weights: list[Tensor | None] | None = None,
 ) -> SequenceResult:
     """Reset-aware GRU through ``torch.nn.GRU`` (cuDNN on CUDA).
 
@@ -217,20 +313,21 @@ def native_sequence(
         >>> x = torch.randn(2, 5, 2)
         >>> is_init = torch.tensor([[1, 0, 0, 1, 0], [1, 0, 0, 0, 0]]).bool()
         >>> h = torch.zeros(2, 5, 1, 3)
-        >>> fast = native_sequence(gru, x, h[:, 0], is_init, h)
-        >>> slow = loop_sequence(gru, x, h[:, 0], is_init, h)
+        >>> fast = native_sequence(gru, x, h, is_init)
+        >>> slow = loop_sequence(gru, x, h, is_init)
         >>> torch.allclose(fast.output, slow.output, atol=1e-6)
         True
     """
     steps = x.shape[1]
     cuts = reset_columns(is_init) if is_init is not None else []
     bounds = [0, *cuts, steps]
+    h0 = stored[:, 0]
     h = h0.transpose(0, 1).contiguous()  # [L, N, H]
     outputs, end_states = [], []
     for start, stop in zip(bounds[:-1], bounds[1:]):
         if start > 0:
             restart = is_init[:, start].view(1, -1, 1)
-            h = torch.where(restart, h_stored[:, start].transpose(0, 1), h).contiguous()
+            h = torch.where(restart, stored[:, start].transpose(0, 1), h).contiguous()
         y, h = gru(x[:, start:stop], h)
         outputs.append(y)
         if stop < steps:
@@ -245,28 +342,3 @@ def native_sequence(
         1, end_cols, torch.stack(end_states, 0).permute(2, 0, 1, 3)
     )
     return SequenceResult(output, None, None, ends)
-
-
-def native_step(gru: nn.GRU, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
-    """One step of a native GRU for ``x`` ``[N, F]`` and ``h`` ``[N, L, H]``.
-
-    Uses ATen's fused ``gru_cell`` layer by layer: no sequence bookkeeping, no
-    weight flattening. Returns the output ``[N, H]`` and the new hidden state
-    ``[N, L, H]``.
-
-    Examples:
-        >>> gru = torch.nn.GRU(2, 3, num_layers=2, batch_first=True)
-        >>> x, h = torch.randn(4, 2), torch.randn(4, 2, 3)
-        >>> y, h1 = native_step(gru, x, h)
-        >>> ref_y, ref_h = gru(x.unsqueeze(1), h.transpose(0, 1).contiguous())
-        >>> torch.allclose(y, ref_y[:, 0], atol=1e-6), torch.allclose(h1, ref_h.transpose(0, 1), atol=1e-6)
-        (True, True)
-    """
-    layer_input = x
-    states = []
-    for layer in range(gru.num_layers):
-        w = layer_weights(gru, layer)
-        h_layer = torch.gru_cell(layer_input, h[:, layer], w.w_ih, w.w_hh, w.b_ih, w.b_hh)
-        states.append(h_layer)
-        layer_input = _dropout_between_layers(gru, h_layer, layer)
-    return states[-1], torch.stack(states, 1)

@@ -17,7 +17,10 @@ from __future__ import annotations
 import contextvars
 from typing import Any, Literal
 
-from torchrl.modules.tensordict_module import rnn as _torchrl_rnn
+from torchrl.modules import recurrent_mode as _torchrl_recurrent_mode
+from torchrl.modules import set_recurrent_mode as _TorchRLSetRecurrentMode
+
+from .._compat import get_torchrl_recurrent_mode, set_torchrl_recurrent_mode
 
 __all__ = ["recurrent_mode", "set_recurrent_mode"]
 
@@ -34,7 +37,7 @@ def recurrent_mode() -> bool | None:
         ...     recurrent_mode()
         True
     """
-    return _torchrl_rnn.recurrent_mode()
+    return _torchrl_recurrent_mode()
 
 
 def _normalize_mode(mode: Any) -> bool | None:
@@ -53,7 +56,7 @@ def _normalize_mode(mode: Any) -> bool | None:
 _PREVIOUS: contextvars.ContextVar[tuple] = contextvars.ContextVar("workbench_previous_modes", default=())
 
 
-class set_recurrent_mode(_torchrl_rnn.set_recurrent_mode):
+class set_recurrent_mode(_TorchRLSetRecurrentMode):
     """Context manager and decorator that sets the recurrent mode of GRU modules.
 
     Args:
@@ -85,16 +88,15 @@ class set_recurrent_mode(_torchrl_rnn.set_recurrent_mode):
         super().__init__(_normalize_mode(mode))
 
     def __enter__(self) -> None:
-        manager = _torchrl_rnn.recurrent_mode_state_manager
-        _PREVIOUS.set(_PREVIOUS.get() + ((self, manager.get_mode()),))
-        manager.set_mode(self.mode)
+        _PREVIOUS.set(_PREVIOUS.get() + ((self, get_torchrl_recurrent_mode()),))
+        set_torchrl_recurrent_mode(self.mode)
 
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         stack = _PREVIOUS.get()
         # the innermost entry of this object (the top of the stack, when contexts nest properly)
         index = next(i for i in range(len(stack) - 1, -1, -1) if stack[i][0] is self)
         _PREVIOUS.set(stack[:index] + stack[index + 1 :])
-        _torchrl_rnn.recurrent_mode_state_manager.set_mode(stack[index][1])
+        set_torchrl_recurrent_mode(stack[index][1])
 
     def clone(self) -> set_recurrent_mode:
         return type(self)(self.mode)

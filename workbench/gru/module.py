@@ -1,7 +1,11 @@
 """``GRUModule``: a TensorDict-aware GRU, a drop-in for ``torchrl.modules.GRUModule``.
 
 This file reads and writes TensorDict keys, checks what comes in, and picks a
-kernel; the math lives in :mod:`workbench.gru.kernels`.
+kernel with one table (:func:`select_backend`). The math lives elsewhere:
+:mod:`workbench.gru.kernels` (the kernel contract, single steps, the reference
+loop, native calls between resets), :mod:`workbench.gru.fast` (the fused loop
+with its hand-written backward, packed native calls) and
+:mod:`workbench.gru.cell` (our Python layer).
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from tensordict import TensorDictBase, unravel_key_list
 from tensordict.nn import TensorDictModuleBase, dispatch
 from torch import Tensor, nn
 
+from .._compat import refresh_flat_weights
 from . import fast, kernels
 from .cell import PythonGRU
 from .modes import _normalize_mode, recurrent_mode
 
-__all__ = ["GRUModule"]
+__all__ = ["GRUModule", "select_backend"]
 
 NestedKey = str | tuple[str, ...]
 
@@ -75,11 +80,10 @@ class GRUModule(TensorDictModuleBase):
             ``meta`` device every backend runs ``"loop"``: the others need
             eager tensors with data (cuDNN has no vmap rule). torchrl's
             ``"pad"`` and ``"scan"`` are accepted as aliases of ``"native"``
-            and ``"loop"``. A Python layer runs its own loop: fused
-            (``last_backend == "python"``) unless gates are recorded, under
-            ``torch.func`` transforms or ``torch.compile``, or with
-            ``recurrent_backend="loop"`` (``"python-loop"``). Default:
-            ``"auto"``.
+            and ``"loop"``. A Python layer runs its own loop: ``"fused"``
+            unless gates are recorded, under ``torch.func`` transforms or
+            ``torch.compile``, or with ``recurrent_backend="loop"``. The whole
+            rule is one table: :func:`select_backend`. Default: ``"auto"``.
         in_key: the input value key; the hidden key is then ``"recurrent_state"``.
         in_keys: ``[value, hidden]`` (``"is_init"`` is appended). Exclusive with ``in_key``.
         out_key: the output value key; the hidden key is then ``("next", "recurrent_state")``.
@@ -138,7 +142,7 @@ class GRUModule(TensorDictModuleBase):
         *,
         batch_first: bool = True,
         bidirectional: bool = False,
-        recurrent_backend: Literal["auto", "native", "loop", "pad", "scan"] = "auto",
+        recurrent_backend: Literal["auto", "native", "packed", "fused", "loop", "pad", "scan"] = "auto",
         in_key: NestedKey | None = None,
         in_keys: Sequence[NestedKey] | None = None,
         out_key: NestedKey | None = None,
@@ -175,6 +179,8 @@ class GRUModule(TensorDictModuleBase):
                 self.out_keys = [*self.out_keys, extra]
         self._recurrent_mode = _normalize_mode(default_recurrent_mode)
         self.last_backend: str | None = None
+        """The kernel the last recurrent-mode call ran, one of :attr:`BACKENDS` other than ``"auto"``
+        (``None`` before any call, or when the call had no step)."""
 
     # ------------------------------------------------------------------ construction checks
     @classmethod
@@ -381,7 +387,7 @@ class GRUModule(TensorDictModuleBase):
             setattr(new, name, param)  # the same Parameter objects: optimizers keep working
         new.train(old.training)
         if isinstance(new, nn.GRU):
-            new._init_flat_weights()
+            refresh_flat_weights(new)
         self.gru = new
         return self
 
@@ -527,7 +533,7 @@ class GRUModule(TensorDictModuleBase):
         # readers run only when a quick check fails (they raise the detailed errors).
         batch = td.batch_size
         gru = self.gru
-        weights = fast.weight_list(gru)
+        weights = kernels.weight_list(gru)
         layers, size = gru.num_layers, gru.hidden_size
         value = td.get(self.in_keys[0], None)
         hidden = td.get(self.in_keys[1], None)
@@ -545,65 +551,24 @@ class GRUModule(TensorDictModuleBase):
             is_init = self._read_is_init(td, batch)
         rows = batch.numel()
         x = value.reshape(rows, gru.input_size)
-        if layers == 1 and rows and self.gates_key is None and (
-            not isinstance(gru, PythonGRU) or fast.can_fuse(x, weights[1])
-        ):
-            # the common case, in as few ops as possible
-            h = hidden.reshape(rows, size).masked_fill(is_init.reshape(rows, 1), 0)
-            h1 = torch.gru_cell(x, h, weights[0], weights[1], weights[2], weights[3])
-            h_next = h1.view(*batch, 1, size)
-            self._write(td, h1.view(*batch, size), h_next, h_next, None)
-            return td
-        h = hidden.reshape(rows, layers, size).masked_fill(is_init.reshape(rows, 1, 1), 0)
+        h = hidden.reshape(rows, layers, size)
+        restart = is_init.reshape(rows, 1)
         gates = None
         if rows == 0:
             output, h_next = x.new_zeros(0, size), h
             if self.gates_key is not None:
                 gates = x.new_zeros(0, layers, 3, size)
-        elif isinstance(gru, PythonGRU) and (self.gates_key is not None or not fast.can_fuse(x, h, weights[1])):
-            res = kernels.loop_sequence(gru, x.unsqueeze(1), h, record_gates=self.gates_key is not None)
-            output, h_next = res.output[:, 0], res.trace[:, 0]
-            gates = None if res.gates is None else res.gates[:, 0]
+        elif select_backend(self, x, h, weights, single_step=True) == "step":
+            output, h_next = kernels.step(gru, x, h, restart, weights=weights)
         else:
-            output, h_next = fast.step(gru, x, h, weights)
-        h_next = h_next.reshape(*batch, layers, size)
-        if gates is not None:
-            gates = gates.reshape(*batch, layers, 3, size)
-        self._write(td, output.reshape(*batch, size), h_next, h_next, gates)
+            h = h.masked_fill(restart.view(rows, 1, 1), 0)
+            res = kernels.loop_sequence(gru, x.unsqueeze(1), h.unsqueeze(1), weights=weights,
+                                        record_gates=self.gates_key is not None)
+            output, h_next = res.output[:, 0], res.trace[:, 0]
+            gates = None if res.gates is None else res.gates[:, 0].reshape(*batch, layers, 3, size)
+        h_next = h_next.view(*batch, layers, size)
+        self._write(td, output.view(*batch, size), h_next, h_next, gates)
         return td
-
-    def _pick_backend(self, is_init: Tensor, x: Tensor, h_stored: Tensor) -> str:
-        """The kernel for this call; see ``recurrent_backend`` in the class docstring.
-
-        ``auto`` decides from the device, the data and what is asked for:
-
-        - under ``torch.func`` transforms or ``torch.compile``: ``loop`` (pure ops);
-        - on CPU: ``fused`` (measured fastest there with and without restarts,
-          forward and backward; see ``python -m workbench bench``);
-        - on CUDA: ``native`` without restarts (one cuDNN call), else
-          ``packed`` (one cuDNN call over the packed trajectories), and
-          ``fused`` when a per-step trace of several layers is asked for (the
-          native kernel only returns the last layer).
-        """
-        weights = fast.weight_list(self.gru)
-        fusable = fast.can_fuse(x, h_stored, weights[1])
-        if isinstance(self.gru, PythonGRU):
-            if self.recurrent_backend == "loop" or self.gates_key is not None or not fusable:
-                return "python-loop"
-            return "python"
-        backend = self.recurrent_backend
-        multi_trace = self.hidden_trace_key is not None and self.num_layers > 1
-        if backend == "auto":
-            if not fusable:
-                return "loop"
-            if x.device.type != "cuda" or multi_trace:
-                return "fused"
-            return "packed" if bool(is_init[:, 1:].any()) else "native"
-        if not fusable:
-            return "loop"  # every other kernel needs eager tensors with data (see fast.can_fuse)
-        if backend == "packed" and multi_trace:
-            return "fused"
-        return backend
 
     def _forward_sequence(self, td: TensorDictBase) -> TensorDictBase:
         if td.batch_dims == 0:
@@ -618,32 +583,25 @@ class GRUModule(TensorDictModuleBase):
         steps, layers, size = batch[-1], self.num_layers, self.hidden_size
         rows = math.prod(batch[:-1])
         x = value.reshape(rows, steps, self.input_size)
-        h_stored = hidden.reshape(rows, steps, layers, size)
-        starts = is_init.reshape(rows, steps)
-        want_trace = self.hidden_trace_key is not None
+        stored = hidden.reshape(rows, steps, layers, size)
+        restarts = is_init.reshape(rows, steps)
         if rows == 0 or steps == 0:
-            self.last_backend = "empty"
-            zeros = h_stored.new_zeros(*batch, layers, size)
+            self.last_backend = None
+            zeros = stored.new_zeros(*batch, layers, size)
             gates = x.new_zeros(*batch, layers, 3, size) if self.gates_key is not None else None
             self._write(td, x.new_zeros(*batch, size), zeros, zeros, gates)
             return td
-        backend = self._pick_backend(starts, x, h_stored)
-        if backend == "native" and want_trace and layers > 1:
-            backend = "loop"  # the native kernel only returns the last layer at every step
+        weights = kernels.weight_list(self.gru)
+        backend = select_backend(self, x, stored, weights, restarts=restarts)
         self.last_backend = backend
-        if backend == "python-loop" or backend == "loop":
-            res = kernels.loop_sequence(
-                self.gru, x, h_stored[:, 0], starts, h_stored, record_gates=self.gates_key is not None
-            )
-        elif backend == "python" or backend == "fused":
-            res = fast.fused_sequence(self.gru, x, h_stored[:, 0], starts, h_stored)
-        elif backend == "packed":
-            res = fast.packed_sequence(self.gru, x, h_stored[:, 0], starts, h_stored)
+        if backend == "loop":
+            res = kernels.loop_sequence(self.gru, x, stored, restarts, weights=weights,
+                                        record_gates=self.gates_key is not None)
         else:
-            res = kernels.native_sequence(self.gru, x, h_stored[:, 0], starts, h_stored)
+            res = _SEQUENCE_KERNELS[backend](self.gru, x, stored, restarts, weights=weights)
         trace = res.trace
-        if want_trace and trace is None:
-            trace = res.output.unsqueeze(2)
+        if self.hidden_trace_key is not None and trace is None:
+            trace = res.output.unsqueeze(2)  # one layer: the output is the trace
         self._write(
             td,
             res.output.reshape(*batch, size),
@@ -658,3 +616,58 @@ class GRUModule(TensorDictModuleBase):
             f"in_keys={self.in_keys}, out_keys={self.out_keys}, recurrent_backend={self.recurrent_backend!r}, "
             f"default_recurrent_mode={bool(self._recurrent_mode)}"
         )
+
+
+# ---------------------------------------------------------------------------- backend selection
+_SEQUENCE_KERNELS = {
+    "native": kernels.native_sequence,
+    "packed": fast.packed_sequence,
+    "fused": fast.fused_sequence,
+    "loop": kernels.loop_sequence,
+}
+"""The recurrent-mode kernels by name; all share the contract of :mod:`workbench.gru.kernels`."""
+
+
+def select_backend(module: GRUModule, x: Tensor, hidden: Tensor, weights: list, *, single_step: bool = False,
+                   restarts: Tensor | None = None) -> str:
+    """The kernel one call runs: the whole backend-selection rule of :class:`GRUModule`, in one place.
+
+    ====================================================  ===========================================
+    situation (first row that applies)                    kernel
+    ====================================================  ===========================================
+    single step, gates recorded                           ``loop`` (one step of it)
+    single step, Python layer under ``torch.func``/meta   ``loop`` (pure ops)
+    single step, otherwise                                ``step`` (ATen ``gru_cell`` per layer)
+    sequence, gates recorded                              ``loop`` (only it records gates)
+    sequence under ``torch.func``, compile, or on meta    ``loop`` (the others need eager data)
+    sequence, ``recurrent_backend="loop"``                ``loop``
+    sequence, Python layer                                ``fused`` (its own loop, fast)
+    sequence, ``fused``                                   ``fused``
+    sequence, ``packed`` or ``native``, trace of L > 1    ``fused`` (native returns the last layer)
+    sequence, ``packed`` / ``native``                     ``packed`` / ``native``
+    sequence, ``auto``, CPU, or trace of L > 1            ``fused`` (measured fastest on CPU)
+    sequence, ``auto``, CUDA                              ``packed`` with restarts, else ``native``
+    ====================================================  ===========================================
+
+    Every value is one of :attr:`GRUModule.BACKENDS` except ``"step"``, the
+    single-step kernel.
+    """
+    gates = module.gates_key is not None
+    python_layer = isinstance(module.gru, PythonGRU)
+    if single_step:
+        if gates or (python_layer and not fast.can_fuse(x, hidden, weights[1])):
+            return "loop"
+        return "step"
+    requested = module.recurrent_backend
+    if gates or requested == "loop" or not fast.can_fuse(x, hidden, weights[1]):
+        return "loop"
+    if python_layer or requested == "fused":
+        return "fused"
+    layer_trace = module.hidden_trace_key is not None and module.num_layers > 1
+    if layer_trace:
+        return "fused"
+    if requested != "auto":
+        return requested
+    if x.device.type != "cuda":
+        return "fused"
+    return "packed" if restarts is not None and bool(restarts[:, 1:].any()) else "native"

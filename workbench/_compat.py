@@ -1,0 +1,111 @@
+"""Every use of another library's private API, in one place.
+
+An upgrade of torch, torchrl or kaleido that moves one of these touches this
+file only; ``tests/test_compat.py`` checks each of them against the installed
+versions. Nothing else in the workbench reads a private attribute of another
+library.
+
+=========================  ===========================================================
+what                       private API used
+=========================  ===========================================================
+functorch wrappers         ``torch._C._functorch.is_functorch_wrapped_tensor``
+                           (``is_batchedtensor`` on older torch)
+native GRU call            ``torch._VF.gru`` (what ``nn.GRU.forward`` calls)
+nn.GRU's flat weights      ``nn.GRU._flat_weights``, ``nn.GRU._init_flat_weights()``
+a module's parameters      ``nn.Module.__dict__["_parameters"]`` (a fast ``getattr``)
+torchrl's recurrent mode   ``torchrl.modules.tensordict_module.rnn``:
+                           ``recurrent_mode_state_manager`` (get/set the mode),
+                           the base class ``set_recurrent_mode``
+kaleido's server           ``kaleido._global_server``
+profiler memory events     ``profile.profiler.kineto_results.events()``
+=========================  ===========================================================
+
+Examples:
+    >>> import torch
+    >>> functorch_wrapped(torch.zeros(2)), torch.vmap(lambda t: torch.tensor(functorch_wrapped(t)))(torch.zeros(2)).all().item()
+    (False, True)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "functorch_wrapped",
+    "native_gru",
+    "flat_weights",
+    "parameter_dicts",
+    "refresh_flat_weights",
+    "torchrl_rnn",
+    "get_torchrl_recurrent_mode",
+    "set_torchrl_recurrent_mode",
+    "kaleido_server",
+    "profiler_memory_events",
+]
+
+# ---------------------------------------------------------------------------- torch
+_is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+
+
+def functorch_wrapped(tensor: Tensor) -> bool:
+    """Whether ``tensor`` is a ``torch.func`` wrapper (batched by ``vmap``, or tracked by ``grad``)."""
+    if _is_wrapped is not None:
+        return bool(_is_wrapped(tensor))
+    return bool(torch._C._functorch.is_batchedtensor(tensor))  # pragma: no cover - older torch
+
+
+def native_gru(data: Tensor, batch_sizes: Tensor, hx: Tensor, params: list[Tensor], *, bias: bool,
+               num_layers: int, dropout: float, training: bool) -> tuple[Tensor, Tensor]:
+    """ATen's multi-layer GRU over packed ``data`` (cuDNN on CUDA), with the weights given, not a module's."""
+    return torch._VF.gru(data, batch_sizes, hx, params, bias, num_layers, dropout, training, False)
+
+
+def flat_weights(gru: nn.Module) -> list[Tensor] | None:
+    """``nn.GRU``'s cached list of its weights (what its forward passes to ATen), or ``None``."""
+    return getattr(gru, "_flat_weights", None)
+
+
+def parameter_dicts(module: nn.Module) -> tuple[dict, dict]:
+    """``(module.__dict__, its registered parameters)``: ``getattr``'s two places, read without its cost."""
+    attrs = module.__dict__
+    return attrs, attrs["_parameters"]
+
+
+def refresh_flat_weights(gru: nn.GRU) -> None:
+    """Rebuilds ``nn.GRU``'s cached weight list after its parameters were swapped in with ``setattr``."""
+    gru._init_flat_weights()
+
+
+# ---------------------------------------------------------------------------- torchrl
+def torchrl_rnn():
+    """torchrl's rnn module, which holds its recurrent-mode switch (``torchrl.modules`` re-exports parts)."""
+    from torchrl.modules.tensordict_module import rnn
+
+    return rnn
+
+
+def get_torchrl_recurrent_mode() -> bool | None:
+    """The mode torchrl's modules and losses read now (``None``: each module's default)."""
+    return torchrl_rnn().recurrent_mode_state_manager.get_mode()
+
+
+def set_torchrl_recurrent_mode(mode: bool | None) -> None:
+    """Sets the mode torchrl's modules and losses read, in this thread/context."""
+    torchrl_rnn().recurrent_mode_state_manager.set_mode(mode)
+
+
+# ---------------------------------------------------------------------------- kaleido
+def kaleido_server() -> Any | None:
+    """kaleido's process-wide Chromium server (``start_sync_server`` starts it), or ``None``."""
+    import kaleido
+
+    return getattr(kaleido, "_global_server", None)
+
+
+# ---------------------------------------------------------------------------- profiler
+def profiler_memory_events(prof) -> list[tuple[int, int]]:
+    """``(start_ns, bytes)`` of every allocation (+) and free (-) a CPU profile with ``profile_memory`` saw."""
+    return [(e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
