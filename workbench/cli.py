@@ -295,7 +295,7 @@ def train(args: argparse.Namespace, extra: list[str]) -> int:
     """
     import math
 
-    from .errors import ConfigError, WorkbenchError
+    from .errors import ConfigError, OutputPathError, WorkbenchError
     from .files import check_output_path
     from .train import TrainingInterrupted, _config_for, train as run_train
 
@@ -310,7 +310,9 @@ def train(args: argparse.Namespace, extra: list[str]) -> int:
                 message = message.replace(f"'{field}'", flag)
             raise ConfigError(message) from None
         _check_env_id("--env", args.env)
-        check_output_path(args.out, what="--out", overwrite=args.overwrite)
+        if not args.overwrite and os.path.isfile(args.out):
+            raise OutputPathError(f"--out: {args.out!r} exists; pass --overwrite to replace it, or choose another name")
+        check_output_path(args.out, what="--out")
         try:
             history = run_train(config, args.out)
         except (ValueError, KeyError, OSError) as error:
