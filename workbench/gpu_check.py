@@ -150,7 +150,11 @@ def _run_step(step: Step, timeout: float) -> StepResult:
 
 def run_checks(device: str = "cuda", *, budget_s: float = BUDGET_S, steps: list[Step] | None = None,
                out=print) -> list[StepResult]:
-    """Runs the steps of :func:`plan` one after the other within ``budget_s``; prints a line per step."""
+    """Runs the steps of :func:`plan` one after the other within ``budget_s``; prints a line per step.
+
+    A subprocess step gets what is left of the budget as its timeout and is not
+    started once it is spent; the in-process rollout (seconds) always runs.
+    """
     deadline = time.monotonic() + budget_s
     results = []
     for step in steps if steps is not None else plan(device):
