@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 import warnings
@@ -41,6 +42,8 @@ if __package__ in (None, ""):  # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from workbench import timing  # noqa: E402
+from workbench.errors import ConfigError, OutputPathError, WorkbenchError  # noqa: E402
+from workbench.files import atomic_write, check_output_path, save_or_fallback  # noqa: E402
 
 MAIN = dict(batch=32, steps=128, input_size=32, hidden=128, reset_rate=0.02)
 SCALING_STEPS = (16, 64, 256, 1024)
@@ -558,9 +561,18 @@ def run(quick: bool = False, device: str = "cpu", threads: int = 1, json_path: s
     out(f"{met}/{len(report.targets)} targets met; {len(report.checks) - len(failed_checks)}/{len(report.checks)} "
         f"correctness checks passed; {elapsed:.0f} s")
     if json_path:
-        Path(json_path).write_text(json.dumps(report.to_json(), indent=2))
+        data = json.dumps(report.to_json(), indent=2).encode()
+        written, failure = save_or_fallback(lambda path: _write_json(path, data), json_path)
+        if failure is not None:  # the results stay: in the temp folder, and the error says where
+            raise OutputPathError(f"--json: could not write {str(json_path)!r} ({failure.strerror or failure}); "
+                                  f"the results are in {str(written)!r} instead")
         out(f"written to {json_path}")
     return report
+
+
+def _write_json(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, data)
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -576,15 +588,39 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_args(args)
+    try:
+        return run_args(args)
+    except WorkbenchError as error:
+        print(f"gru_bench: error: {error}", file=sys.stderr)
+        return 2
+
+
+def check_args(args: argparse.Namespace) -> list[str] | None:
+    """Checks the options before anything runs (one-line :class:`ConfigError`); returns the sections asked for."""
+    if args.threads < 1:
+        raise ConfigError(f"--threads: expected an integer >= 1; got {args.threads}")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", args.device):
+        raise ConfigError(f"--device: expected cpu, cuda or cuda:N; got {args.device!r}")
+    if args.device != "cpu" and not torch.cuda.is_available():
+        raise ConfigError(f"--device: expected cpu (CUDA is not available here); got {args.device!r}")
+    if args.device.startswith("cuda:") and int(args.device[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"--device: expected one of the {torch.cuda.device_count()} CUDA devices; got {args.device!r}")
+    sections = None
+    if args.sections is not None:
+        sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+        unknown = [s for s in sections if s not in SECTIONS]
+        if unknown or not sections:
+            raise ConfigError(f"--sections: expected a comma-separated subset of {','.join(SECTIONS)}; "
+                              f"got {args.sections!r}")
+    if args.json:
+        check_output_path(args.json, what="--json")
+    return sections
 
 
 def run_args(args: argparse.Namespace) -> int:
-    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
-        print("workbench bench: --device cuda asked for, but torch.cuda.is_available() is False", file=sys.stderr)
-        return 2
+    sections = check_args(args)
     report = run(quick=args.quick, device=args.device, threads=args.threads, json_path=args.json,
-                 sections=args.sections.split(",") if args.sections else None)
+                 sections=sections)
     return 0 if all(c.ok for c in report.checks) else 1
 
 

@@ -61,16 +61,42 @@ def version() -> str:
         return getattr(sys.modules.get("workbench"), "__version__", "unknown")
 
 
-def _free_port(ip: str, start: int, tries: int = 50) -> int:
+def _at_least(flag: str, value, minimum: int, why: str = "") -> None:
+    """Raises :class:`ConfigError` when the integer option ``flag`` is below ``minimum``."""
+    from .errors import ConfigError
+
+    if value is not None and value < minimum:
+        raise ConfigError(f"{flag}: expected an integer >= {minimum}{why}; got {value}")
+
+
+def _listen_family(ip: str) -> int:
+    """The socket family to listen on ``ip`` with; a one-line error when this machine has no such address."""
+    from .errors import ConfigError
+
+    try:
+        family, _, _, _, address = socket.getaddrinfo(ip, 0, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family) as s:
+            s.bind(address)
+    except OSError as error:
+        raise ConfigError(
+            f"--ip: expected an address of this machine to listen on, e.g. 127.0.0.1; got {ip!r} "
+            f"({error.strerror or error})"
+        ) from None
+    return family
+
+
+def _free_port(ip: str, start: int, tries: int = 50, family: int = socket.AF_INET) -> int:
     """The first port from ``start`` on that nothing listens on at ``ip``."""
-    for port in range(start, start + tries):
-        with socket.socket() as s:
+    from .errors import ConfigError
+
+    for port in range(start, min(start + tries, 65536)):
+        with socket.socket(family) as s:
             try:
                 s.bind((ip, port))
             except OSError:
                 continue
             return port
-    raise SystemExit(f"workbench lab: no free port in {start}..{start + tries - 1} on {ip}; pass --port")
+    raise ConfigError(f"--port: no free port in {start}..{start + tries - 1} on {ip}; pass --port")
 
 
 @command(
@@ -84,8 +110,15 @@ def _free_port(ip: str, start: int, tries: int = 50) -> int:
 )
 def lab(args: argparse.Namespace, extra: list[str]) -> int:
     """Start JupyterLab on the notebooks; other arguments go to jupyterlab."""
+    from .errors import ConfigError
+
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port: expected an integer in 1..65535; got {args.port}")
+    if args.notebook_dir is not None and not args.notebook_dir.is_dir():
+        raise ConfigError(f"--notebook-dir: expected an existing folder; got {str(args.notebook_dir)!r}")
+    family = _listen_family(args.ip)
     root = args.notebook_dir or (NOTEBOOKS if NOTEBOOKS.is_dir() else Path.cwd())
-    port = args.port if args.port is not None else _free_port(args.ip, 8888)
+    port = args.port if args.port is not None else _free_port(args.ip, 8888, family=family)
     token = secrets.token_hex(24)
     cmd = [
         sys.executable, "-m", "jupyterlab",
@@ -93,10 +126,12 @@ def lab(args: argparse.Namespace, extra: list[str]) -> int:
         f"--ServerApp.ip={args.ip}",
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",  # the printed URL must be the real one
-        f"--IdentityProvider.token={token}",
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
+    # The token goes through the environment (JUPYTER_TOKEN), which only this user can read
+    # (/proc/PID/environ is private); a command line is visible to every user in `ps`.
+    env = dict(os.environ, JUPYTER_TOKEN=token)
     if args.headless:
         cmd.append("--no-browser")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -108,8 +143,8 @@ def lab(args: argparse.Namespace, extra: list[str]) -> int:
     if os.name == "nt":
         import subprocess
 
-        return subprocess.call(cmd)
-    os.execv(sys.executable, cmd)  # signals (Ctrl-C, terminate) reach the server directly
+        return subprocess.call(cmd, env=env)
+    os.execve(sys.executable, cmd, env)  # signals (Ctrl-C, terminate) reach the server directly
 
 
 @command()
@@ -135,12 +170,59 @@ def info(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _check_env_id(flag: str, env_id: str) -> None:
+    """Raises :class:`ConfigError` unless ``env_id`` is a registered gymnasium id (workbench/ ids included)."""
+    import gymnasium as gym
+
+    from . import tasks  # noqa: F401  (registers the workbench/ ids)
+    from .errors import ConfigError
+
+    try:
+        gym.spec(env_id)
+    except Exception:  # gymnasium raises several NameNotFound/VersionNotFound types
+        raise ConfigError(
+            f"{flag}: expected a registered gymnasium id such as CartPole-v1, Pendulum-v1 or "
+            f"workbench/CartPoleNoVel-v1; got {env_id!r}"
+        ) from None
+
+
+def _check_device(flag: str, device: str) -> None:
+    """Raises :class:`ConfigError` when ``device`` names CUDA and this machine has none."""
+    import torch
+
+    from .errors import ConfigError
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"{flag}: expected cpu or auto (CUDA is not available here); got {device!r}")
+
+
+def _check_out_folder(flag: str, folder: str) -> Path:
+    """Raises :class:`OutputPathError` unless files can be written into ``folder`` (created if missing)."""
+    import tempfile
+
+    from .errors import OutputPathError
+
+    path = Path(folder).expanduser()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputPathError(f"{flag}: expected a folder to write into; {str(existing)!r} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".workbench-probe.", suffix=".tmp")
+    except OSError as error:
+        raise OutputPathError(f"{flag}: cannot write into {str(existing)!r} ({error.strerror or error})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
+
+
 @command(
     arg("--env", default="CartPole-v1", help="gymnasium id (default: %(default)s)"),
-    arg("--steps", type=int, default=500, help="rollout steps per environment (default: %(default)s)"),
+    arg("--steps", type=int, default=500, help="rollout steps per environment, >= 3 (default: %(default)s)"),
     arg("--out", default="demo-out", help="folder to write into (default: %(default)s)"),
     arg("--formats", default="html", help="comma-separated: html,png,svg,pdf,json (default: %(default)s)"),
-    arg("--hidden-size", type=int, default=16, help="GRU hidden size (default: %(default)s)"),
+    arg("--hidden-size", type=int, default=16, help="GRU hidden size, >= 3 (default: %(default)s)"),
     arg("--num-envs", type=int, default=1, help="environments side by side (default: %(default)s)"),
     arg("--hide-velocity", action="store_true", help="the partially observed variant: velocities hidden"),
     arg("--seed", type=int, default=0, help="seed (default: %(default)s)"),
@@ -149,15 +231,31 @@ def info(args: argparse.Namespace, extra: list[str]) -> int:
 def demo(args: argparse.Namespace, extra: list[str]) -> int:
     """Run policy, rollout, diagnostics, analysis, figures and export headless; print what was written."""
     from .demo import run_demo
+    from .envs import VELOCITY_MASKS
+    from .errors import ConfigError
+    from .export import FORMATS
 
-    formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
+    _at_least("--steps", args.steps, 3, " (the 3-D PCA needs 3 time steps)")
+    _at_least("--hidden-size", args.hidden_size, 3, " (the 3-D PCA needs 3 hidden units)")
+    _at_least("--num-envs", args.num_envs, 1)
+    _at_least("--seed", args.seed, 0)
+    formats = tuple(f.strip().lower().lstrip(".") for f in args.formats.split(",") if f.strip())
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ConfigError(f"--formats: expected a comma-separated list of {','.join(FORMATS)}; got {args.formats!r}")
+    _check_env_id("--env", args.env)
+    if args.hide_velocity and args.env not in VELOCITY_MASKS:
+        raise ConfigError(f"--hide-velocity: expected --env to be one of {', '.join(sorted(VELOCITY_MASKS))}; "
+                          f"got {args.env!r}")
+    _check_device("--device", args.device)
+    _check_out_folder("--out", args.out)
     try:
         result = run_demo(
             args.env, args.steps, args.out, formats, hidden_size=args.hidden_size, num_envs=args.num_envs,
             hide_velocity=args.hide_velocity, seed=args.seed, device=args.device,
         )
     except (ValueError, KeyError, RuntimeError, OSError) as error:  # bad input: say what, not a traceback
-        print(f"workbench demo: error: {error}", file=sys.stderr)
+        print(f"workbench demo: error: {_one_line(error)}", file=sys.stderr)
         return 2
     print(f"wrote {len(result.paths)} files:")
     for path in result.paths:
@@ -170,33 +268,64 @@ def demo(args: argparse.Namespace, extra: list[str]) -> int:
     return 0 if result.report.ok else 1
 
 
+_TRAIN_FLAGS = {"total_frames": "--steps", "num_envs": "--num-envs", "frames_per_batch": "--frames-per-batch",
+                "epochs": "--epochs", "hidden_size": "--hidden-size", "lr": "--lr", "seed": "--seed"}
+"""TrainConfig fields the ``train`` command sets, by option."""
+
+
 @command(
     arg("--env", default="workbench/CartPoleNoVel-v1",
         help="environment id, e.g. workbench/CartPoleNoVel-v1, workbench/CueMemory-v0 (default: %(default)s)"),
-    arg("--out", required=True, help="checkpoint file to write"),
+    arg("--out", required=True, help="checkpoint file to write (an existing file needs --overwrite)"),
+    arg("--overwrite", action="store_true", help="replace --out if it exists"),
     arg("--steps", type=int, default=None, help="total environment frames (default: per environment)"),
     arg("--seed", type=int, default=0, help="seed (default: %(default)s)"),
     arg("--num-envs", type=int, default=None, help="environments collected side by side"),
-    arg("--frames-per-batch", type=int, default=None, help="frames per PPO batch (num_envs x T)"),
+    arg("--frames-per-batch", type=int, default=None, help="frames per PPO batch (a multiple of --num-envs)"),
     arg("--epochs", type=int, default=None, help="PPO epochs per batch"),
     arg("--hidden-size", type=int, default=None, help="GRU hidden size"),
     arg("--lr", type=float, default=None, help="Adam learning rate"),
     arg("--no-progress", action="store_true", help="no progress bar"),
 )
 def train(args: argparse.Namespace, extra: list[str]) -> int:
-    """Train a recurrent PPO agent (GRU actor and critic, torchrl) and save its checkpoint."""
+    """Train a recurrent PPO agent (GRU actor and critic, torchrl) and save its checkpoint.
+
+    Ctrl-C stops it: the weights after the last finished batch go to ``OUT.partial.pt``
+    (never to ``--out``), and the one line on stderr says so; exit code 130.
+    """
     import math
 
-    from .train import _config_for, train as run_train
+    from .errors import ConfigError, OutputPathError, WorkbenchError
+    from .files import check_output_path
+    from .train import TrainingInterrupted, _config_for, train as run_train
 
     try:
-        config = _config_for(args.env, total_frames=args.steps, seed=args.seed, num_envs=args.num_envs,
-                             frames_per_batch=args.frames_per_batch, epochs=args.epochs,
-                             hidden_size=args.hidden_size, lr=args.lr, progress=not args.no_progress)
-        history = run_train(config, args.out)
-    except (ValueError, KeyError, OSError) as error:
-        print(f"workbench train: error: {error}", file=sys.stderr)
-        return 2
+        try:
+            config = _config_for(args.env, total_frames=args.steps, seed=args.seed, num_envs=args.num_envs,
+                                 frames_per_batch=args.frames_per_batch, epochs=args.epochs,
+                                 hidden_size=args.hidden_size, lr=args.lr, progress=not args.no_progress)
+        except ConfigError as error:  # TrainConfig names its fields; the user typed options
+            message = str(error).removeprefix("TrainConfig: ")
+            for field, flag in _TRAIN_FLAGS.items():
+                message = message.replace(f"'{field}'", flag)
+            raise ConfigError(message) from None
+        _check_env_id("--env", args.env)
+        if not args.overwrite and os.path.isfile(args.out):
+            raise OutputPathError(f"--out: {args.out!r} exists; pass --overwrite to replace it, or choose another name")
+        check_output_path(args.out, what="--out")
+        try:
+            history = run_train(config, args.out)
+        except (ValueError, KeyError, OSError) as error:
+            if isinstance(error, WorkbenchError):
+                raise
+            print(f"workbench train: error: {_one_line(error)}", file=sys.stderr)
+            return 2
+    except TrainingInterrupted as stop:
+        print(f"workbench train: {stop}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("workbench train: interrupted before training started; no checkpoint written", file=sys.stderr)
+        return 130
     last = next((h for h in reversed(history) if not math.isnan(h["mean_return"])), None)
     seconds = history[-1]["seconds"] if history else 0.0
     print(f"trained {config.env_id} for {history[-1]['frames'] if history else 0} frames in {seconds:.1f} s")
@@ -217,20 +346,29 @@ def evaluate(args: argparse.Namespace, extra: list[str]) -> int:
     """Evaluate a checkpoint: mean and std of the episode return (last line: mean_return=<x>)."""
     import statistics
 
+    from .errors import ConfigError, EnvMismatchError, WorkbenchError
     from .policy import checkpoint_metadata, load_checkpoint
     from .tasks import cue_success_rate
     from .train import evaluate as run_evaluate
 
+    _at_least("--episodes", args.episodes, 1)
+    _at_least("--seed", args.seed, 0)
+    if args.env is not None:
+        _check_env_id("--env", args.env)
     try:
         policy, _ = load_checkpoint(args.checkpoint)
         env_id = args.env or checkpoint_metadata(args.checkpoint).get("env_id")
         if not env_id:
-            raise ValueError(f"{args.checkpoint!r} names no environment; pass --env")
-        if args.episodes < 1:
-            raise ValueError(f"--episodes must be >= 1; got {args.episodes}")
-        returns = run_evaluate(policy, env_id, args.episodes, seed=args.seed, deterministic=not args.sample)
+            raise ConfigError(f"--env: {args.checkpoint!r} names no environment; pass --env")
+        try:
+            returns = run_evaluate(policy, env_id, args.episodes, seed=args.seed, deterministic=not args.sample)
+        except EnvMismatchError as error:
+            where = "--env" if args.env else "the checkpoint's environment (pass --env)"
+            raise EnvMismatchError(f"{where}: {error}") from None
     except (ValueError, KeyError, OSError) as error:
-        print(f"workbench evaluate: error: {error}", file=sys.stderr)
+        if isinstance(error, WorkbenchError):
+            raise
+        print(f"workbench evaluate: error: {_one_line(error)}", file=sys.stderr)
         return 2
     mean = statistics.fmean(returns)
     std = statistics.pstdev(returns)
@@ -240,6 +378,35 @@ def evaluate(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"correct_decisions={cue_success_rate(returns):.3f}")
     print(f"mean_return={mean:.4f}")
     return 0
+
+
+@command(
+    arg("--device", default="cuda",
+        help="cuda (default) or cuda:N; cpu: a dry run of the same steps on a tiny budget"),
+    arg("--budget", type=float, default=300.0, help="seconds for the whole check (default: %(default)s)"),
+)
+def check_gpu(args: argparse.Namespace, extra: list[str]) -> int:
+    """Run the GPU checks (gpu tests, a rollout on CUDA, bench --quick); one summary line."""
+    import math
+    import re
+    import time
+
+    from .errors import ConfigError
+    from .gpu_check import cuda_unavailable_reason, run_checks, summary
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", args.device):
+        raise ConfigError(f"--device: expected cuda, cuda:N or cpu (a dry run); got {args.device!r}")
+    if not (math.isfinite(args.budget) and args.budget > 0):
+        raise ConfigError(f"--budget: expected a number of seconds > 0; got {args.budget}")
+    if args.device != "cpu":
+        reason = cuda_unavailable_reason()
+        if reason is not None:
+            print(f"check-gpu: CUDA is not available ({reason}); nothing to check, nothing run")
+            return 0
+    start = time.perf_counter()
+    results = run_checks(args.device, budget_s=args.budget)
+    print(summary(args.device, results, time.perf_counter() - start))
+    return 0 if all(r.ok for r in results) else 1
 
 
 from .bench_cli import ARGUMENTS as _BENCH_ARGUMENTS, bench  # noqa: E402  (the `bench` command)

@@ -34,7 +34,7 @@ from .errors import CheckpointError, OutputPathError
 
 __all__ = [
     "atomic_write", "atomic_torch_save", "check_output_path", "clean_stale_temp_files", "free_name",
-    "is_shipped_asset", "load_tagged",
+    "is_shipped_asset", "load_tagged", "save_or_fallback",
 ]
 
 _CHUNK = 1 << 20
@@ -372,3 +372,25 @@ def load_tagged(path: str | os.PathLike, tag: str, version: int, caller: str, ki
             f"{where} has format version {found}; this workbench reads up to {version}. Upgrade gru-workbench."
         )
     return payload
+
+
+def save_or_fallback(save, path: str | os.PathLike) -> tuple[Path, OSError | None]:
+    """Calls ``save(path)``; if that fails with an ``OSError``, calls ``save`` on a fresh file in the temp folder.
+
+    For results that took long to make (a trained model, a benchmark): a write
+    that fails at the end must not lose them. Returns ``(path written, None)``,
+    or ``(fallback path, the first error)``; the caller says where the file went.
+    """
+    try:
+        return Path(save(Path(path))), None
+    except OSError as error:
+        name = Path(path).name or "workbench-output"
+        stem, dot, suffix = name.rpartition(".")
+        fd, fallback = tempfile.mkstemp(prefix=f"workbench-{stem if dot else name}.",
+                                        suffix=f".{suffix}" if dot else "")
+        os.close(fd)  # mode 0600: only this user reads the fallback
+        try:
+            return Path(save(Path(fallback))), error
+        except BaseException:
+            os.unlink(fallback)
+            raise

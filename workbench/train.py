@@ -35,9 +35,10 @@ from typing import Any, Callable
 
 import torch
 
+from .errors import ConfigError, EnvMismatchError, OutputPathError
 from .keys import KEYS
 
-__all__ = ["TrainConfig", "train", "evaluate", "build_critic", "DEFAULTS"]
+__all__ = ["TrainConfig", "TrainingInterrupted", "train", "evaluate", "build_critic", "DEFAULTS"]
 
 CRITIC_HIDDEN = "critic_state"
 """the critic GRU's hidden-state key"""
@@ -45,7 +46,20 @@ CRITIC_HIDDEN = "critic_state"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What :func:`train` does; CPU-friendly defaults (about 3e5 frames, 2-3 minutes on 2 CPU cores, for CartPole without velocities)."""
+    """What :func:`train` does; CPU-friendly defaults (about 3e5 frames, 2-3 minutes on 2 CPU cores, for CartPole without velocities).
+
+    Every field is checked when the config is made, so a bad value fails before any work:
+
+    Examples:
+        >>> TrainConfig(total_frames=-10)
+        Traceback (most recent call last):
+        ...
+        workbench.errors.ConfigError: TrainConfig: 'total_frames': expected an integer >= 1; got -10
+        >>> TrainConfig(num_envs=8, frames_per_batch=100)
+        Traceback (most recent call last):
+        ...
+        workbench.errors.ConfigError: TrainConfig: 'frames_per_batch': expected a multiple of 'num_envs' (8); got 100
+    """
 
     env_id: str = "workbench/CartPoleNoVel-v1"
     total_frames: int = 307_200
@@ -74,10 +88,55 @@ class TrainConfig:
     max_steps: int | None = None
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        for name in ("total_frames", "num_envs", "frames_per_batch", "epochs", "minibatches", "hidden_size",
+                     "best_window"):
+            _check_number(name, getattr(self, name), int, low=1)
+        _check_number("seed", self.seed, int, low=0)
+        if self.max_steps is not None:
+            _check_number("max_steps", self.max_steps, int, low=1)
+        cells = tuple(self.head_cells) if isinstance(self.head_cells, (list, tuple)) else self.head_cells
+        if not isinstance(cells, tuple) or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in cells):
+            raise ConfigError(f"TrainConfig: 'head_cells': expected a tuple of ints >= 1, e.g. (64,); "
+                              f"got {self.head_cells!r}")
+        object.__setattr__(self, "head_cells", cells)
+        for name in ("lr", "clip_epsilon", "max_grad_norm", "reward_scale"):
+            _check_number(name, getattr(self, name), float, low=0.0, low_open=True)
+        for name in ("entropy_coeff", "critic_coeff"):
+            _check_number(name, getattr(self, name), float, low=0.0)
+        _check_number("gamma", self.gamma, float, low=0.0, high=1.0, low_open=True)
+        _check_number("lmbda", self.lmbda, float, low=0.0, high=1.0)
+        for name in ("anneal_lr", "keep_best", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"TrainConfig: '{name}': expected a bool; got {getattr(self, name)!r}")
+        if self.frames_per_batch % self.num_envs:
+            raise ConfigError(
+                f"TrainConfig: 'frames_per_batch': expected a multiple of 'num_envs' ({self.num_envs}); "
+                f"got {self.frames_per_batch}"
+            )
+        if self.num_envs % self.minibatches:
+            raise ConfigError(
+                f"TrainConfig: 'minibatches': expected a divisor of 'num_envs' ({self.num_envs}); got {self.minibatches}"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["head_cells"] = list(self.head_cells)
         return data
+
+
+def _check_number(name: str, value: Any, kind: type, *, low: float, high: float | None = None,
+                  low_open: bool = False) -> None:
+    """Raises :class:`ConfigError` unless ``value`` is a finite ``kind`` in ``[low, high]`` (``(low, ...`` if ``low_open``)."""
+    ok = not isinstance(value, bool) and isinstance(value, int if kind is int else (int, float))
+    ok = ok and math.isfinite(value) and (value > low if low_open else value >= low)
+    ok = ok and (high is None or value <= high)
+    if not ok:
+        what = "an integer" if kind is int else "a finite number"
+        bound = f"> {low:g}" if low_open else f">= {low:g}"
+        if high is not None:
+            bound = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+        raise ConfigError(f"TrainConfig: '{name}': expected {what} {bound}; got {value!r}")
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -143,16 +202,13 @@ def train(
     from tqdm.auto import tqdm
 
     from .envs import EnvSpec, make_env
+    from .files import check_output_path, save_or_fallback
     from .gru import set_recurrent_mode
     from .policy import PolicySpec, build_policy, save_checkpoint
 
-    if config.frames_per_batch % config.num_envs:
-        raise ValueError(
-            f"TrainConfig: 'frames_per_batch' ({config.frames_per_batch}) must be a multiple of 'num_envs' "
-            f"({config.num_envs})."
-        )
-    if config.num_envs % config.minibatches:
-        raise ValueError(f"TrainConfig: 'minibatches' ({config.minibatches}) must divide 'num_envs' ({config.num_envs}).")
+    if out is not None:
+        check_output_path(out, what="out")  # a path that cannot be written fails now, not after training
+
     torch.manual_seed(config.seed)
     env_spec = EnvSpec(config.env_id, num_envs=config.num_envs, seed=config.seed, max_steps=config.max_steps)
     probe_env = make_env(replace(env_spec, num_envs=1))
@@ -182,6 +238,8 @@ def train(
     best = {"mean_return": -math.inf, "frames": 0, "state_dict": None}
     start = time.perf_counter()
     frames = 0
+    finished_state = None
+    interrupted = False
     bar = tqdm(total=config.total_frames, desc="train", unit="frame", disable=not config.progress)
     try:
         for i, data in enumerate(collector):
@@ -241,37 +299,95 @@ def train(
                 "seconds": time.perf_counter() - start,
             }
             history.append(row)
+            if out is not None:  # what an interrupt saves: the weights after the last finished update
+                finished_state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
             if callback is not None:
                 callback(row)
             recent = [h["mean_return"] for h in history[-10:] if not math.isnan(h["mean_return"])]
             bar.set_postfix(mean_return=f"{sum(recent) / len(recent):.1f}" if recent else "-")
             bar.update(data.numel())
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         bar.close()
         collector.shutdown()  # closes env too
+    done_frames = history[-1]["frames"] if history else 0
+    if interrupted and finished_state is not None:
+        actor.load_state_dict(finished_state)
     if config.keep_best and best["state_dict"] is not None:
         actor.load_state_dict(best["state_dict"])
-    if out is not None:
-        save_checkpoint(actor, policy_spec, out, metadata={
+    written, failure = None, None
+    if out is not None and (history or not interrupted):
+        metadata = {
             "best_window_return": best["mean_return"] if best["state_dict"] is not None else None,
             "best_frames": best["frames"] if best["state_dict"] is not None else None,
-            "env_id": config.env_id, "train_config": config.to_dict(), "frames": frames,
+            "env_id": config.env_id, "train_config": config.to_dict(), "frames": done_frames,
             "seconds": round(time.perf_counter() - start, 1),
             "final_mean_return": next((h["mean_return"] for h in reversed(history)
                                        if not math.isnan(h["mean_return"])), None),
-        })
+            "interrupted": interrupted,
+        }
+        target = _partial_path(out) if interrupted else out
+        written, failure = save_or_fallback(
+            lambda path: save_checkpoint(actor, policy_spec, path, metadata=metadata), target)
+    if interrupted:
+        raise TrainingInterrupted(done_frames, config.total_frames, written, out, failure)
+    if failure is not None:
+        raise OutputPathError(
+            f"out: could not write the checkpoint to {str(out)!r} ({failure.strerror or failure}); "
+            f"saved it to {str(written)!r} instead"
+        )
     return history
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`train`: how far it got and where the last finished weights went (None: nowhere)."""
+
+    def __init__(self, frames: int, total_frames: int, checkpoint: Path | None, out=None,
+                 failure: OSError | None = None) -> None:
+        self.frames, self.total_frames, self.checkpoint = frames, total_frames, checkpoint
+        if checkpoint is None:
+            saved = "no checkpoint written" + (" (no batch had finished)" if out is not None else "")
+        else:
+            saved = f"wrote the weights after {frames} frames to {str(checkpoint)!r}"
+            if failure is not None:
+                saved += f" (could not write next to {str(out)!r}: {failure.strerror or failure})"
+            saved += f", not to {str(out)!r}"
+        super().__init__(f"interrupted after {frames} of {total_frames} frames; {saved}")
+
+
+def _partial_path(out: str | Path) -> Path:
+    """``ckpt.pt`` → ``ckpt.partial.pt`` beside it (``ckpt.partial-2.pt``, ... when taken): never a user's file."""
+    out = Path(out)
+    stem, suffix = (out.stem, out.suffix) if out.suffix else (out.name, "")
+    candidate, n = out.with_name(f"{stem}.partial{suffix}"), 1
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = out.with_name(f"{stem}.partial-{n}{suffix}")
+    return candidate
 
 
 def evaluate(policy, env_id: str, episodes: int = 20, *, seed: int = 1000, deterministic: bool = True,
              max_steps: int | None = None, num_envs: int | None = None) -> list[float]:
-    """Returns of ``episodes`` complete episodes of ``policy`` in ``env_id`` (greedy actions by default)."""
+    """Returns of ``episodes`` complete episodes of ``policy`` in ``env_id`` (greedy actions by default).
+
+    Raises :class:`~workbench.errors.EnvMismatchError` before running when the
+    environment's observation size or action space differs from the policy's.
+    """
     from torchrl.envs.utils import ExplorationType, set_exploration_type
 
     from .envs import EnvSpec, make_env
+    from .policy import PolicyIO, policy_spec_of
 
     n = num_envs or min(episodes, 10)
     env = make_env(EnvSpec(env_id, num_envs=n, seed=seed, max_steps=max_steps), policy)
+    built = policy_spec_of(policy)
+    if built is not None:
+        try:
+            check_env_fits(built[1], PolicyIO.from_env(env), env_id)
+        except BaseException:
+            env.close()
+            raise
     returns: list[float] = []
     running = torch.zeros(n)
     quota = math.ceil(episodes / n)
@@ -294,3 +410,29 @@ def evaluate(policy, env_id: str, episodes: int = 20, *, seed: int = 1000, deter
     finally:
         env.close()
     return returns[:episodes]
+
+
+def _describe_io(io) -> str:
+    """``io``'s observation size and action space in words."""
+    if io.action_kind == "continuous":
+        bounds = ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in zip(io.action_low, io.action_high))
+        action = f"a continuous action of {io.action_size} dim(s) in {bounds}"
+    else:
+        action = f"{io.action_size} discrete actions ({io.action_kind})"
+    return f"observation size {io.observation_size} and {action}"
+
+
+def check_env_fits(expected, found, env_id: str) -> None:
+    """Raises :class:`~workbench.errors.EnvMismatchError` unless the ``found`` PolicyIO of ``env_id`` is ``expected``.
+
+    Examples:
+        >>> from workbench.policy import PolicyIO
+        >>> check_env_fits(PolicyIO(4, "categorical", 2), PolicyIO(2, "categorical", 3), "MountainCar-v0")
+        Traceback (most recent call last):
+        ...
+        workbench.errors.EnvMismatchError: 'MountainCar-v0' does not fit the policy: expected observation size 4 and 2 discrete actions (categorical); found observation size 2 and 3 discrete actions (categorical)
+    """
+    if expected != found:
+        raise EnvMismatchError(
+            f"{env_id!r} does not fit the policy: expected {_describe_io(expected)}; found {_describe_io(found)}"
+        )
