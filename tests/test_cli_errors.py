@@ -298,7 +298,7 @@ def test_save_or_fallback(tmp_path, monkeypatch):
     path, failure = save_or_fallback(lambda p: atomic_write(p, b"x"), tmp_path / "ok.json")
     assert (path, failure) == (tmp_path / "ok.json", None) and path.read_bytes() == b"x"
     path, failure = save_or_fallback(lambda p: atomic_write(p, b"y"), tmp_path / "no" / "r.json")
-    assert isinstance(failure, FileNotFoundError)
+    assert isinstance(failure, OSError) and failure.errno == 2  # ENOENT: the folder is missing
     assert path.parent == tmp_path and path.name.startswith("workbench-r.") and path.read_bytes() == b"y"
 
     def never(p):
