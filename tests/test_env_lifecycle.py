@@ -71,23 +71,24 @@ def _start(tmp_path: Path, body: str) -> subprocess.Popen:
     script = tmp_path / "script.py"
     script.write_text(PRELUDE + textwrap.dedent(body))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    # SIGINT at its default, whatever the runner ignores, so the script gets a KeyboardInterrupt
+    # its own process group (its workers join it), to kill them all if it hangs; SIGINT at its default,
+    # whatever the runner ignores, so the script gets a KeyboardInterrupt
     return subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _finish(proc: subprocess.Popen, pids: list[int]) -> tuple[int, str, str]:
-    """Waits for the script (outer timeout), then kills it and any worker left if it hung."""
+    """Waits for the script and its output (outer timeout); past it kills its process group and fails."""
     try:
         out, err = proc.communicate(timeout=OUTER_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        exited = proc.poll()
+        os.killpg(proc.pid, signal.SIGKILL)  # workers left behind hold the pipes open: they go too
         out, err = proc.communicate()
-        for pid in pids:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        pytest.fail(f"the script did not exit within {OUTER_TIMEOUT_S} s (workers {pids}); stderr:\n{err[-2000:]}")
+        what = ("did not exit" if exited is None else
+                f"exited ({exited}) but left worker processes alive, holding its output open")
+        pytest.fail(f"the script {what} after {OUTER_TIMEOUT_S} s (workers {pids}); stderr:\n{err[-2000:]}")
     return proc.returncode, out, err
 
 

@@ -433,7 +433,6 @@ class WorkerWatch:
         close_env(self.env)
         names = ", ".join(f"{i} (pid {pid}{', stopped' if state in ('T', 't') else ''})"
                           for i, pid, state in self._fired)
-        count = len(_torchrl_workers(self.parallel)) or "its"
         return WorkerTimeoutError(
             f"{self.owner}: environment worker{'s' if len(self._fired) > 1 else ''} {names} did not answer "
             f"within {self.argument}={self.timeout_s:g} s (during {self._what}); the environment's workers were "
