@@ -13,6 +13,7 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from workbench import GRUModule
 from workbench.envs import EnvSpec, make_env
+from workbench.errors import ConfigError
 from workbench.keys import KEYS
 from workbench.policy import (
     PolicyIO,
@@ -242,7 +243,7 @@ class TestDevice:
 
     @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here, so asking for it is no error")
     def test_cuda_unavailable_is_a_clear_error(self):
-        with pytest.raises(RuntimeError, match="device='cuda'.*CUDA is not available"):
+        with pytest.raises(ConfigError, match=r"^device: 'cuda' was asked for but CUDA is not available; use 'auto' or 'cpu'"):
             build_policy(PolicySpec(hidden_size=4), CARTPOLE, device="cuda")
 
     def test_bad_choice(self):

@@ -17,14 +17,16 @@ import ipywidgets as w
 
 from workbench import figures
 from workbench.diagnostics import DiagnosticsReport, diagnose
-from workbench.envs import EnvSpec, make_env
+from workbench.envs import EnvSpec, close_env, make_env
+from workbench.errors import DeviceUnavailableError
+from workbench.policy import resolve_device
 from workbench.rollout import rollout
 
 from ._panel import Panel, box, call_in_output, device_note, device_options, html_table, in_kernel
 from workbench.analysis import episode_summary
 from .policy_panel import BuiltPolicy
 
-__all__ = ["RolloutPanel", "RolloutResult", "diagnostics_html"]
+__all__ = ["RolloutPanel", "RolloutResult", "diagnostics_html", "device_choice"]
 
 _MARKS = {"ok": ("✔", "#3c9a3c"), "warning": ("⚠", "#c08000"), "error": ("✖", "#c83c3c")}
 
@@ -63,6 +65,28 @@ def diagnostics_html(report: DiagnosticsReport) -> tuple[str, str]:
     return box(body, kind), kind
 
 
+def device_choice(device: str) -> tuple[str, str]:
+    """The device control's value for ``device``, and a warning when the panel cannot honour it.
+
+    The library's rule (:func:`workbench.policy.resolve_device`): ``"auto"`` picks CUDA when present;
+    ``"cuda"`` without CUDA is an error. A panel keeps working instead: it selects ``"cpu"`` and says
+    why. An unknown choice raises :class:`~workbench.errors.ConfigError`, as in the library.
+
+    Examples:
+        >>> device_choice("cpu")
+        ('cpu', '')
+        >>> device_choice("tpu")
+        Traceback (most recent call last):
+        ...
+        workbench.errors.ConfigError: device: expected 'auto', 'cpu', 'cuda' or 'cuda:N'; got 'tpu'.
+    """
+    try:
+        resolved = resolve_device(device)
+    except DeviceUnavailableError as err:
+        return "cpu", f"{err} This panel runs on 'cpu' instead."
+    return ("cuda" if resolved.type == "cuda" and device != "auto" else str(device)), ""
+
+
 def _summary_html(trajectory, result_device: str, seconds: float) -> str:
     e_count, t = trajectory.batch_size[:2]
     num = lambda v: "–" if math.isnan(v) else f"{v:.1f}"  # noqa: E731
@@ -95,9 +119,8 @@ class RolloutPanel(Panel):
                                    tooltip="0: the environment's own limit", **style)
         self.seed = w.IntText(value=env.seed if env.seed is not None else 0, description="seed", **style)
         self.deterministic = w.Checkbox(value=deterministic, description="greedy actions", indent=False)
-        options = device_options()
-        self.device = w.Dropdown(options=options, value=device if device in dict(options).values() else "auto",
-                                 description="device", **style)
+        choice, self.device_warning = device_choice(device)
+        self.device = w.Dropdown(options=device_options(), value=choice, description="device", **style)
         self.run_button = w.Button(description="Run rollout", button_style="primary", icon="play")
         self.policy_info = w.HTML(box("No policy yet: build one in the Policy builder.", "warning"))
         self.progress = w.Output(layout=w.Layout(min_height="0px"))
@@ -108,12 +131,14 @@ class RolloutPanel(Panel):
         self.result: RolloutResult | None = None
         self.run_button.on_click(lambda _: self.run())
         note = device_note()
+        self.device_info = w.HTML(box(html.escape(self.device_warning), "warning") if self.device_warning else
+                                  f"<span style='font-size:12px;color:#666'>{html.escape(note)}</span>" if note else "")
         self.children = [
             self.header,
             self.policy_info,
             w.HBox([w.VBox([self.steps, self.num_envs, self.max_steps]),
                     w.VBox([self.seed, self.device, self.parallel, self.deterministic])]),
-            *([w.HTML(f"<span style='font-size:12px;color:#666'>{html.escape(note)}</span>")] if note else []),
+            self.device_info,
             self.run_button,
             self.progress,
             self.status,
@@ -161,7 +186,7 @@ class RolloutPanel(Panel):
                 report = diagnose(traj, policy=policy, env=env)
             finally:
                 self.progress.outputs = ()
-                env.close()
+                close_env(env)
             device = traj.get_non_tensor("metadata")["device"]
             self.result = RolloutResult(traj, report, self.built, env_spec, device, seconds)
             self.summary.value = _summary_html(traj, device, seconds)

@@ -20,6 +20,7 @@ from __future__ import annotations
 __all__ = [
     "WorkbenchError",
     "ConfigError",
+    "DeviceUnavailableError",
     "CheckpointError",
     "OutputPathError",
     "EnvMismatchError",
@@ -33,6 +34,11 @@ class WorkbenchError(Exception):
 
 class ConfigError(WorkbenchError, ValueError):
     """A setting or argument out of its range or of the wrong type."""
+
+
+class DeviceUnavailableError(ConfigError, RuntimeError):
+    """A device asked for by name that this machine lacks, e.g. ``"cuda"`` without CUDA (older versions raised
+    ``RuntimeError``)."""
 
 
 class CheckpointError(WorkbenchError, ValueError):

@@ -62,7 +62,14 @@ CHECKPOINT_VERSION = 1
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """The device a choice names: ``"auto"`` is CUDA when present, else CPU.
+    """The device a choice names, with one rule for every entry point (library, panels, CLI).
+
+    ``"auto"`` is CUDA when present, else CPU. An explicit ``"cuda"`` (or
+    ``"cuda:N"``) without CUDA is an error, never a silent fall back to CPU.
+
+    Raises:
+        ConfigError: an unknown choice; its subclass ``DeviceUnavailableError`` (also a
+            ``RuntimeError``) for CUDA asked for where there is none.
 
     Examples:
         >>> resolve_device("cpu")
@@ -70,28 +77,36 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         >>> resolve_device("tpu")
         Traceback (most recent call last):
         ...
-        ValueError: device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got 'tpu'.
+        workbench.errors.ConfigError: device: expected 'auto', 'cpu', 'cuda' or 'cuda:N'; got 'tpu'.
     """
+    from .errors import ConfigError, DeviceUnavailableError
+
+    expected = "device: expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
     if isinstance(device, torch.device):
         choice = str(device)
     elif isinstance(device, str):
         choice = device
     else:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}.")
+        raise ConfigError(f"{expected}; got {device!r}.")
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if choice != "cpu" and not (choice == "cuda" or choice.startswith("cuda:")):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {choice!r}.")
-    resolved = torch.device(choice)
+        raise ConfigError(f"{expected}; got {choice!r}.")
+    try:
+        resolved = torch.device(choice)
+    except RuntimeError:  # e.g. 'cuda:x'
+        raise ConfigError(f"{expected}; got {choice!r}.") from None
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(
-                f"device={choice!r} was asked for, but CUDA is not available here (torch {torch.__version__}, "
-                f"built with CUDA {torch.version.cuda}). Use device='auto' or 'cpu'."
+            build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU build"
+            raise DeviceUnavailableError(
+                f"device: {choice!r} was asked for but CUDA is not available; use 'auto' or 'cpu' "
+                f"(torch {torch.__version__}, {build})."
             )
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise RuntimeError(
-                f"device={choice!r} was asked for, but only {torch.cuda.device_count()} CUDA device(s) exist."
+            raise DeviceUnavailableError(
+                f"device: {choice!r} was asked for but only {torch.cuda.device_count()} CUDA device(s) exist; "
+                f"use 'cuda:0' to 'cuda:{torch.cuda.device_count() - 1}', 'auto' or 'cpu'."
             )
     return resolved
 

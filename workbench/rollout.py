@@ -29,6 +29,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from .diagnostics import WiringWarning, check_wiring, episode_and_step
+from .envs import WORKER_TIMEOUT_S, WorkerWatch
 from .files import atomic_torch_save, load_tagged
 from .keys import KEYS
 from .policy import policy_spec_of, recurrent_modules, resolve_device, versions
@@ -100,6 +101,7 @@ def rollout(
     device: str | torch.device = "auto",
     check: bool = True,
     metadata: dict[str, Any] | None = None,
+    worker_timeout: float = WORKER_TIMEOUT_S,
 ) -> TensorDictBase:
     """Runs ``policy`` in ``env`` for ``steps`` steps per env, single-step mode, no gradients.
 
@@ -125,6 +127,10 @@ def rollout(
         check: run :func:`workbench.diagnostics.check_wiring` first: errors
             raise :class:`~workbench.diagnostics.WiringError`, warnings warn.
         metadata: extra JSON-able entries for the trajectory's metadata.
+        worker_timeout: seconds a worker process of the environment (``ParallelEnv``) may
+            take to answer one reset or step; past it the workers are killed, the
+            environment is closed and :class:`~workbench.errors.WorkerTimeoutError` names
+            the worker (index and pid). A step normally takes milliseconds.
 
     Returns:
         The trajectory, batch size ``[envs, steps]`` (one env: ``[1, steps]``):
@@ -133,6 +139,10 @@ def rollout(
         ``KEYS.episode``, ``KEYS.step``, ``KEYS.true_state`` (when the env
         reports it), ``KEYS.gates`` (when the GRU records them), and the
         metadata dict (:func:`trajectory_metadata`).
+
+    Raises:
+        ConfigError: a bad argument, e.g. ``device="cuda"`` where CUDA is not available.
+        WorkerTimeoutError: a worker did not answer within ``worker_timeout``.
     """
     from torchrl.envs.utils import ExplorationType, set_exploration_type
     from tqdm.auto import tqdm
@@ -144,6 +154,7 @@ def rollout(
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"rollout: 'seed' must be an int >= 0 or None; got {seed!r}.")
     target = resolve_device(device)
+    watch = WorkerWatch(env, worker_timeout)
     if check:
         with warnings.catch_warnings():
             warnings.simplefilter("always", WiringWarning)
@@ -155,17 +166,20 @@ def rollout(
     rng_devices = [target] if target.type == "cuda" else []
     frames = []
     with torch.random.fork_rng(devices=rng_devices, enabled=seed is not None), torch.no_grad(), \
-            set_recurrent_mode(False), set_exploration_type(exploration):
+            set_recurrent_mode(False), set_exploration_type(exploration), watch:
         if seed is not None:
             torch.manual_seed(seed)
-            env.set_seed(seed)
-        td = env.reset()
+            with watch.call("set_seed"):
+                env.set_seed(seed)
+        with watch.call("reset"):
+            td = env.reset()
         for _ in tqdm(range(steps), desc="rollout", unit="step", disable=not progress, leave=False):
             if move:
                 td = policy(td.to(target)).to(env_device)
             else:
                 td = policy(td)
-            frame, td = env.step_and_maybe_reset(td)
+            with watch.call("step"):
+                frame, td = env.step_and_maybe_reset(td)
             frames.append(frame)
     traj = torch.stack(frames, dim=env.batch_dims)
     traj = traj.reshape(-1, steps) if env.batch_dims != 1 else traj
