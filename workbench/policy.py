@@ -35,6 +35,7 @@ from torch import nn
 from .errors import CheckpointError
 from .files import atomic_torch_save, load_tagged
 from .keys import KEYS
+from .provenance import checkpoint_identity, versions
 
 __all__ = [
     "PolicySpec",
@@ -45,8 +46,8 @@ __all__ = [
     "load_checkpoint",
     "recurrent_modules",
     "policy_spec_of",
+    "checkpoint_of",
     "resolve_device",
-    "versions",
     "checkpoint_versions",
     "checkpoint_metadata",
 ]
@@ -109,17 +110,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
                 f"use 'cuda:0' to 'cuda:{torch.cuda.device_count() - 1}', 'auto' or 'cpu'."
             )
     return resolved
-
-
-def versions() -> dict[str, str]:
-    """Versions of the libraries a checkpoint or a trajectory was made with."""
-    import tensordict
-    import torchrl
-
-    from . import __version__
-
-    return {"workbench": __version__, "torch": torch.__version__, "torchrl": torchrl.__version__,
-            "tensordict": tensordict.__version__}
 
 
 @dataclass(frozen=True)
@@ -452,6 +442,12 @@ def policy_spec_of(policy) -> tuple[PolicySpec, PolicyIO] | None:
     return None if spec is None or io is None else (spec, io)
 
 
+def checkpoint_of(policy) -> dict[str, str] | None:
+    """The checkpoint a policy was loaded from (:func:`~workbench.provenance.checkpoint_identity`: path and
+    sha256), or None when it was built here."""
+    return getattr(policy, "_workbench_checkpoint", None)
+
+
 def recurrent_modules(policy: nn.Module) -> list[nn.Module]:
     """The recurrent modules inside ``policy``: those with ``make_tensordict_primer`` (torchrl's duck typing).
 
@@ -577,7 +573,7 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
         device: where to put the policy (``"auto"``, ``"cpu"``, ``"cuda"``). Default: ``"cpu"``.
 
     Returns:
-        ``(policy, spec)``.
+        ``(policy, spec)``; :func:`checkpoint_of` gives the file's path and sha256.
     """
     caller = "load_checkpoint"
     payload = _load_payload(path, caller)
@@ -591,6 +587,7 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     _check_weights(payload.get("state_dict"), spec, io, path, caller)
     policy = build_policy(spec, io, device="cpu")
     policy.load_state_dict(payload["state_dict"])
+    policy._workbench_checkpoint = checkpoint_identity(path)
     return policy.to(resolve_device(device)), spec
 
 
