@@ -34,6 +34,8 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 
+from .provenance import versions
+
 __all__ = [
     "Measurement",
     "BACKENDS",
@@ -206,28 +208,15 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str | None = No
 
 
 def machine() -> dict[str, object]:
-    """The machine, versions and thread count a measurement ran with."""
-    from importlib import metadata
-
+    """The machine, versions (:func:`workbench.provenance.versions`) and thread count a measurement ran with."""
     info: dict[str, object] = {
-        "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": _cpu_name(),
         "cpu_count": _cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": _cpu_capability(),
     }
-    for name in ("torch", "torchrl", "tensordict", "gymnasium"):
-        try:
-            info[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            info[name] = None
-    try:
-        info["workbench"] = metadata.version("gru-workbench")
-    except metadata.PackageNotFoundError:
-        import workbench
-
-        info["workbench"] = workbench.__version__
+    info.update(versions(("python", "torch", "torchrl", "tensordict", "gymnasium")))
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name()
         info["cudnn"] = torch.backends.cudnn.version()
