@@ -901,7 +901,8 @@ def check_wiring(policy, env, *, strict: bool = True) -> list[Finding]:
     return findings
 
 
-def diagnose(trajectory: TensorDictBase, policy=None, env=None) -> DiagnosticsReport:
+def diagnose(trajectory: TensorDictBase, policy=None, env=None, *,
+             wiring: list[Finding] | None = None) -> DiagnosticsReport:
     """Runs every check that the arguments allow and collects the findings.
 
     Args:
@@ -909,11 +910,17 @@ def diagnose(trajectory: TensorDictBase, policy=None, env=None) -> DiagnosticsRe
         policy: the policy that recorded it (adds the replay check).
         env: its environment (adds the wiring check, with ``policy``).
 
+    Keyword Args:
+        wiring: findings of a :func:`check_wiring` already run on this policy and env (e.g. by
+            :class:`workbench.session.Session` before its rollout): used instead of checking again.
+
     Returns:
         A :class:`DiagnosticsReport`; ``print(report.summary())`` for the text.
     """
     report = DiagnosticsReport()
-    if policy is not None and env is not None:
+    if wiring is not None:
+        report.extend(list(wiring))
+    elif policy is not None and env is not None:
         report.extend(check_wiring(policy, env, strict=False))
     report.extend(reset_audit(trajectory))
     if policy is not None:

@@ -40,12 +40,11 @@ def policy_and_env(env_spec=None, policy_spec=None):
     """
     from .envs import EnvSpec, make_env
     from .policy import PolicySpec, build_policy
+    from .session import policy_io
 
     env_spec = EnvSpec() if env_spec is None else env_spec
     policy_spec = PolicySpec(hidden_size=8, head_cells=(16,)) if policy_spec is None else policy_spec
-    probe = make_env(EnvSpec(env_spec.env_id, hide_velocity=env_spec.hide_velocity,
-                             categorical_actions=env_spec.categorical_actions))
-    policy = build_policy(policy_spec, probe, device="cpu")
+    policy = build_policy(policy_spec, policy_io(env_spec), device="cpu")
     return policy, make_env(env_spec, policy)
 
 
