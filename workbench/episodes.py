@@ -28,10 +28,15 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from tensordict import TensorDictBase
+
 from .errors import AnalysisError
+from .keys import KEYS
 
 __all__ = [
+    "as_env_time",
     "as_bool_init",
+    "trajectory_is_init",
     "Segments",
     "segments",
     "episode_and_step",
@@ -41,6 +46,27 @@ __all__ = [
     "episode_returns",
     "RunningReturns",
 ]
+
+
+def as_env_time(trajectory: TensorDictBase) -> TensorDictBase:
+    """A trajectory with batch size ``[E, T]``: a ``[T]`` one gets a leading env dim of 1.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> as_env_time(TensorDict({}, [5])).batch_size
+        torch.Size([1, 5])
+        >>> as_env_time(TensorDict({}, [2, 3, 4]))
+        Traceback (most recent call last):
+        ...
+        ValueError: expected a trajectory with batch size [envs, T] (or [T]); got batch_size=[2, 3, 4].
+    """
+    if trajectory.batch_dims == 1:
+        return trajectory.unsqueeze(0)
+    if trajectory.batch_dims != 2:
+        raise ValueError(
+            f"expected a trajectory with batch size [envs, T] (or [T]); got batch_size={list(trajectory.batch_size)}."
+        )
+    return trajectory
 
 
 def as_bool_init(is_init: Tensor, shape: Sequence[int] | None = None) -> Tensor:
@@ -70,6 +96,19 @@ def as_bool_init(is_init: Tensor, shape: Sequence[int] | None = None) -> Tensor:
             f"is_init has shape {tuple(is_init.shape)} but the values have leading shape {tuple(shape[:2])}."
         )
     return is_init.to(torch.bool)
+
+
+def trajectory_is_init(trajectory: TensorDictBase) -> Tensor | None:
+    """A trajectory's ``KEYS.is_init`` as a bool tensor of its batch size; None when it has none.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> td = TensorDict({"is_init": torch.tensor([[[1], [0], [1]]])}, [1, 3])
+        >>> trajectory_is_init(td).tolist(), trajectory_is_init(TensorDict({}, [1, 3]))
+        ([[True, False, True]], None)
+    """
+    is_init = trajectory.get(KEYS.is_init, None)
+    return None if is_init is None else is_init.reshape(*trajectory.batch_size).to(torch.bool)
 
 
 @dataclass(frozen=True)

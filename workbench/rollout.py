@@ -28,11 +28,11 @@ from typing import Any
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from .diagnostics import WiringWarning, check_wiring
 from .episodes import episode_and_step
 from .files import atomic_torch_save, load_tagged
 from .keys import KEYS
 from .policy import policy_spec_of, recurrent_modules, resolve_device, versions
+from .wiring import WiringWarning, check_wiring
 
 __all__ = [
     "rollout",
@@ -122,8 +122,8 @@ def rollout(
         device: where the policy runs: ``"auto"`` (CUDA when present),
             ``"cpu"`` or ``"cuda"``. The policy is moved there in place (like
             ``nn.Module.to``).
-        check: run :func:`workbench.diagnostics.check_wiring` first: errors
-            raise :class:`~workbench.diagnostics.WiringError`, warnings warn.
+        check: run :func:`workbench.wiring.check_wiring` first: errors
+            raise :class:`~workbench.wiring.WiringError`, warnings warn.
         metadata: extra JSON-able entries for the trajectory's metadata.
 
     Returns:
