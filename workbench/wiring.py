@@ -92,6 +92,7 @@ class WiringFacts:
 
     @classmethod
     def of_env(cls, env, modules: list) -> WiringFacts:
+        """The facts about ``env`` alone (its entries, ``is_init``) and the number of recurrent ``modules``."""
         spec = env.observation_spec_unbatched
         return cls(sorted(str(k) for k in spec.keys(True, True)), len(modules), "is_init" in spec.keys(True))
 
