@@ -25,7 +25,6 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,7 +35,7 @@ from tensordict import TensorDictBase
 from .envs import VELOCITY_MASKS, WORKER_TIMEOUT_S, EnvSpec, close_env, make_env
 from .errors import ConfigError, WorkbenchError
 from .keys import KEYS
-from .policy import PolicyIO, PolicySpec, build_policy, load_checkpoint, policy_spec_of, resolve_device
+from .policy import PolicyIO, PolicySpec, build_policy, load_checkpoint, policy_spec_of, recurrent_modules, resolve_device
 
 __all__ = ["Session", "SessionError", "policy_io"]
 
@@ -76,28 +75,20 @@ def _checkpoint_env(path: Path, metadata: dict[str, Any]) -> EnvSpec:
 
 
 def _provenance(session: Session) -> dict[str, Any]:
-    """What made this run (the one place provenance is collected; JSON-able)."""
-    from .policy import versions
-    from .rollout import _module_info
+    """What made this run: a :func:`workbench.provenance.record` of the session's state (JSON-able)."""
+    from .provenance import checkpoint_identity, describe_module, record
 
-    checkpoint = None
-    if session.checkpoint is not None:
-        digest = hashlib.sha256()
-        with open(session.checkpoint, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        checkpoint = {"path": str(session.checkpoint.resolve()), "sha256": digest.hexdigest()}
-    meta: dict[str, Any] = {
-        "env": session.env_spec.env_id,
-        "env_spec": session.env_spec.to_dict(),
-        "policy": session.policy_spec.to_dict(),
-        "policy_io": session.io.to_dict(),
-        "module": _module_info(session.policy),
-        "checkpoint": checkpoint,
-        "device": str(session.device),
-        "seeds": {"env": session.env_spec.seed, "policy": session.policy_spec.seed, "rollout": session.seed},
-        "versions": versions(),
-    }
+    meta = record(
+        env=session.env_spec.env_id,
+        env_spec=session.env_spec.to_dict(),
+        policy=session.policy_spec.to_dict(),
+        policy_io=session.io.to_dict(),
+        checkpoint=None if session.checkpoint is None else checkpoint_identity(session.checkpoint),
+        device=str(session.device),
+        seeds={"env": session.env_spec.seed, "policy": session.policy_spec.seed, "rollout": session.seed},
+    )
+    modules = recurrent_modules(session.policy)
+    meta["module"] = describe_module(modules[0]) if modules else None
     if session.trajectory is not None:
         meta.update(seed=session.seed, steps=int(session.trajectory.batch_size[1]),
                     num_envs=int(session.trajectory.batch_size[0]))
@@ -204,7 +195,7 @@ class Session:
         keeps its findings in ``.wiring``; :meth:`diagnose` reuses them. On any error the
         environment is closed.
         """
-        from .diagnostics import check_wiring
+        from .wiring import check_wiring
         from .rollout import rollout
 
         try:
@@ -234,7 +225,7 @@ class Session:
 
     def replay(self, *, resets: bool = True, deterministic: bool = True) -> TensorDictBase:
         """The policy's outputs when a loss replays the trajectory (:func:`~workbench.diagnostics.replay_policy`)."""
-        from .diagnostics import replay_policy
+        from .replay import replay_policy
 
         return replay_policy(self.policy, self._need_trajectory("replay"), resets=resets, deterministic=deterministic)
 
