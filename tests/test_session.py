@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-import workbench.diagnostics as diagnostics_module
+import workbench.wiring as wiring_module
 import workbench.session as session_module
 from workbench.envs import _OPEN_PARALLEL_ENVS, EnvSpec
 from workbench.errors import ConfigError, EnvMismatchError, WorkbenchError
@@ -117,13 +117,13 @@ class TestWiring:
     def test_wiring_checked_once(self, monkeypatch):
         """The rollout checks once; diagnose() and later rollouts reuse the findings."""
         calls = []
-        real = diagnostics_module.check_wiring
+        real = wiring_module.check_wiring
 
         def counting(*args, **kwargs):
             calls.append(kwargs.get("strict"))
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(diagnostics_module, "check_wiring", counting)
+        monkeypatch.setattr(wiring_module, "check_wiring", counting)
         with Session(EnvSpec(max_steps=5), SMALL, device="cpu") as session:
             session.rollout(12, seed=0, progress=False)
             report = session.diagnose()
