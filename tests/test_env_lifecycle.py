@@ -22,7 +22,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workbench.envs import EnvSpec, WorkerWatch, close_env, make_env
+from workbench.envs import EnvSpec, make_env
+from workbench.workers import WorkerWatch, close_env
 from workbench.errors import ConfigError, DeviceUnavailableError
 from workbench.policy import PolicySpec, build_policy, resolve_device
 from workbench.rollout import rollout

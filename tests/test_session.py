@@ -8,7 +8,8 @@ import pytest
 
 import workbench.wiring as wiring_module
 import workbench.session as session_module
-from workbench.envs import _OPEN_PARALLEL_ENVS, EnvSpec
+from workbench.envs import EnvSpec
+from workbench.workers import _OPEN_PARALLEL_ENVS
 from workbench.errors import ConfigError, EnvMismatchError, WorkbenchError
 from workbench.keys import KEYS
 from workbench.policy import PolicySpec, policy_spec_of

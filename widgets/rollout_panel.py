@@ -17,13 +17,14 @@ import ipywidgets as w
 
 from workbench import figures
 from workbench.diagnostics import DiagnosticsReport, diagnose
-from workbench.envs import EnvSpec, close_env, make_env
+from workbench.envs import EnvSpec, make_env
 from workbench.errors import DeviceUnavailableError
 from workbench.policy import resolve_device
 from workbench.rollout import rollout
 
 from ._panel import Panel, box, call_in_output, device_note, device_options, html_table, in_kernel
 from workbench.analysis import episode_summary
+from workbench.workers import close_env
 from .policy_panel import BuiltPolicy
 
 __all__ = ["RolloutPanel", "RolloutResult", "diagnostics_html", "device_choice"]

@@ -13,6 +13,7 @@ functorch wrappers         ``torch._C._functorch.is_functorch_wrapped_tensor``
 native GRU call            ``torch._VF.gru`` (what ``nn.GRU.forward`` calls)
 nn.GRU's flat weights      ``nn.GRU._flat_weights``, ``nn.GRU._init_flat_weights()``
 a module's parameters      ``nn.Module.__dict__["_parameters"]`` (a fast ``getattr``)
+torchrl's worker processes ``ParallelEnv._workers``, ``_use_buffers``, ``_shm_done_flags``
 torchrl's recurrent mode   ``torchrl.modules.tensordict_module.rnn``:
                            ``recurrent_mode_state_manager`` (get/set the mode),
                            the base class ``set_recurrent_mode``
@@ -39,6 +40,7 @@ __all__ = [
     "flat_weights",
     "parameter_dicts",
     "refresh_flat_weights",
+    "parallel_env_workers",
     "torchrl_rnn",
     "get_torchrl_recurrent_mode",
     "set_torchrl_recurrent_mode",
@@ -80,6 +82,22 @@ def refresh_flat_weights(gru: nn.GRU) -> None:
 
 
 # ---------------------------------------------------------------------------- torchrl
+def parallel_env_workers(parallel_env) -> list[tuple[Any, bool | None]]:
+    """Each worker process of a torchrl ``ParallelEnv``, with whether it has answered the command in flight.
+
+    torchrl 0.14.1 (``torchrl/envs/batched_envs.py``): ``ParallelEnv._workers`` is the list
+    of ``multiprocessing.Process`` (absent once closed); with shared buffers
+    (``_use_buffers``), a worker sets its byte in ``_shm_done_flags`` when it finishes a step
+    or a reset, and ``ParallelEnv._wait_for_workers`` spins on those bytes before clearing
+    them. ``None``: not known (no shared buffers, or a command such as ``set_seed`` that
+    answers on the pipe).
+    """
+    state = vars(parallel_env)  # not getattr: ParallelEnv.__getattr__ raises RuntimeError once closed
+    processes = list(state.get("_workers") or [])
+    flags = state.get("_shm_done_flags") if state.get("_use_buffers") else None
+    return [(p, None if flags is None else bool(flags[i])) for i, p in enumerate(processes)]
+
+
 def torchrl_rnn():
     """torchrl's rnn module, which holds its recurrent-mode switch (``torchrl.modules`` re-exports parts)."""
     from torchrl.modules.tensordict_module import rnn

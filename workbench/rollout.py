@@ -28,13 +28,13 @@ from typing import Any
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from .envs import WORKER_TIMEOUT_S, WorkerWatch
 from .episodes import episode_and_step
 from .files import atomic_torch_save, load_tagged
 from .keys import KEYS
 from .policy import checkpoint_of, policy_spec_of, recurrent_modules, resolve_device
 from .provenance import describe_module, record
 from .wiring import WiringWarning, check_wiring
+from .workers import WORKER_TIMEOUT_S, WorkerWatch
 
 __all__ = [
     "rollout",

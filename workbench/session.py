@@ -32,10 +32,11 @@ from typing import Any, Sequence
 import torch
 from tensordict import TensorDictBase
 
-from .envs import VELOCITY_MASKS, WORKER_TIMEOUT_S, EnvSpec, close_env, make_env
+from .envs import VELOCITY_MASKS, EnvSpec, make_env
 from .errors import ConfigError, WorkbenchError
 from .keys import KEYS
 from .policy import PolicyIO, PolicySpec, build_policy, load_checkpoint, policy_spec_of, recurrent_modules, resolve_device
+from .workers import WORKER_TIMEOUT_S, close_env
 
 __all__ = ["Session", "SessionError", "policy_io"]
 
