@@ -14,8 +14,8 @@ from typing import Any
 
 import ipywidgets as w
 
-from workbench import analysis, figures
-from workbench.analysis import episode_spans, select_units
+from workbench import figures
+from workbench.hidden import episode_spans, hidden_states, select_units
 from workbench.keys import KEYS
 
 from ._panel import Panel, box
@@ -145,7 +145,7 @@ class ExplorerPanel(Panel):
 
     # ------------------------------------------------------------------ drawing
     def _hidden(self):
-        return analysis.hidden_states(self.trajectory, layer=self.layer.value)
+        return hidden_states(self.trajectory, layer=self.layer.value)
 
     def _draw(self, *, pca_only: bool = False) -> None:
         traj, env = self.trajectory, self.env.value

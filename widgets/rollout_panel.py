@@ -21,7 +21,7 @@ from workbench.envs import EnvSpec, make_env
 from workbench.rollout import rollout
 
 from ._panel import Panel, box, call_in_output, device_note, device_options, html_table, in_kernel
-from workbench.analysis import episode_summary
+from workbench.hidden import episode_summary
 from .policy_panel import BuiltPolicy
 
 __all__ = ["RolloutPanel", "RolloutResult", "diagnostics_html"]

@@ -73,7 +73,7 @@ def run_demo(
     Returns:
         A :class:`DemoResult`: paths written, the diagnostics report, probes.
     """
-    from .analysis import probe_suite
+    from .probes import probe_suite
     from .diagnostics import diagnose
     from .envs import VELOCITY_MASKS, EnvSpec, make_env
     from .export import _atomic_write, _formats, _prepare_dir, collect_metadata, export_figures

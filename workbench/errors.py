@@ -24,6 +24,7 @@ __all__ = [
     "OutputPathError",
     "EnvMismatchError",
     "WorkerTimeoutError",
+    "AnalysisError",
 ]
 
 
@@ -49,3 +50,7 @@ class EnvMismatchError(WorkbenchError, ValueError):
 
 class WorkerTimeoutError(WorkbenchError, TimeoutError):
     """An environment worker process that did not answer in time."""
+
+
+class AnalysisError(WorkbenchError, ValueError):
+    """Inputs that the analysis cannot use (wrong shape, too few episodes...)."""

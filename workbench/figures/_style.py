@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 import torch
 from tensordict import TensorDictBase
 
-from .. import analysis
+from ..hidden import _bool_init, steps_since_reset
 from ..keys import KEYS
 
 TEMPLATE = "plotly_white"
@@ -72,12 +72,12 @@ def _episode_info(is_init, episode, e: int, t: int):
         init = torch.zeros(e, t, dtype=torch.bool)
         init[:, 0] = True
     else:
-        init = analysis._bool_init(torch.as_tensor(is_init).cpu(), (e, t))
+        init = _bool_init(torch.as_tensor(is_init).cpu(), (e, t))
     if episode is None:
         episode = init.long().cumsum(1) - init[:, :1].long()
     else:
         episode = torch.as_tensor(episode).cpu().reshape(e, t).long()
-    since = analysis.steps_since_reset(init)
+    since = steps_since_reset(init)
     return init, episode, since
 
 

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from .. import analysis
+from ..hidden import GATE_NAMES
 from ..keys import KEYS
 from ._style import TEMPLATE, _env_index, _episode_info, _finish, _np, _reset_shapes, _unpack
 
@@ -67,12 +67,12 @@ def gates_figure(
     fig = make_subplots(
         rows=len(layers), cols=3, shared_xaxes=True, shared_yaxes=True,
         horizontal_spacing=0.04, vertical_spacing=0.08 if len(layers) > 1 else 0.0,
-        subplot_titles=[f"layer {l} · {_GATE_TITLES[n]}" for l in layers for n in analysis.GATE_NAMES],
+        subplot_titles=[f"layer {l} · {_GATE_TITLES[n]}" for l in layers for n in GATE_NAMES],
     )
     custom = np.broadcast_to(np.stack([_np(ep[e]), _np(since[e])], -1)[None], (n_units, t, 2))
     shapes = []
     for row, l in enumerate(layers, start=1):
-        for col, name in enumerate(analysis.GATE_NAMES, start=1):
+        for col, name in enumerate(GATE_NAMES, start=1):
             fig.add_trace(go.Heatmap(
                 z=_np(g[e, :, l, col - 1]).T, x=np.arange(t), y=np.arange(n_units), customdata=custom,
                 coloraxis="coloraxis2" if name == "n" else "coloraxis", name=f"layer {l} {name}",

@@ -16,7 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from .. import analysis
+from ..hidden import align_on_resets, hidden_norm, hidden_states
 from ..keys import KEYS
 from ._style import (PALETTE, RESET_LINE, TEMPLATE, _env_index, _env_trace_name, _episode_info, _finish,
                      _hidden_input, _np, _reset_shapes)
@@ -109,7 +109,7 @@ def norm_figure(
     h, is_init, episode = _hidden_input(data, layer, is_init, episode)
     e_count, t, _ = h.shape
     init, ep, since = _episode_info(is_init, episode, e_count, t)
-    norms = _np(analysis.hidden_norm(h))
+    norms = _np(hidden_norm(h))
     envs = range(e_count) if env is None else [_env_index(env, e_count)]
     fig = go.Figure()
     for e in envs:
@@ -150,11 +150,11 @@ def aligned_units_figure(
         >>> [d.name for d in fig.data], fig.data[1].y.tolist()
         (['unit 1 (episodes)', 'unit 1 (mean)'], [1.0, 1.5, 2.0])
     """
-    hidden = analysis.hidden_states(trajectory, layer=layer)
+    hidden = hidden_states(trajectory, layer=layer)
     units = [int(u) for u in units][:max_units]
     fig = go.Figure()
     if units:
-        aligned = analysis.align_on_resets(hidden[..., units], trajectory.get(KEYS.is_init))
+        aligned = align_on_resets(hidden[..., units], trajectory.get(KEYS.is_init))
         values = aligned.values.detach().cpu().double().numpy()  # [episodes, L, U]
         n_ep, length = values.shape[:2]
         steps = np.arange(length)

@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from .. import analysis
+from ..hidden import Aligned, PCAResult, align_on_resets, pca
 from ._style import PALETTE, TEMPLATE, _env_index, _env_trace_name, _episode_info, _finish, _hidden_input, _np
 
 __all__ = ["pca_figure", "pca_groups_figure"]
@@ -30,7 +30,7 @@ def pca_figure(
     layer: int = -1,
     is_init=None,
     episode=None,
-    result: analysis.PCAResult | None = None,
+    result: PCAResult | None = None,
     title: str | None = None,
     height: int | None = None,
     width: int | None = None,
@@ -50,7 +50,7 @@ def pca_figure(
         k: 2 or 3 dimensions.
         color: ``"time"`` or ``"episode"``.
         env: the env to draw, or ``None`` for all.
-        result: a :class:`workbench.analysis.PCAResult` to project on (fitted here otherwise).
+        result: a :class:`workbench.hidden.PCAResult` to project on (fitted here otherwise).
         height: in pixels; under 450 the legend sits lower, clear of the x-axis title.
 
     Examples:
@@ -68,7 +68,7 @@ def pca_figure(
     h, is_init, episode = _hidden_input(data, layer, is_init, episode)
     e_count, t, _ = h.shape
     init, ep, since = _episode_info(is_init, episode, e_count, t)
-    res = result if result is not None else analysis.pca(h, k=k)
+    res = result if result is not None else pca(h, k=k)
     coords = _np(res.transform(h) if result is not None else res.coords)[..., :k]
     envs = range(e_count) if env is None else [_env_index(env, e_count)]
     scatter = go.Scatter3d if k == 3 else go.Scatter
@@ -131,7 +131,7 @@ def pca_groups_figure(
     env: int | None = None,
     layer: int = -1,
     is_init=None,
-    result: analysis.PCAResult | None = None,
+    result: PCAResult | None = None,
     max_episodes: int | None = 200,
     title: str | None = None,
     height: int | None = None,
@@ -152,7 +152,7 @@ def pca_groups_figure(
     Keyword Args:
         names: a legend name for each group value (default: the value).
         env: draw only this env's episodes (``None``: every env's).
-        result: a :class:`workbench.analysis.PCAResult` to project on (fitted on all states otherwise).
+        result: a :class:`workbench.hidden.PCAResult` to project on (fitted on all states otherwise).
         max_episodes: draw at most this many episodes (the first ones; ``None``: all).
 
     Examples:
@@ -171,12 +171,12 @@ def pca_groups_figure(
     if tuple(labels.shape) != (e_count, t):
         raise ValueError(f"pca_groups_figure: 'group' must be [E, T] = {(e_count, t)}; got {tuple(labels.shape)}.")
     init, _, _ = _episode_info(is_init, None, e_count, t)
-    res = result if result is not None else analysis.pca(h, k=2)
+    res = result if result is not None else pca(h, k=2)
     coords = (res.transform(h) if result is not None else res.coords)[..., :2].detach().cpu().double()
-    aligned = analysis.align_on_resets(coords, init)
+    aligned = align_on_resets(coords, init)
     if env is not None:
         keep = aligned.env == _env_index(env, e_count)
-        aligned = analysis.Aligned(aligned.values[keep], aligned.lengths[keep], aligned.env[keep], aligned.start[keep])
+        aligned = Aligned(aligned.values[keep], aligned.lengths[keep], aligned.env[keep], aligned.start[keep])
     n_ep = aligned.values.shape[0] if max_episodes is None else min(aligned.values.shape[0], int(max_episodes))
     values = _np(aligned.values[:n_ep])
     ep_labels = [float(labels[int(env), int(start)]) for env, start in zip(aligned.env[:n_ep], aligned.start[:n_ep])]

@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from ..analysis import ProbeResult
+from ..probes import ProbeResult
 from ._style import PALETTE, TEMPLATE, _finish, _np
 
 __all__ = ["probe_figure"]
@@ -38,7 +38,7 @@ def probe_figure(
 
     Args:
         results: :class:`workbench.ProbeResult` s, e.g. from
-            :func:`workbench.analysis.probe_suite`.
+            :func:`workbench.probes.probe_suite`.
 
     Keyword Args:
         env: unused (probes pool the envs); accepted for the shared signature.
