@@ -46,6 +46,7 @@ import torch
 from tensordict import TensorDictBase
 from torch import Tensor
 
+from .episodes import as_bool_init, episode_and_step
 from .errors import WorkbenchError
 from .keys import KEYS
 
@@ -63,7 +64,6 @@ __all__ = [
     "replay_hidden",
     "replay_policy",
     "diagnose",
-    "episode_and_step",
 ]
 
 Severity = Literal["ok", "warning", "error"]
@@ -183,32 +183,9 @@ def _as_env_time(trajectory: TensorDictBase) -> TensorDictBase:
     return trajectory
 
 
-def episode_and_step(is_init: Tensor) -> tuple[Tensor, Tensor]:
-    """Episode index and steps since the episode started, from ``is_init`` ``[E, T(, 1)]``.
-
-    The first step counts as a start even when ``is_init`` is False there.
-
-    Examples:
-        >>> is_init = torch.tensor([[True, False, False, True, False]])
-        >>> episode, step = episode_and_step(is_init)
-        >>> episode.tolist(), step.tolist()
-        ([[0, 0, 0, 1, 1]], [[0, 1, 2, 0, 1]])
-    """
-    if is_init.dim() == 3 and is_init.shape[-1] == 1:
-        is_init = is_init.squeeze(-1)
-    starts = is_init.bool().clone()
-    starts[..., 0] = True
-    episode = starts.long().cumsum(-1) - 1
-    index = torch.arange(starts.shape[-1], device=starts.device).expand_as(starts)
-    last_start = torch.where(starts, index, torch.zeros_like(index)).cummax(-1).values
-    return episode, index - last_start
-
-
 def _flat_init(trajectory: TensorDictBase) -> Tensor | None:
     is_init = trajectory.get(KEYS.is_init, None)
-    if is_init is None:
-        return None
-    return is_init.reshape(*trajectory.batch_size).bool()
+    return None if is_init is None else as_bool_init(is_init.reshape(*trajectory.batch_size))
 
 
 class ResetStatus(enum.IntEnum):

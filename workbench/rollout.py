@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from .diagnostics import WiringWarning, check_wiring, episode_and_step
+from .diagnostics import WiringWarning, check_wiring
+from .episodes import episode_and_step
 from .files import atomic_torch_save, load_tagged
 from .keys import KEYS
 from .policy import policy_spec_of, recurrent_modules, resolve_device, versions
@@ -38,7 +39,6 @@ __all__ = [
     "save_trajectory",
     "load_trajectory",
     "trajectory_metadata",
-    "episode_and_step",
     "METADATA_KEY",
 ]
 

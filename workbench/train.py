@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 import torch
 
+from .episodes import RunningReturns
 from .errors import ConfigError, EnvMismatchError, OutputPathError
 from .keys import KEYS
 
@@ -233,7 +234,7 @@ def train(
     batches = max(1, math.ceil(config.total_frames / config.frames_per_batch))
 
     history: list[dict[str, Any]] = []
-    running = [0.0] * config.num_envs  # returns of the episodes in progress
+    running = RunningReturns(config.num_envs)  # returns of the episodes in progress
     recent_returns: list[float] = []
     best = {"mean_return": -math.inf, "frames": 0, "state_dict": None}
     start = time.perf_counter()
@@ -247,15 +248,7 @@ def train(
             frames += data.numel()
             data = data.exclude("state_value", "critic_features")  # recomputed by the estimator
             # the returns of the episodes that ended in this batch
-            reward = data[KEYS.reward].squeeze(-1)
-            done = data[KEYS.done].squeeze(-1)
-            finished = []
-            for e in range(reward.shape[0]):
-                for r, d in zip(reward[e].tolist(), done[e].tolist()):
-                    running[e] += r
-                    if d:
-                        finished.append(running[e])
-                        running[e] = 0.0
+            finished = [r for _, r in running.update(data[KEYS.reward], data[KEYS.done])]
             # the best policy so far: judged on the episodes it (the weights before this update) just finished
             recent_returns = (recent_returns + finished)[-config.best_window:]
             window_mean = math.nan
@@ -389,7 +382,7 @@ def evaluate(policy, env_id: str, episodes: int = 20, *, seed: int = 1000, deter
             env.close()
             raise
     returns: list[float] = []
-    running = torch.zeros(n)
+    running = RunningReturns(n)
     quota = math.ceil(episodes / n)
     counts = [0] * n
     kind = ExplorationType.DETERMINISTIC if deterministic else ExplorationType.RANDOM
@@ -399,13 +392,10 @@ def evaluate(policy, env_id: str, episodes: int = 20, *, seed: int = 1000, deter
             while min(counts) < quota:
                 td = policy(td)
                 td, nxt = env.step_and_maybe_reset(td)
-                running += td[KEYS.reward].reshape(n)
-                done = td[KEYS.done].reshape(n)
-                for e in done.nonzero().flatten().tolist():
+                for e, episode_return in running.update(td[KEYS.reward], td[KEYS.done]):
                     if counts[e] < quota:  # the same number of episodes from each env: no bias to short ones
-                        returns.append(float(running[e]))
+                        returns.append(episode_return)
                         counts[e] += 1
-                    running[e] = 0.0
                 td = nxt
     finally:
         env.close()
