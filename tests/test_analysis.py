@@ -10,6 +10,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 
+from workbench import episodes
 from workbench import hidden as H
 from workbench import probes as P
 from workbench.errors import AnalysisError
@@ -109,8 +110,8 @@ class TestAlignment:
         a = H.align_on_resets(distinct(), IS_INIT[..., None], include_partial=True)
         assert a.lengths.tolist() == [3, 2, 3, 2, 6]
         torch.testing.assert_close(a.values[3, :2], torch.tensor([100.0, 101.0]))
-        assert H.steps_since_reset(IS_INIT).tolist() == [[0, 1, 2, 0, 1, 0, 1, 2], [-1, -1, 0, 1, 2, 3, 4, 5]]
-        assert H.episode_segments(IS_INIT).tolist() == [[0, 0, 0, 1, 1, 2, 2, 2], [3, 3, 4, 4, 4, 4, 4, 4]]
+        assert episodes.steps_since_reset(IS_INIT).tolist() == [[0, 1, 2, 0, 1, 0, 1, 2], [-1, -1, 0, 1, 2, 3, 4, 5]]
+        assert episodes.episode_segments(IS_INIT).tolist() == [[0, 0, 0, 1, 1, 2, 2, 2], [3, 3, 4, 4, 4, 4, 4, 4]]
 
     def test_mean_std_count_and_max_len(self):
         """Mean/std over episodes by steps since reset; max_len truncates; trailing dims are kept."""
@@ -204,7 +205,7 @@ class TestProbes:
         is_init = torch.zeros(3, 40, dtype=torch.bool)
         is_init[:, ::8] = True
         test = P.split_episodes(is_init, test_fraction=0.3, seed=4)
-        seg = H.episode_segments(is_init)
+        seg = episodes.episode_segments(is_init)
         for s in seg.unique():
             values = test[seg == s]
             assert bool(values.all()) or not bool(values.any())
@@ -241,7 +242,7 @@ class TestProbes:
         y = torch.stack([x[..., 0] + 0.5 * torch.randn(6, 40, generator=g), x[..., 1] * x[..., 2]], -1)
         res = P.linear_probe(x, y, is_init, alpha=1e-3, seed=1)
         test = P.split_episodes(is_init, seed=1)
-        since = H.steps_since_reset(is_init)
+        since = episodes.steps_since_reset(is_init)
         pred = x.double().reshape(-1, 3) @ res.weights + res.bias
         yy = y.double().reshape(-1, 2)
         held = test.reshape(-1)

@@ -15,7 +15,8 @@ from typing import Any
 import ipywidgets as w
 
 from workbench import figures
-from workbench.hidden import episode_spans, hidden_states, select_units
+from workbench.episodes import episode_spans
+from workbench.hidden import hidden_states, select_units
 from workbench.keys import KEYS
 
 from ._panel import Panel, box

@@ -5,15 +5,10 @@ named in :data:`workbench.keys.KEYS`) and returns tensors or small
 dataclasses of tensors. Nothing here plots; :mod:`workbench.figures` draws the
 results. Shapes follow the trajectory layout ``[E, T, ...]`` (envs, time).
 
-Episodes are the segments between ``is_init`` flags: a segment starts at every
-step where ``is_init`` is True, and at ``t = 0`` of every env. A segment that
-starts at ``t = 0`` without ``is_init`` is *partial* (its steps since reset are
-unknown).
+Episodes are the segments between ``is_init`` flags, as :mod:`workbench.episodes` cuts them.
 
 Examples:
     >>> is_init = torch.tensor([[1, 0, 0, 1, 0]], dtype=torch.bool)
-    >>> steps_since_reset(is_init).tolist()
-    [[0, 1, 2, 0, 1]]
     >>> aligned = align_on_resets(torch.arange(5.0).view(1, 5), is_init)
     >>> aligned.values.tolist(), aligned.lengths.tolist()
     ([[0.0, 1.0, 2.0], [3.0, 4.0, nan]], [3, 2])
@@ -23,11 +18,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from tensordict import TensorDictBase
 
+from .episodes import as_bool_init, episode_returns, segments
 from .errors import AnalysisError
 from .keys import KEYS
 
@@ -40,14 +35,11 @@ __all__ = [
     "unit_stats",
     "saturated_fraction",
     "select_units",
-    "episode_segments",
-    "steps_since_reset",
     "Aligned",
     "align_on_resets",
     "GateSummary",
     "gate_summary",
     "GATE_NAMES",
-    "episode_spans",
     "episode_summary",
 ]
 
@@ -55,19 +47,6 @@ GATE_NAMES = ("r", "z", "n")
 """Order of the gates in a ``gates`` entry (``torch.nn.GRU``'s: reset, update, candidate)."""
 
 # ---------------------------------------------------------------------------- inputs
-def _bool_init(is_init: torch.Tensor, shape: Sequence[int] | None = None) -> torch.Tensor:
-    """``is_init`` as a bool ``[E, T]`` tensor (accepts ``[E, T, 1]``)."""
-    if is_init.dim() == 3 and is_init.shape[-1] == 1:
-        is_init = is_init.squeeze(-1)
-    if is_init.dim() != 2:
-        raise AnalysisError(f"is_init must have shape [E, T] or [E, T, 1], got {tuple(is_init.shape)}.")
-    if shape is not None and tuple(is_init.shape) != tuple(shape[:2]):
-        raise AnalysisError(
-            f"is_init has shape {tuple(is_init.shape)} but the values have leading shape {tuple(shape[:2])}."
-        )
-    return is_init.to(torch.bool)
-
-
 def hidden_states(trajectory: TensorDictBase, *, layer: int | None = -1, key=KEYS.next_hidden) -> torch.Tensor:
     """The hidden states of a trajectory, one layer (``[E, T, H]``) or all (``[E, T, L, H]``).
 
@@ -254,58 +233,7 @@ def select_units(hidden: torch.Tensor, start: int, stop: int, threshold: float, 
     return torch.nonzero((window > threshold).all(0)).flatten().tolist()
 
 
-# ---------------------------------------------------------------------------- episodes and alignment
-@dataclass
-class _Segments:
-    ids: torch.Tensor  # [E, T] segment index
-    pos: torch.Tensor  # [E, T] steps since the segment start
-    env: torch.Tensor  # [S] env of each segment
-    start: torch.Tensor  # [S] start step of each segment
-    lengths: torch.Tensor  # [S]
-    from_reset: torch.Tensor  # [S] bool: the segment starts with is_init
-
-
-def _segments(is_init: torch.Tensor) -> _Segments:
-    init = _bool_init(is_init)
-    e, t = init.shape
-    starts = init.clone()
-    starts[:, 0] = True
-    steps = torch.arange(t, device=init.device).expand(e, t)
-    last_start = torch.where(starts, steps, torch.zeros_like(steps)).cummax(dim=1).values
-    pos = steps - last_start
-    ids = starts.reshape(-1).cumsum(0).reshape(e, t) - 1
-    flat = starts.reshape(-1)
-    env = torch.arange(e, device=init.device).repeat_interleave(t)[flat]
-    start = steps.reshape(-1)[flat]
-    lengths = torch.bincount(ids.reshape(-1), minlength=int(flat.sum()))
-    return _Segments(ids, pos, env, start, lengths, init.reshape(-1)[flat])
-
-
-def episode_segments(is_init: torch.Tensor) -> torch.Tensor:
-    """A global index of the episode (segment between resets) of every step, ``[E, T]``.
-
-    Indices count segments env by env, in time order, from 0.
-
-    Examples:
-        >>> is_init = torch.tensor([[1, 0, 1], [1, 0, 0]], dtype=torch.bool)
-        >>> episode_segments(is_init).tolist()
-        [[0, 0, 1], [2, 2, 2]]
-    """
-    return _segments(is_init).ids
-
-
-def steps_since_reset(is_init: torch.Tensor) -> torch.Tensor:
-    """Steps since the last ``is_init`` at every step, ``[E, T]`` (int64; -1 before any reset).
-
-    Examples:
-        >>> steps_since_reset(torch.tensor([[0, 0, 1, 0]], dtype=torch.bool)).tolist()
-        [[-1, -1, 0, 1]]
-    """
-    seg = _segments(is_init)
-    known = seg.from_reset[seg.ids]
-    return torch.where(known, seg.pos, torch.full_like(seg.pos, -1))
-
-
+# ---------------------------------------------------------------------------- alignment on resets
 @dataclass
 class Aligned:
     """Values cut into episodes and aligned on steps since reset, padded with NaN."""
@@ -368,8 +296,8 @@ def align_on_resets(
     """
     if values.dim() < 2:
         raise AnalysisError(f"values must have shape [E, T, ...], got {tuple(values.shape)}.")
-    init = _bool_init(is_init, values.shape).to(values.device)
-    seg = _segments(init)
+    init = as_bool_init(is_init, values.shape).to(values.device)
+    seg = segments(init)
     if not values.is_floating_point():
         values = values.to(torch.get_default_dtype())
     keep = seg.from_reset if not include_partial else torch.ones_like(seg.from_reset)
@@ -462,18 +390,6 @@ def gate_summary(gates: torch.Tensor, *, threshold: float = 0.1) -> GateSummary:
     )
 
 
-def episode_spans(episode: torch.Tensor) -> list[tuple[int, int, int]]:
-    """``(episode, first step, last step)`` of each episode in one env's ``[T]`` episode indices.
-
-    Examples:
-        >>> episode_spans(torch.tensor([0, 0, 0, 1, 1, 2]))
-        [(0, 0, 2), (1, 3, 4), (2, 5, 5)]
-    """
-    ids, counts = torch.unique_consecutive(episode.reshape(-1), return_counts=True)
-    ends = counts.cumsum(0) - 1
-    return [(int(i), int(e - c + 1), int(e)) for i, c, e in zip(ids, counts, ends)]
-
-
 def episode_summary(trajectory) -> list[dict]:
     """Per env: finished episodes, their mean / best return and mean length, and the steps of the open one.
 
@@ -487,12 +403,13 @@ def episode_summary(trajectory) -> list[dict]:
     """
     e_count, t = trajectory.batch_size[:2]
     episode = trajectory.get(KEYS.episode).reshape(e_count, t)
-    reward = trajectory.get(KEYS.reward).reshape(e_count, t).to(torch.float64)
+    reward = trajectory.get(KEYS.reward).reshape(e_count, t)
     done = trajectory.get(KEYS.done).reshape(e_count, t)
+    all_returns = episode_returns(episode, reward)
     rows = []
     for e in range(e_count):
         n = int(episode[e].max()) + 1
-        returns = torch.zeros(n, dtype=torch.float64).index_add_(0, episode[e], reward[e])
+        returns = all_returns[e, :n]
         lengths = torch.bincount(episode[e], minlength=n)
         finished = torch.unique(episode[e][done[e]])
         open_steps = 0 if bool(done[e, -1]) else int(lengths[int(episode[e, -1])])

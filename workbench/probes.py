@@ -20,8 +20,9 @@ from typing import Mapping, Sequence
 import torch
 from tensordict import TensorDictBase
 
+from .episodes import as_bool_init, segments
 from .errors import AnalysisError
-from .hidden import _bool_init, _segments, hidden_states
+from .hidden import hidden_states
 from .keys import KEYS
 
 __all__ = [
@@ -47,7 +48,7 @@ def previous_step(values: torch.Tensor, is_init: torch.Tensor) -> torch.Tensor:
         >>> prev.tolist()
         [[0.0, 1.0, 0.0, 3.0]]
     """
-    init = _bool_init(is_init, values.shape).to(values.device)
+    init = as_bool_init(is_init, values.shape).to(values.device)
     prev = torch.zeros_like(values)
     prev[:, 1:] = values[:, :-1]
     fresh = init.clone()
@@ -70,7 +71,7 @@ def split_episodes(is_init: torch.Tensor, *, test_fraction: float = 0.25, seed: 
     """
     if not 0 < test_fraction < 1:
         raise AnalysisError(f"test_fraction must be in (0, 1), got {test_fraction}.")
-    seg = _segments(is_init)
+    seg = segments(is_init)
     n = seg.lengths.numel()
     if n < 2:
         raise AnalysisError(
@@ -217,7 +218,7 @@ def linear_probe(
         >>> round(res.r2, 4), res.curve.shape, res.test_episodes
         (1.0, torch.Size([10]), 3)
     """
-    init = _bool_init(is_init, features.shape).to(features.device)
+    init = as_bool_init(is_init, features.shape).to(features.device)
     target = _as_target(target).to(features.device)
     if features.dim() != 3 or tuple(target.shape[:2]) != tuple(features.shape[:2]):
         raise AnalysisError(
@@ -227,7 +228,7 @@ def linear_probe(
     if test is None:
         test = split_episodes(init, test_fraction=test_fraction, seed=seed)
     test = test.to(device=features.device, dtype=torch.bool)
-    seg = _segments(init)
+    seg = segments(init)
     x = features.reshape(-1, features.shape[-1]).to(torch.float64)
     y = target.reshape(-1, target.shape[-1]).to(torch.float64)
     finite = torch.isfinite(x).all(-1) & torch.isfinite(y).all(-1)
@@ -325,7 +326,7 @@ def probe_suite(
         >>> list(res), round(res["hidden"].r2, 3), round(res["obs+prev"].r2, 3)
         (['hidden', 'observation', 'obs+prev'], 1.0, 1.0)
     """
-    init = _bool_init(trajectory.get(KEYS.is_init))
+    init = as_bool_init(trajectory.get(KEYS.is_init))
     if isinstance(target, torch.Tensor):
         y = target
     else:

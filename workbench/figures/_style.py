@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 import torch
 from tensordict import TensorDictBase
 
-from ..hidden import _bool_init, steps_since_reset
+from ..episodes import as_bool_init, steps_since_reset
 from ..keys import KEYS
 
 TEMPLATE = "plotly_white"
@@ -72,7 +72,7 @@ def _episode_info(is_init, episode, e: int, t: int):
         init = torch.zeros(e, t, dtype=torch.bool)
         init[:, 0] = True
     else:
-        init = _bool_init(torch.as_tensor(is_init).cpu(), (e, t))
+        init = as_bool_init(torch.as_tensor(is_init).cpu(), (e, t))
     if episode is None:
         episode = init.long().cumsum(1) - init[:, :1].long()
     else:

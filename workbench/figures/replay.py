@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from ..hidden import _bool_init
+from ..episodes import as_bool_init
 from ._style import PALETTE, TEMPLATE, _env_index, _finish, _np, _reset_shapes
 
 __all__ = ["divergence_figure"]
@@ -79,7 +79,7 @@ def divergence_figure(
             hovertemplate=f"{name}<br>{where}<br>step %{{x}}<br>max |Δh| = %{{customdata:.3e}}<extra></extra>",
         ))
         if env is not None and is_init is not None and i == 0:
-            init = _bool_init(torch.as_tensor(is_init).cpu().reshape(v.shape[0], -1))
+            init = as_bool_init(torch.as_tensor(is_init).cpu().reshape(v.shape[0], -1))
             shapes += _reset_shapes(fig, init[_env_index(env, v.shape[0])], bands=False)
     if tol is not None:
         shapes.append(dict(type="line", name="tolerance", xref="x domain", yref="y", x0=0, x1=1, y0=tol, y1=tol,
