@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 import torch
 from tensordict import TensorDictBase
 
-from ..episodes import as_bool_init, steps_since_reset
+from ..episodes import as_bool_init, episode_and_step, steps_since_reset
 from ..keys import KEYS
 
 TEMPLATE = "plotly_white"
@@ -74,7 +74,7 @@ def _episode_info(is_init, episode, e: int, t: int):
     else:
         init = as_bool_init(torch.as_tensor(is_init).cpu(), (e, t))
     if episode is None:
-        episode = init.long().cumsum(1) - init[:, :1].long()
+        episode, _ = episode_and_step(init)
     else:
         episode = torch.as_tensor(episode).cpu().reshape(e, t).long()
     since = steps_since_reset(init)
