@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workbench.analysis import probe_suite
+from workbench.probes import probe_suite
 from workbench.replay import replay_hidden
 from workbench.envs import EnvSpec, make_env
 from workbench.figures import probe_figure

@@ -1,4 +1,4 @@
-"""workbench.analysis on synthetic data with known answers."""
+"""workbench.hidden and workbench.probes on synthetic data with known answers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from workbench import analysis as A
+from workbench import episodes
+from workbench import hidden as H
+from workbench import probes as P
+from workbench.errors import AnalysisError
 from workbench.keys import KEYS
 
 # Two envs, T=8. env 0: episodes start at 0, 3, 5 (lengths 3, 2, 3);
@@ -33,7 +36,7 @@ class TestPCA:
         """Data on a line: the first component explains all the variance and is the line's direction."""
         t = torch.linspace(-3, 3, 40)
         direction = torch.tensor([1.0, -2.0, 2.0]) / 3
-        res = A.pca(t[:, None] * direction + torch.tensor([5.0, 1.0, 0.0]), k=2)
+        res = H.pca(t[:, None] * direction + torch.tensor([5.0, 1.0, 0.0]), k=2)
         assert res.explained_variance_ratio[0].item() == pytest.approx(1.0, abs=1e-6)
         assert res.explained_variance_ratio[1].item() == pytest.approx(0.0, abs=1e-6)
         # sign convention: the largest |loading| (-2/3) comes out positive
@@ -43,7 +46,7 @@ class TestPCA:
     def test_shapes_and_reconstruction(self):
         """[E, T, H] keeps its leading shape; with k = H the projection reconstructs the data."""
         h = torch.randn(3, 7, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-        res = A.pca(h, k=4)
+        res = H.pca(h, k=4)
         assert res.coords.shape == (3, 7, 4) and res.components.shape == (4, 4)
         torch.testing.assert_close(res.coords @ res.components + res.mean, h)
         torch.testing.assert_close(res.transform(h), res.coords)
@@ -53,7 +56,7 @@ class TestPCA:
     def test_signs_are_deterministic(self):
         """Negating the data gives the same axes (the sign convention), and negated coordinates."""
         h = torch.randn(50, 5, generator=torch.Generator().manual_seed(1))
-        a, b = A.pca(h, k=3), A.pca(-h, k=3)
+        a, b = H.pca(h, k=3), H.pca(-h, k=3)
         torch.testing.assert_close(a.components, b.components, atol=1e-5, rtol=0)
         torch.testing.assert_close(a.coords, -b.coords, atol=1e-5, rtol=0)
         assert bool((a.components.gather(1, a.components.abs().argmax(1, keepdim=True)) > 0).all())
@@ -61,40 +64,40 @@ class TestPCA:
     @pytest.mark.parametrize("k", [0, 6])
     def test_bad_k(self, k):
         """k outside [1, min(N, H)] is rejected with the allowed range."""
-        with pytest.raises(A.AnalysisError, match=r"k must be in \[1, "):
-            A.pca(torch.randn(10, 5), k=k)
+        with pytest.raises(AnalysisError, match=r"k must be in \[1, "):
+            H.pca(torch.randn(10, 5), k=k)
 
 
 class TestNormsAndUnits:
     def test_hidden_norm(self):
         """‖h‖₂ per state, leading shape kept."""
         h = torch.tensor([[[3.0, 4.0], [0.0, 0.0]], [[1.0, 0.0], [6.0, 8.0]]])
-        assert A.hidden_norm(h).tolist() == [[5.0, 0.0], [1.0, 10.0]]
+        assert H.hidden_norm(h).tolist() == [[5.0, 0.0], [1.0, 10.0]]
 
     def test_unit_stats_and_saturation(self):
         """Per-unit mean/std/min/max over all steps, and |h| > 0.9 fractions."""
         h = torch.tensor([[[0.0, 0.95], [0.5, -0.95]], [[1.0, 0.0], [0.5, 0.0]]])  # [2, 2, 2]
-        s = A.unit_stats(h)
+        s = H.unit_stats(h)
         torch.testing.assert_close(s.mean, torch.tensor([0.5, 0.0]))
         torch.testing.assert_close(s.min, torch.tensor([0.0, -0.95]))
         torch.testing.assert_close(s.max, torch.tensor([1.0, 0.95]))
         torch.testing.assert_close(s.std, torch.tensor([math.sqrt(0.125), math.sqrt(0.45125)]))
         torch.testing.assert_close(s.saturated, torch.tensor([0.25, 0.5]))
-        assert A.saturated_fraction(h).tolist() == [[0.5, 0.5], [0.5, 0.0]]
+        assert H.saturated_fraction(h).tolist() == [[0.5, 0.5], [0.5, 0.0]]
 
     def test_hidden_states_from_trajectory(self):
         """hidden_states reads KEYS.next_hidden [E, T, L, H] and picks a layer."""
         h = distinct(2, 3, 2, 4)
         td = TensorDict({KEYS.next_hidden: h}, [2, 3])
-        torch.testing.assert_close(A.hidden_states(td), h[..., 1, :])
-        torch.testing.assert_close(A.hidden_states(td, layer=0), h[..., 0, :])
+        torch.testing.assert_close(H.hidden_states(td), h[..., 1, :])
+        torch.testing.assert_close(H.hidden_states(td, layer=0), h[..., 0, :])
 
 
 class TestAlignment:
     def test_known_pattern(self):
         """Episodes are cut at is_init and aligned on their first step; padding is NaN."""
         values = distinct()
-        a = A.align_on_resets(values, IS_INIT)
+        a = H.align_on_resets(values, IS_INIT)
         assert a.lengths.tolist() == [3, 2, 3, 6]
         assert a.env.tolist() == [0, 0, 0, 1] and a.start.tolist() == [0, 3, 5, 2]
         assert a.values.shape == (4, 6)
@@ -104,34 +107,34 @@ class TestAlignment:
 
     def test_partial_segment_and_is_init_shape(self):
         """A segment that starts at t=0 without is_init is dropped unless asked; [E, T, 1] is accepted."""
-        a = A.align_on_resets(distinct(), IS_INIT[..., None], include_partial=True)
+        a = H.align_on_resets(distinct(), IS_INIT[..., None], include_partial=True)
         assert a.lengths.tolist() == [3, 2, 3, 2, 6]
         torch.testing.assert_close(a.values[3, :2], torch.tensor([100.0, 101.0]))
-        assert A.steps_since_reset(IS_INIT).tolist() == [[0, 1, 2, 0, 1, 0, 1, 2], [-1, -1, 0, 1, 2, 3, 4, 5]]
-        assert A.episode_segments(IS_INIT).tolist() == [[0, 0, 0, 1, 1, 2, 2, 2], [3, 3, 4, 4, 4, 4, 4, 4]]
+        assert episodes.steps_since_reset(IS_INIT).tolist() == [[0, 1, 2, 0, 1, 0, 1, 2], [-1, -1, 0, 1, 2, 3, 4, 5]]
+        assert episodes.episode_segments(IS_INIT).tolist() == [[0, 0, 0, 1, 1, 2, 2, 2], [3, 3, 4, 4, 4, 4, 4, 4]]
 
     def test_mean_std_count_and_max_len(self):
         """Mean/std over episodes by steps since reset; max_len truncates; trailing dims are kept."""
-        a = A.align_on_resets(distinct(), IS_INIT, max_len=3)
+        a = H.align_on_resets(distinct(), IS_INIT, max_len=3)
         assert a.values.shape == (4, 3) and a.lengths.tolist() == [3, 2, 3, 3]
         assert a.count.tolist() == [4, 4, 3]
         starts = torch.tensor([0.0, 3.0, 5.0, 102.0])
         torch.testing.assert_close(a.mean()[0], starts.mean())
         torch.testing.assert_close(a.std()[0], starts.std(correction=0))
         torch.testing.assert_close(a.mean()[2], torch.tensor([2.0, 7.0, 104.0]).mean())
-        multi = A.align_on_resets(distinct(2, 8, 3), IS_INIT)
+        multi = H.align_on_resets(distinct(2, 8, 3), IS_INIT)
         assert multi.values.shape == (4, 6, 3)
         torch.testing.assert_close(multi.values[1, 1], torch.tensor([4.0, 4.1, 4.2]))
 
     def test_integer_and_bool_values_become_float(self):
         """Integer values are converted so that NaN padding is possible."""
-        a = A.align_on_resets(torch.ones(2, 8, dtype=torch.long), IS_INIT)
+        a = H.align_on_resets(torch.ones(2, 8, dtype=torch.long), IS_INIT)
         assert a.values.is_floating_point() and torch.isnan(a.values[1, 2])
 
     def test_shape_mismatch(self):
         """is_init must match the values' [E, T]."""
-        with pytest.raises(A.AnalysisError, match="leading shape"):
-            A.align_on_resets(torch.zeros(2, 7), IS_INIT)
+        with pytest.raises(AnalysisError, match="leading shape"):
+            H.align_on_resets(torch.zeros(2, 7), IS_INIT)
 
 
 class TestGates:
@@ -140,7 +143,7 @@ class TestGates:
         g = torch.full((2, 5, 1, 3, 2), 0.5)
         g[..., 0, 1, 0] = 1.0  # z of unit 0
         g[..., 0, 0, 1] = 0.0  # r of unit 1
-        s = A.gate_summary(g)
+        s = H.gate_summary(g)
         assert s.mean.shape == (1, 3, 2) and s.low.shape == (1, 2, 2) and s.retention.shape == (2, 5, 1)
         assert s.high[0].tolist() == [[0.0, 0.0], [1.0, 0.0]]
         assert s.low[0].tolist() == [[0.0, 1.0], [0.0, 0.0]]
@@ -153,13 +156,13 @@ class TestGates:
         """Retention follows z step by step, per layer."""
         g = torch.full((1, 4, 2, 3, 3), 0.5)
         g[0, :, 1, 1] = torch.tensor([0.1, 0.4, 0.7, 1.0])[:, None]
-        s = A.gate_summary(g)
+        s = H.gate_summary(g)
         torch.testing.assert_close(s.retention[0, :, 1], torch.tensor([0.1, 0.4, 0.7, 1.0]))
         torch.testing.assert_close(s.retention[0, :, 0], torch.full((4,), 0.5))
 
     def test_bad_shape(self):
-        with pytest.raises(A.AnalysisError, match=r"\[E, T, L, 3, H\]"):
-            A.gate_summary(torch.zeros(2, 5, 1, 2, 4))
+        with pytest.raises(AnalysisError, match=r"\[E, T, L, 3, H\]"):
+            H.gate_summary(torch.zeros(2, 5, 1, 2, 4))
 
 
 def _velocity_trajectory(e=6, t=40, seed=0):
@@ -168,7 +171,7 @@ def _velocity_trajectory(e=6, t=40, seed=0):
     is_init = torch.zeros(e, t, 1, dtype=torch.bool)
     is_init[:, ::10] = True
     pos = torch.randn(e, t, generator=g).cumsum(1)
-    vel = pos - A.previous_step(pos, is_init)
+    vel = pos - P.previous_step(pos, is_init)
     hidden = torch.stack([pos, vel, torch.randn(e, t, generator=g)], -1)[:, :, None]
     td = TensorDict({KEYS.observation: pos[..., None], KEYS.is_init: is_init,
                      KEYS.true_state: torch.stack([pos, vel], -1), KEYS.next_hidden: hidden}, [e, t])
@@ -183,7 +186,7 @@ class TestProbes:
         is_init = torch.zeros(4, 30, dtype=torch.bool)
         is_init[:, ::10] = True
         y = x @ torch.randn(6, 2, generator=g) + 1.0
-        res = A.linear_probe(x, y, is_init, alpha=1e-8)
+        res = P.linear_probe(x, y, is_init, alpha=1e-8)
         assert res.r2 == pytest.approx(1.0, abs=1e-6)
         assert res.r2_per_target.shape == (2,)
         assert res.curve.shape == (10,) and torch.allclose(res.curve, torch.ones(10, dtype=torch.float64))
@@ -194,32 +197,32 @@ class TestProbes:
         g = torch.Generator().manual_seed(1)
         is_init = torch.zeros(8, 50, dtype=torch.bool)
         is_init[:, ::10] = True
-        res = A.linear_probe(torch.randn(8, 50, 4, generator=g), torch.randn(8, 50, generator=g), is_init)
+        res = P.linear_probe(torch.randn(8, 50, 4, generator=g), torch.randn(8, 50, generator=g), is_init)
         assert res.r2 < 0.1
 
     def test_split_keeps_episodes_whole(self):
         """The held-out mask never splits an episode, and one seed gives one split."""
         is_init = torch.zeros(3, 40, dtype=torch.bool)
         is_init[:, ::8] = True
-        test = A.split_episodes(is_init, test_fraction=0.3, seed=4)
-        seg = A.episode_segments(is_init)
+        test = P.split_episodes(is_init, test_fraction=0.3, seed=4)
+        seg = episodes.episode_segments(is_init)
         for s in seg.unique():
             values = test[seg == s]
             assert bool(values.all()) or not bool(values.any())
-        assert torch.equal(test, A.split_episodes(is_init, test_fraction=0.3, seed=4))
+        assert torch.equal(test, P.split_episodes(is_init, test_fraction=0.3, seed=4))
         n_test = len(seg[test].unique())
         assert n_test == round(0.3 * 15)
 
     def test_too_few_episodes(self):
         """One episode cannot be split into train and held-out parts."""
-        with pytest.raises(A.AnalysisError, match="at least 2 episodes"):
-            A.split_episodes(torch.tensor([[True, False, False]]))
+        with pytest.raises(AnalysisError, match="at least 2 episodes"):
+            P.split_episodes(torch.tensor([[True, False, False]]))
 
     def test_suite_velocity_baselines(self):
         """Velocity: o_t alone fails, [o_t, o_{t-1}] and the hidden state (which holds it) succeed."""
         td, vel = _velocity_trajectory()
         untrained = torch.randn(6, 40, 2, 5, generator=torch.Generator().manual_seed(9))
-        res = A.probe_suite(td, target=1, extra={"untrained": untrained}, alpha=1e-6)
+        res = P.probe_suite(td, target=1, extra={"untrained": untrained}, alpha=1e-6)
         assert list(res) == ["hidden", "observation", "obs+prev", "untrained"]
         assert res["hidden"].r2 == pytest.approx(1.0, abs=1e-6)
         assert res["obs+prev"].r2 == pytest.approx(1.0, abs=1e-6)
@@ -227,7 +230,7 @@ class TestProbes:
         assert res["untrained"].r2 < 0.5
         assert len({r.test_samples for r in res.values()}) == 1  # one shared split
         # a tensor target is the same as indices into true_state
-        same = A.probe_suite(td, target=vel, baselines=False, alpha=1e-6)
+        same = P.probe_suite(td, target=vel, baselines=False, alpha=1e-6)
         assert same["hidden"].r2 == pytest.approx(res["hidden"].r2)
 
     def test_r2_after_is_the_r2_of_the_late_samples(self):
@@ -237,9 +240,9 @@ class TestProbes:
         is_init = torch.zeros(6, 40, dtype=torch.bool)
         is_init[:, ::8] = True
         y = torch.stack([x[..., 0] + 0.5 * torch.randn(6, 40, generator=g), x[..., 1] * x[..., 2]], -1)
-        res = A.linear_probe(x, y, is_init, alpha=1e-3, seed=1)
-        test = A.split_episodes(is_init, seed=1)
-        since = A.steps_since_reset(is_init)
+        res = P.linear_probe(x, y, is_init, alpha=1e-3, seed=1)
+        test = P.split_episodes(is_init, seed=1)
+        since = episodes.steps_since_reset(is_init)
         pred = x.double().reshape(-1, 3) @ res.weights + res.bias
         yy = y.double().reshape(-1, 2)
         held = test.reshape(-1)
@@ -254,14 +257,14 @@ class TestProbes:
 
     def test_previous_step_zero_at_resets(self):
         """o_{t-1} is zero at the first step of every episode and at t=0."""
-        prev = A.previous_step(distinct(), IS_INIT)
+        prev = P.previous_step(distinct(), IS_INIT)
         assert prev[0].tolist() == [0.0, 0.0, 1.0, 0.0, 3.0, 0.0, 5.0, 6.0]
         assert prev[1].tolist() == [0.0, 100.0, 0.0, 102.0, 103.0, 104.0, 105.0, 106.0]
 
 
 def test_analysis_does_not_import_plotly(tmp_path):
-    """workbench.analysis is torch only: no plotly, no ipywidgets."""
-    code = ("import sys, workbench.analysis; "
+    """workbench.hidden and workbench.probes are torch only: no plotly, no ipywidgets."""
+    code = ("import sys, workbench.hidden, workbench.probes; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('plotly', 'ipywidgets')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -274,7 +277,7 @@ def test_cuda_tensors():
     """Alignment and probes work on CUDA tensors (is_init may stay on the CPU)."""
     td, vel = _velocity_trajectory()
     cuda = td.to("cuda")
-    a = A.align_on_resets(cuda[KEYS.observation], td[KEYS.is_init])
+    a = H.align_on_resets(cuda[KEYS.observation], td[KEYS.is_init])
     assert a.values.is_cuda
-    res = A.probe_suite(cuda, target=1, alpha=1e-6)
+    res = P.probe_suite(cuda, target=1, alpha=1e-6)
     assert res["hidden"].r2 == pytest.approx(1.0, abs=1e-6)

@@ -11,7 +11,8 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from workbench import analysis as A
+from workbench.hidden import pca
+from workbench.probes import ProbeResult, probe_suite
 from workbench import figures as F
 from workbench.keys import KEYS
 
@@ -87,7 +88,7 @@ class TestPCAFigure:
     def test_2d_traces_and_reset_markers(self, traj, hidden):
         """The curve is the PCA of the env's states; resets get x markers at their coordinates."""
         fig = F.pca_figure(traj, env=0)
-        res = A.pca(hidden[..., -1, :], k=2)
+        res = pca(hidden[..., -1, :], k=2)
         assert [d.name for d in fig.data] == ["env 0", "start", "reset (is_init)"]
         np.testing.assert_allclose(fig.data[0].x, res.coords[0, :, 0].numpy())
         np.testing.assert_allclose(fig.data[0].y, res.coords[0, :, 1].numpy())
@@ -115,7 +116,7 @@ class TestPCAFigure:
 
     def test_reuses_a_fitted_pca(self, traj, hidden):
         """A given PCAResult is used for the projection (e.g. fitted on another run)."""
-        other = A.pca(hidden[..., -1, :].flip(1) * 2, k=2)
+        other = pca(hidden[..., -1, :].flip(1) * 2, k=2)
         fig = F.pca_figure(traj, result=other)
         np.testing.assert_allclose(fig.data[0].x, other.transform(hidden[0, :, -1])[:, 0].numpy())
 
@@ -202,7 +203,7 @@ class TestDivergenceFigure:
 
 def _probe(name, curve, r2):
     curve = torch.tensor(curve, dtype=torch.float64)
-    return A.ProbeResult(name, r2, torch.tensor([r2]), curve, torch.full(curve.shape, 3),
+    return ProbeResult(name, r2, torch.tensor([r2]), curve, torch.full(curve.shape, 3),
                          torch.zeros(1, 1), torch.zeros(1))
 
 
@@ -220,14 +221,14 @@ class TestProbeFigure:
         assert "held-out samples %{customdata}" in fig.data[0].hovertemplate
 
     def test_from_probe_suite(self):
-        """Real ProbeResults from analysis.probe_suite draw directly."""
+        """Real ProbeResults from probes.probe_suite draw directly."""
         g = torch.Generator().manual_seed(0)
         obs = torch.randn(4, 12, 2, generator=g)
         is_init = torch.zeros(4, 12, 1, dtype=torch.bool)
         is_init[:, ::4] = True
         td = TensorDict({KEYS.observation: obs, KEYS.is_init: is_init, KEYS.true_state: obs,
                          KEYS.next_hidden: obs[:, :, None]}, [4, 12])
-        fig = F.probe_figure(A.probe_suite(td, target=0))
+        fig = F.probe_figure(probe_suite(td, target=0))
         assert len(fig.data) == 3 and len(fig.data[0].x) == 4
 
 
@@ -321,7 +322,7 @@ class TestGroupsAndTraining:
         group[1, 5:] = 1.0  # env 1's second episode
         fig = F.pca_groups_figure(traj, group, names={1.0: "cue +1"})
         assert [d.name for d in fig.data] == ["0 (3 episodes)", "cue +1 (2 episodes)", "first step", "last step"]
-        coords = A.pca(traj[KEYS.next_hidden][..., -1, :], k=2).coords.numpy()
+        coords = pca(traj[KEYS.next_hidden][..., -1, :], k=2).coords.numpy()
         xs = np.asarray(fig.data[1].x, dtype=float)
         expected = np.concatenate([coords[0, 4:7, 0], [np.nan], coords[1, 5:, 0], [np.nan]])
         np.testing.assert_allclose(xs, expected)

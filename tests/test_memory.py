@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from workbench.analysis import pca, probe_suite
+from workbench.hidden import pca
+from workbench.probes import probe_suite
 from workbench.replay import replay_hidden, replay_policy
 from workbench.envs import EnvSpec, make_env
 from workbench.keys import KEYS

@@ -13,19 +13,16 @@ import html
 from typing import Any
 
 import ipywidgets as w
-import plotly.graph_objects as go
 
-from workbench import analysis, figures
+from workbench import figures
+from workbench.episodes import episode_spans
+from workbench.hidden import hidden_states, select_units
 from workbench.keys import KEYS
 
 from ._panel import Panel, box
-from workbench.analysis import episode_spans, select_units
-from workbench.figures import aligned_units_figure
 
 __all__ = ["ExplorerPanel"]
 
-CURSOR_LINE = dict(color="#d62728", width=2)
-SELECTION_LINE = dict(color="black", width=2)
 TIME_VIEWS = ("hidden_heatmap", "hidden_norm", "gates")
 ALL = -1
 
@@ -149,7 +146,7 @@ class ExplorerPanel(Panel):
 
     # ------------------------------------------------------------------ drawing
     def _hidden(self):
-        return analysis.hidden_states(self.trajectory, layer=self.layer.value)
+        return hidden_states(self.trajectory, layer=self.layer.value)
 
     def _draw(self, *, pca_only: bool = False) -> None:
         traj, env = self.trajectory, self.env.value
@@ -162,9 +159,8 @@ class ExplorerPanel(Panel):
             else:
                 self.figures.pop("gates", None)
                 self.views["gates"].outputs = ()
-        pca = figures.pca_figure(traj, k=self.pca_dims.value, color=self.color.value, height=380, **common)
-        pca.update_layout(legend=dict(y=-0.3))  # the builder's y=-0.15 covers the x-axis title at this height
-        self.figures["hidden_pca"] = pca
+        self.figures["hidden_pca"] = figures.pca_figure(traj, k=self.pca_dims.value, color=self.color.value,
+                                                        height=380, **common)
         self._decorate()
         self._show_all(emit=True)
 
@@ -181,48 +177,16 @@ class ExplorerPanel(Panel):
         span = self._spans.get(self.episode.value)
         for name in TIME_VIEWS:
             fig = self.figures.get(name)
-            if fig is None:
-                continue
-            if not any(s.name == "cursor" for s in fig.layout.shapes):
-                rows = dict(row="all", col="all") if name == "gates" else {}
-                fig.add_vline(x=t, line=CURSOR_LINE, name="cursor", layer="above", **rows)
-            fig.update_shapes(dict(x0=t, x1=t), selector=dict(name="cursor"))
-            if span is None:
-                fig.update_xaxes(autorange=True, range=None)
-            else:
-                fig.update_xaxes(autorange=False, range=[span[0] - 0.5, span[1] + 0.5])
+            if fig is not None:
+                figures.zoom_time(figures.set_time_cursor(fig, t), span)
         self._outline_selection()
-        self._pca_cursor(t)
+        figures.set_pca_cursor(self.figures["hidden_pca"], self.env.value, t)
         self.cursor_info.value = self._cursor_text(t)
-
-    def _pca_cursor(self, t: int) -> None:
-        fig = self.figures["hidden_pca"]
-        path = next(fig.select_traces(selector=dict(name=f"env {self.env.value}")))
-        point = dict(x=[path.x[t]], y=[path.y[t]])
-        if self.pca_dims.value == 3:
-            point["z"] = [path.z[t]]
-        cursor = list(fig.select_traces(selector=dict(name="cursor")))
-        if cursor:
-            cursor[0].update(**point)
-            return
-        marker = dict(size=16, color="rgba(0,0,0,0)", line=dict(color=CURSOR_LINE["color"], width=3))
-        if self.pca_dims.value == 3:
-            fig.add_trace(go.Scatter3d(**point, mode="markers", name="cursor",
-                                       marker=dict(size=8, color=CURSOR_LINE["color"]), hoverinfo="skip"))
-        else:
-            fig.add_trace(go.Scatter(**point, mode="markers", name="cursor", marker=marker, hoverinfo="skip"))
 
     def _outline_selection(self) -> None:
         fig = self.figures.get("hidden_heatmap")
-        if fig is None:
-            return
-        fig.layout.shapes = [s for s in fig.layout.shapes if s.name != "selection"]
-        if self._selection is None:
-            return
-        a, b = self._selection
-        for u in self.selected_units:
-            fig.add_shape(type="rect", name="selection", x0=a - 0.5, x1=b + 0.5, y0=u - 0.5, y1=u + 0.5,
-                          line=SELECTION_LINE, fillcolor="rgba(0,0,0,0)", layer="above")
+        if fig is not None:
+            figures.outline_units(fig, self.selected_units, *(self._selection or (None, None)))
 
     def describe_step(self, t: int | None = None) -> str:
         """Plain words for step ``t`` of the current env (default: the cursor's): episode, steps since reset,
@@ -313,7 +277,7 @@ class ExplorerPanel(Panel):
                 "ok" if self.selected_units else "warning")
             self._outline_selection()
             self.show_figure("hidden_heatmap", self.figures["hidden_heatmap"], emit=False)
-            self.show_figure("units_aligned", aligned_units_figure(
+            self.show_figure("units_aligned", figures.aligned_units_figure(
                 self.trajectory, self.selected_units, layer=self.layer.value, height=360,
                 title=f"Units {units} ({what} > {self.threshold.value:g} over steps {a}–{b}, env "
                       f"{self.env.value}) across every episode, aligned on resets"))

@@ -23,7 +23,7 @@ from workbench.policy import resolve_device
 from workbench.rollout import rollout
 
 from ._panel import Panel, box, call_in_output, device_note, device_options, html_table, in_kernel
-from workbench.analysis import episode_summary
+from workbench.hidden import episode_summary
 from workbench.workers import close_env
 from .policy_panel import BuiltPolicy
 

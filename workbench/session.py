@@ -231,13 +231,13 @@ class Session:
         return replay_policy(self.policy, self._need_trajectory("replay"), resets=resets, deterministic=deterministic)
 
     def probe(self, target=None, **options: Any) -> dict:
-        """Linear probes (:func:`~workbench.analysis.probe_suite`); stores and returns ``.probes``.
+        """Linear probes (:func:`~workbench.probes.probe_suite`); stores and returns ``.probes``.
 
         ``target=None`` probes the true-state entries the observation hides (all of them when
         nothing is hidden), and gives ``{}`` when the environment reports no true state or no
         episode restarts inside the rollout (a probe needs held-out episodes).
         """
-        from .analysis import probe_suite
+        from .probes import probe_suite
 
         traj = self._need_trajectory("probe")
         if target is None:
