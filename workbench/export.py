@@ -37,7 +37,6 @@ import os
 import re
 import shutil
 import struct
-import tempfile
 import warnings
 import zlib
 from pathlib import Path
