@@ -47,7 +47,6 @@ __all__ = [
     "policy_spec_of",
     "resolve_device",
     "versions",
-    "checkpoint_versions",
     "checkpoint_metadata",
 ]
 
@@ -592,11 +591,6 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     policy = build_policy(spec, io, device="cpu")
     policy.load_state_dict(payload["state_dict"])
     return policy.to(resolve_device(device)), spec
-
-
-def checkpoint_versions(path: str | os.PathLike) -> dict[str, str]:
-    """The library versions a checkpoint was written with."""
-    return _json_entry(_load_payload(path, "checkpoint_versions"), "versions", path, "checkpoint_versions", "{}")
 
 
 def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:

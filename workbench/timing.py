@@ -29,7 +29,7 @@ import contextlib
 import math
 import platform
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
@@ -46,7 +46,6 @@ __all__ = [
     "contestants",
     "check_case",
     "time_backends",
-    "as_dicts",
     "sync",
     "Case",
     "TOLERANCES",
@@ -529,8 +528,3 @@ def time_backends(
                                 "last_backend": getattr(module, "last_backend", None),
                             })
     return records
-
-
-def as_dicts(measurements: Mapping[str, Measurement]) -> dict[str, dict]:
-    """JSON-ready form of :func:`interleaved`'s result."""
-    return {k: asdict(v) for k, v in measurements.items()}
