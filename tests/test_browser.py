@@ -5,8 +5,10 @@ person would: build a policy (hidden size 12), run a rollout (120 steps), move t
 select units, export the heatmap (the timing chart comes from the notebook's run). Checks that the plotly figures rendered with the new data, that
 the exported file is on disk, and writes screenshots to ``assets/screenshots/``.
 
-Then runs ``notebooks/06-what-the-memory-learned.ipynb`` the same way: every figure drawn, and the
-live training curve redrawn in place (one figure holding every batch at the end).
+Then runs ``notebooks/06-what-the-memory-learned.ipynb`` the same way, with the small test budgets of
+``test_notebooks.SMALL`` written over its parameters cell (the same code path, a short training run;
+``WORKBENCH_FULL_NOTEBOOKS=1`` keeps the shipped budgets and refreshes its screenshot): every figure
+drawn, and the live training curve redrawn in place (one figure holding every batch at the end).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from browser_fixtures import browser_missing
+from test_notebooks import budgets, parameters, set_parameters
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))]
 
@@ -135,27 +139,39 @@ PLOTS_BY_TITLE = """() => Array.from(document.querySelectorAll('.jp-Notebook .js
   points: gd._fullData ? gd._fullData.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) : 0 }))"""
 
 
-def test_notebook_6_runs_in_lab_with_its_live_curve(lab_server, page):
-    """Notebook 6 run-all in Lab: no cell error, every figure drawn, the live training curve
-    redrawn in place into one figure that ends with every batch's point."""
-    base, token, _ = lab_server
-    page.goto(f"{base}/doc/tree/06-what-the-memory-learned.ipynb?token={token}")
+def test_notebook_6_runs_in_lab_with_its_live_curve(lab_server, page, tmp_path):
+    """Notebook 6 run-all in Lab, with the test budgets in its parameters cell: no cell error, every
+    figure drawn, the live training curve redrawn in place into one figure that ends with every batch's
+    point."""
+    from workbench.train import DEFAULTS
+
+    base, token, root = lab_server
+    name = "06-what-the-memory-learned.ipynb"
+    small = budgets(name)
+    nb = set_parameters(nbformat.read(root / name, as_version=4), **small)
+    nbformat.write(nb, root / name)
+    values = parameters(nb)
+    batches = values["train_frames"] // DEFAULTS["workbench/CueMemory-v0"]["frames_per_batch"]
+    assert batches >= 2, values  # a curve, not a point
+    page.goto(f"{base}/doc/tree/{name}?token={token}")
     page.wait_for_selector(".jp-Notebook")
     page.wait_for_function(KERNEL_IDLE)
     ok = page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
     assert ok is True, page.evaluate(CELL_ERRORS)
     # run-all queues the cells; the last one prints the freshly trained agent's score
-    page.locator(".jp-OutputArea-output", has_text="of 200 episodes").wait_for(timeout=240_000)
+    page.locator(".jp-OutputArea-output", has_text=f"of {values['final_episodes']} episodes").wait_for(timeout=240_000)
     assert page.evaluate(CELL_ERRORS) == []
     page.wait_for_function(f"() => ({PLOTS_BY_TITLE})().length >= 6")
     plots = page.evaluate(PLOTS_BY_TITLE)
     titles = [p["title"] for p in plots]
     curves = [p for p in plots if "training return" in p["title"]]
     assert len(curves) == 1, titles  # updated in place, not one figure per batch
-    assert curves[0]["points"] >= 2 * 50, curves  # 50 batches: a marker and a line point each
+    assert curves[0]["points"] >= 2 * batches, curves  # a marker and a line point per batch
     for needle in ("hidden units over time", "hidden velocities", "paths by cue", "along the corridor",
                    "without is_init"):
         assert any(needle in t for t in titles), (needle, titles)
+    # the README's picture is the full run's curve: a run on test budgets keeps its shot to itself
+    shots = tmp_path if small else SHOTS
     page.locator(".jp-Cell", has=page.locator(".js-plotly-plot", has_text="training return")).last.screenshot(
-        path=SHOTS / "notebook6-training-curve.png")
+        path=shots / "notebook6-training-curve.png")
     assert page.console_errors == [], page.console_errors

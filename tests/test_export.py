@@ -18,6 +18,7 @@ import torch
 from plotly.offline import get_plotlyjs
 
 from workbench import export as X
+from workbench import provenance
 
 needs_chromium = pytest.mark.skipif(X.find_chromium() is None,
                                     reason="static export needs Chromium (Debian package `chromium`)")
@@ -89,8 +90,8 @@ class TestMetadata:
         from workbench import GRUModule, __version__
 
         module = GRUModule(4, 8, in_key="observation", out_key="features")
-        meta = X.collect_metadata(seed=0, module=module, is_init=torch.zeros(100, dtype=torch.bool),
-                                  small=torch.tensor([1, 2]), path=Path("/x"), dtype=torch.float32)
+        meta = provenance.record(seed=0, module=module, is_init=torch.zeros(100, dtype=torch.bool),
+                                 small=torch.tensor([1, 2]), path=Path("/x"), dtype=torch.float32)
         assert meta["versions"]["workbench"] == __version__
         assert {"torch", "torchrl", "tensordict", "plotly", "kaleido", "python"} <= set(meta["versions"])
         assert meta["module"]["class"] == "GRUModule" and meta["module"]["hidden_size"] == 8

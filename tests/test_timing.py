@@ -1,4 +1,4 @@
-"""``workbench.timing`` returns well-formed data, and the benchmark runner runs (no timing assertions)."""
+"""``workbench.timing`` returns well-formed data, checks its settings, and the benchmark runner runs (no timing assertions)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workbench import timing
+from workbench.errors import ConfigError
 
 
 def test_interleaved_returns_medians_and_rounds():
@@ -74,7 +77,7 @@ def test_time_backends_grid_is_well_formed():
             assert row["peak_bytes"] is not None
     picked = {(r["backend"], r["pass"]): r["last_backend"] for r in rows}
     assert picked[("workbench", "forward")] == "fused"
-    assert picked[("workbench:python", "forward+backward")] == "python"
+    assert picked[("workbench:python", "forward+backward")] == "fused"  # the Python layer's fused loop
     assert picked[("workbench:loop", "forward")] == "loop"
     json.dumps(rows)
 
@@ -135,3 +138,110 @@ def test_bench_command_is_registered():
     assert args.command == "bench" and args.quick and args.json == "out.json" and not extra
     ns = parser.parse_args(["bench", "--device", "cuda", "--threads", "2"])
     assert ns.device == "cuda" and ns.threads == 2 and cli._COMMANDS["bench"].run is bench_cli.bench
+
+
+# ---------------------------------------------------------------------------- the checked settings
+INT_AXES = ("batch", "steps", "hidden")
+SCALARS = ("layers", "input_size", "rounds", "num_threads", "seed")
+
+
+def _out_of(name: str):
+    """Ints outside ``TimingConfig.LIMITS[name]``."""
+    low, high = timing.TimingConfig.LIMITS[name]
+    below = st.integers(max_value=low - 1)
+    return below if high is None else st.one_of(below, st.integers(min_value=high + 1))
+
+
+class TestTimingConfig:
+    @settings(max_examples=40, deadline=None)
+    @given(name=st.sampled_from(INT_AXES), data=st.data())
+    def test_int_axis_out_of_range_is_named(self, name, data):
+        """An axis value < 1 (the batch 0, hidden 0 that crashed in torch) is a ConfigError naming field, range, value."""
+        bad = data.draw(_out_of(name))
+        good = data.draw(st.lists(st.integers(1, 512), max_size=3))
+        values = (*good, bad)
+        with pytest.raises(ConfigError) as err:
+            timing.TimingConfig(**{name: values})
+        assert err.value.args[0] == (f"TimingConfig: '{name}' values must be ints >= 1; got {bad!r} in {values!r}.")
+
+    @settings(max_examples=40, deadline=None)
+    @given(rate=st.one_of(st.floats(allow_nan=True).filter(lambda p: not 0 <= p <= 1),
+                          st.integers().filter(lambda p: not 0 <= p <= 1)))
+    def test_reset_rate_outside_unit_interval_is_refused(self, rate):
+        """reset rate 2 (or -0.1, nan, inf) is refused with the range [0, 1] in the message."""
+        with pytest.raises(ConfigError, match=r"'reset_rate' values must be numbers in \[0, 1\]; got "):
+            timing.TimingConfig(reset_rate=(0.0, rate))
+
+    @settings(max_examples=40, deadline=None)
+    @given(name=st.sampled_from(SCALARS), data=st.data())
+    def test_scalar_out_of_range_is_named(self, name, data):
+        """rounds 0, layers 0, ... raise with the field, its range and the value."""
+        bad = data.draw(_out_of(name))
+        low, high = timing.TimingConfig.LIMITS[name]
+        expected = f">= {low}" if high is None else f"in [{low}, {high}]"
+        with pytest.raises(ConfigError) as err:
+            timing.TimingConfig(**{name: bad})
+        assert err.value.args[0] == f"TimingConfig: '{name}' must be an int {expected}; got {bad!r}."
+
+    @settings(max_examples=40, deadline=None)
+    @given(batch=st.lists(st.integers(1, 4096), min_size=1, max_size=3),
+           steps=st.lists(st.integers(1, 4096), min_size=1, max_size=3),
+           hidden=st.lists(st.integers(1, 4096), min_size=1, max_size=3),
+           reset_rate=st.lists(st.floats(0, 1), min_size=1, max_size=3),
+           rounds=st.integers(1, 1000), backends=st.lists(st.sampled_from(timing.BACKENDS), min_size=1, max_size=3),
+           passes=st.lists(st.sampled_from(timing.PASSES), min_size=1, max_size=2))
+    def test_values_in_range_are_kept_as_tuples(self, batch, steps, hidden, reset_rate, rounds, backends, passes):
+        """In-range values are accepted as given, stored as tuples; cases() is their product, in order."""
+        cfg = timing.TimingConfig(backends=backends, batch=batch, steps=steps, hidden=hidden, reset_rate=reset_rate,
+                                  rounds=rounds, passes=passes)
+        assert (cfg.batch, cfg.steps, cfg.hidden, cfg.reset_rate) == tuple(map(tuple, (batch, steps, hidden, reset_rate)))
+        assert cfg.backends == tuple(backends) and cfg.passes == tuple(passes) and cfg.rounds == rounds
+        cases = cfg.cases()
+        assert len(cases) == len(batch) * len(steps) * len(hidden) * len(reset_rate)
+        assert cases[0] == (batch[0], steps[0], hidden[0], reset_rate[0])
+        assert cases[-1] == (batch[-1], steps[-1], hidden[-1], reset_rate[-1])
+        assert timing.TimingConfig(**cfg.as_kwargs()) == cfg
+
+    @pytest.mark.parametrize("kwargs, match", [
+        (dict(batch=()), r"'batch' must hold at least one value \(ints >= 1\); got \(\)"),
+        (dict(batch=(2.5,)), r"'batch' values must be ints >= 1; got 2.5 in \(2.5,\)"),
+        (dict(steps=(True,)), r"'steps' values must be ints >= 1; got True"),
+        (dict(backends=()), r"'backends' must hold at least one of \["),
+        (dict(backends=("torch", "cudnn")), r"'backends' must be some of \[.*\]; got 'cudnn' in \('torch', 'cudnn'\)"),
+        (dict(passes=("backward",)), r"'passes' must be some of \['forward', 'forward\+backward'\]; got 'backward'"),
+        (dict(block_s=0.0), r"'block_s' must be a number in \[1e-06, 60\]; got 0.0"),
+        (dict(memory="yes"), r"'memory' must be a bool; got 'yes'"),
+        (dict(dtype=torch.int64), r"'dtype' must be a floating-point torch.dtype, e.g. torch.float32; got torch.int64"),
+        (dict(device="gpu0"), r"'device' must name a torch device, e.g. 'cpu' or 'cuda'; got 'gpu0'"),
+    ])
+    def test_other_fields_are_checked(self, kwargs, match):
+        """Empty axes, unknown choices, wrong types: each names its field."""
+        with pytest.raises(ConfigError, match=match):
+            timing.TimingConfig(**kwargs)
+
+    def test_single_values_become_one_value_axes(self):
+        """batch=8 means (8,); backends="torch" means ("torch",), not its letters."""
+        cfg = timing.TimingConfig(backends="torch", batch=8, reset_rate=0, passes="forward")
+        assert (cfg.backends, cfg.batch, cfg.reset_rate, cfg.passes) == (("torch",), (8,), (0,), ("forward",))
+
+    @pytest.mark.parametrize("kwargs, message", [
+        (dict(batch=0), "make_case: 'batch' must be an int >= 1; got 0."),
+        (dict(hidden=0), "make_case: 'hidden' must be an int >= 1; got 0."),
+        (dict(steps=0), "make_case: 'steps' must be an int >= 1; got 0."),
+        (dict(reset_rate=2), "make_case: 'reset_rate' must be a number in [0, 1]; got 2."),
+        (dict(reset_rate=float("nan")), "make_case: 'reset_rate' must be a number in [0, 1]; got nan."),
+    ])
+    def test_make_case_checks_its_sizes(self, kwargs, message):
+        """make_case refuses the sizes torch would crash on (hidden 0: a division by zero) or misread."""
+        with pytest.raises(ConfigError) as err:
+            timing.make_case(**{**dict(batch=2, steps=3, input_size=2, hidden=4), **kwargs})
+        assert err.value.args[0] == message
+
+    @pytest.mark.parametrize("kwargs, name", [(dict(batch=(2, 0)), "batch"), (dict(hidden=(0,)), "hidden"),
+                                              (dict(rounds=0), "rounds"), (dict(reset_rate=(2,)), "reset_rate")])
+    def test_time_backends_checks_before_timing(self, kwargs, name, monkeypatch):
+        """The first bad argument is a ConfigError before any case is built or timed."""
+        monkeypatch.setattr(timing, "make_case", lambda *a, **k: pytest.fail("a case was built"))
+        with pytest.raises(ConfigError, match=f"TimingConfig: '{name}'"):
+            timing.time_backends(**{**dict(backends=("torch",), batch=(2,), steps=(3,), hidden=(4,),
+                                           reset_rate=(0.0,), rounds=2, block_s=0.0005), **kwargs})

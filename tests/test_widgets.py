@@ -27,6 +27,7 @@ from widgets.timing_panel import TimingPanel
 from workbench import timing
 from workbench.diagnostics import episode_and_step
 from workbench.envs import EnvSpec
+from workbench.errors import ConfigError
 from workbench.export import read_metadata
 from workbench.keys import KEYS
 from workbench.policy import PolicySpec
@@ -362,6 +363,38 @@ class TestTimingPanel:
         panel.steps.value = "4"
         panel.run_button.click()
         assert panel.last_error is None and len(panel.records) == 1
+
+    @pytest.mark.parametrize("control, bad, message", [
+        ("batch", "2, 0", "TimingConfig: 'batch' values must be ints >= 1; got 0 in (2, 0)."),
+        ("hidden", "0", "TimingConfig: 'hidden' values must be ints >= 1; got 0 in (0,)."),
+        ("steps", "-3", "TimingConfig: 'steps' values must be ints >= 1; got -3 in (-3,)."),
+        ("reset_rate", "0, 2", "TimingConfig: 'reset_rate' values must be numbers in [0, 1]; got 2.0 in (0.0, 2.0)."),
+    ])
+    def test_out_of_range_value_is_shown_then_runs(self, control, bad, message):
+        """batch 0, hidden 0, T < 1, reset rate 2: the config's message in the panel, nothing timed; the
+        button works again once the value is fixed."""
+        panel = TimingPanel(backends=("workbench:loop",), batch=(2,), steps=(4,), hidden=(4,), reset_rate=(0.0,),
+                            passes=("forward",), rounds=2, block_s=0.0005)
+        good = getattr(panel, control).value
+        getattr(panel, control).value = bad
+        panel.run_button.click()
+        assert panel.message == f"ConfigError: {message}"
+        assert panel.records == [] and not panel.run_button.disabled
+        getattr(panel, control).value = good
+        panel.run_button.click()
+        assert panel.last_error is None and len(panel.records) == 1
+
+    def test_rounds_control_has_the_config_bounds(self):
+        """The rounds control is bounded by TimingConfig.LIMITS (0 becomes 1); a bad argument raises at once."""
+        panel = TimingPanel(rounds=2)
+        low, high = timing.TimingConfig.LIMITS["rounds"]
+        assert (panel.rounds.min, panel.rounds.max) == (low, high) == (1, 1000)
+        panel.rounds.value = 0
+        assert panel.rounds.value == 1 and panel.config().rounds == 1
+        with pytest.raises(ConfigError, match=r"'rounds' must be an int in \[1, 1000\]; got 0"):
+            TimingPanel(rounds=0)
+        with pytest.raises(ConfigError, match=r"'reset_rate' values must be numbers in \[0, 1\]; got 2"):
+            TimingPanel(reset_rate=(2,))
 
 
 # ---------------------------------------------------------------------------------------------- export

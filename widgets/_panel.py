@@ -24,11 +24,14 @@ import contextlib
 import html
 import time
 import traceback
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import ipywidgets as w
 
-__all__ = ["Panel", "box", "call_in_output", "device_note", "device_options", "figure_output", "html_table", "in_kernel", "parse_numbers"]
+__all__ = [
+    "Panel", "box", "call_in_output", "controls_for", "device_note", "device_options", "figure_output", "html_table",
+    "in_kernel", "parse_numbers", "read_controls", "set_controls",
+]
 
 _STYLES = {
     "info": "background:#eef4fb;border-left:4px solid #4a86c5;",
@@ -105,6 +108,75 @@ def parse_numbers(text: str, kind: type = int, *, name: str = "value") -> tuple:
         raise ValueError(
             f"{name}: expected {kind.__name__} values separated by commas, e.g. {example!r}; got {text!r}."
         ) from None
+
+
+def controls_for(spec, fields: Sequence[str], *, style: Mapping[str, Any] | None = None,
+                 layout: Mapping[str, Any] | None = None) -> dict[str, w.Widget]:
+    """One control per config field, built from its :class:`~workbench.specs.Setting` (label, kind, choices).
+
+    ``spec`` is a config class (controls start at its defaults) or an instance (at its values). A field
+    with choices becomes a ``Dropdown`` (labelled by ``choice_labels`` when it has them), a bool a
+    ``Checkbox``, an int an ``IntText``, a float a ``FloatText``, a tuple of ints a ``Text``
+    (``"32, 32"``; :func:`read_controls` parses it). The config checks the values when it is made, so
+    a range lives in one place: the field. ``style`` goes to every control, ``layout`` to all but the
+    checkboxes.
+
+    Examples:
+        >>> from workbench.policy import PolicySpec
+        >>> c = controls_for(PolicySpec(hidden_size=8), ["hidden_size", "activation", "head_cells"])
+        >>> c["hidden_size"].description, c["hidden_size"].value, c["activation"].options, c["head_cells"].value
+        ('hidden size', 8, ('elu', 'relu', 'tanh'), '32')
+        >>> read_controls(PolicySpec, c)
+        {'hidden_size': 8, 'activation': 'tanh', 'head_cells': (32,)}
+    """
+    from workbench.specs import settings
+
+    known = settings(spec)
+    style = dict(style or {})
+    boxed = dict(style=style, **({"layout": w.Layout(**layout)} if layout else {}))
+    controls: dict[str, w.Widget] = {}
+    for name in fields:
+        info = known[name]
+        value = getattr(spec, name) if not isinstance(spec, type) else info.default
+        label = info.label or name.replace("_", " ")
+        if info.choice_labels is not None:
+            options = [(text, choice) for choice, text in info.choice_labels.items()]
+            control = w.Dropdown(options=options, value=value, description=label, **boxed)
+        elif info.choices is not None:
+            control = w.Dropdown(options=list(info.choices), value=value, description=label, **boxed)
+        elif info.kind == "bool":
+            control = w.Checkbox(value=value, description=label, style=style)
+        elif info.kind == "int":
+            control = w.IntText(value=value, description=label, **boxed)
+        elif info.kind == "float":
+            control = w.FloatText(value=value, description=label, **boxed)
+        elif info.kind == "ints":
+            control = w.Text(value=", ".join(map(str, value)), description=label, **boxed)
+        else:
+            control = w.Text(value=str(value), description=label, **boxed)
+        controls[name] = control
+    return controls
+
+
+def read_controls(spec_class: type, controls: Mapping[str, w.Widget]) -> dict[str, Any]:
+    """The controls of :func:`controls_for` read as keyword arguments of ``spec_class`` (tuples parsed)."""
+    from workbench.specs import settings
+
+    known = settings(spec_class)
+    values = {}
+    for name, control in controls.items():
+        if known[name].kind == "ints":
+            values[name] = parse_numbers(control.value, name=control.description)
+        else:
+            values[name] = control.value
+    return values
+
+
+def set_controls(controls: Mapping[str, w.Widget], spec) -> None:
+    """Sets the controls of :func:`controls_for` from a config instance."""
+    for name, control in controls.items():
+        value = getattr(spec, name)
+        control.value = ", ".join(map(str, value)) if isinstance(control, w.Text) and isinstance(value, tuple) else value
 
 
 class Panel(w.VBox):

@@ -18,11 +18,9 @@ from typing import Any, Callable
 
 import ipywidgets as w
 
-from workbench import GRUModule
 from workbench.envs import VELOCITY_MASKS, EnvSpec, make_env
 from workbench.files import check_output_path, free_name, is_shipped_asset
 from workbench.policy import (
-    ACTIVATIONS,
     PolicyIO,
     PolicySpec,
     build_policy,
@@ -32,11 +30,16 @@ from workbench.policy import (
     recurrent_modules,
     save_checkpoint,
 )
+from workbench.specs import settings
 from workbench.tasks import TASKS
 
-from ._panel import Panel, html_table, parse_numbers
+from ._panel import Panel, controls_for, html_table, read_controls, set_controls
 
-__all__ = ["BuiltPolicy", "PolicyPanel", "USER_FOLDER"]
+__all__ = ["BuiltPolicy", "PolicyPanel", "USER_FOLDER", "POLICY_FIELDS"]
+
+POLICY_FIELDS = ("hidden_size", "num_layers", "head_cells", "activation", "python_based", "record_gates",
+                 "recurrent_backend", "seed")
+"""the :class:`~workbench.policy.PolicySpec` fields the panel has a control for (built from their settings)"""
 
 USER_FOLDER = Path.home() / "gru-workbench" / "checkpoints"
 """where the panel proposes to save checkpoints (never the repository's ``assets/``)"""
@@ -107,26 +110,19 @@ class PolicyPanel(Panel):
         super().__init__(title="Policy builder", css="wb-policy")
         spec = policy_spec or PolicySpec(python_based=True, record_gates=True)
         env = env_spec or EnvSpec("CartPole-v1", hide_velocity=True)
-        style = dict(style={"description_width": "100px"}, layout=w.Layout(width="250px"))
+        style = dict(style={"description_width": "100px"}, layout={"width": "250px"})
         env_ids = sorted(VELOCITY_MASKS) + sorted(TASKS)
         env_ids += [env.env_id] if env.env_id not in env_ids else []
-        self.env_id = w.Dropdown(options=env_ids, value=env.env_id, description="environment", **style)
-        self.hide_velocity = w.Checkbox(value=env.hide_velocity, description="hide velocities (POMDP)",
-                                        style={"description_width": "100px"})
-        self.hidden_size = w.IntText(value=spec.hidden_size, description="hidden size", **style)
-        self.num_layers = w.IntText(value=spec.num_layers, description="layers", **style)
-        self.python_based = w.Dropdown(
-            options=[("torch.nn.GRU (cuDNN on GPU)", False), ("Python cell (gates)", True)], value=spec.python_based,
-            description="cell", **style)
-        self.record_gates = w.Checkbox(value=spec.record_gates, description="record gates",
-                                       style={"description_width": "100px"})
-        self.backend = w.Dropdown(options=list(GRUModule.BACKENDS), value=spec.recurrent_backend,
-                                  description="backend", **style)
-        self.head_cells = w.Text(value=", ".join(map(str, spec.head_cells)), description="head cells",
-                                 placeholder="e.g. 32, 32 (empty: linear)", **style)
-        self.activation = w.Dropdown(options=sorted(ACTIVATIONS), value=spec.activation, description="activation",
-                                     **style)
-        self.seed = w.IntText(value=spec.seed, description="seed", **style)
+        self.env_id = w.Dropdown(options=env_ids, value=env.env_id, description=settings(EnvSpec)["env_id"].label,
+                                 **style)
+        self.hide_velocity = controls_for(env, ["hide_velocity"], style=style["style"])["hide_velocity"]
+        self.spec_controls = controls_for(spec, POLICY_FIELDS, **style)
+        c = self.spec_controls
+        self.hidden_size, self.num_layers, self.head_cells, self.activation = (
+            c["hidden_size"], c["num_layers"], c["head_cells"], c["activation"])
+        self.python_based, self.record_gates, self.backend, self.seed = (
+            c["python_based"], c["record_gates"], c["recurrent_backend"], c["seed"])
+        self.head_cells.placeholder = "e.g. 32, 32 (empty: linear)"
         self.build_button = w.Button(description="Build policy", button_style="primary", icon="cogs")
         self.user_folder = Path(user_folder if user_folder is not None else USER_FOLDER).expanduser()
         if checkpoint is None:
@@ -177,12 +173,7 @@ class PolicyPanel(Panel):
 
     def policy_spec(self) -> PolicySpec:
         """The controls read as a :class:`PolicySpec` (the spec validates them)."""
-        return PolicySpec(
-            hidden_size=self.hidden_size.value, num_layers=self.num_layers.value,
-            head_cells=parse_numbers(self.head_cells.value, name="head cells"), activation=self.activation.value,
-            python_based=self.python_based.value, record_gates=self.record_gates.value,
-            recurrent_backend=self.backend.value, seed=self.seed.value,
-        )
+        return PolicySpec(**read_controls(PolicySpec, self.spec_controls))
 
     def env_spec(self) -> EnvSpec:
         """The environment controls read as an :class:`EnvSpec` (one env; the rollout panel sets the rest)."""
@@ -190,10 +181,7 @@ class PolicyPanel(Panel):
 
     def set_spec(self, spec: PolicySpec) -> None:
         """Sets the controls from a spec."""
-        self.hidden_size.value, self.num_layers.value = spec.hidden_size, spec.num_layers
-        self.python_based.value, self.record_gates.value = spec.python_based, spec.record_gates
-        self.backend.value, self.activation.value, self.seed.value = spec.recurrent_backend, spec.activation, spec.seed
-        self.head_cells.value = ", ".join(map(str, spec.head_cells))
+        set_controls(self.spec_controls, spec)
 
     # ------------------------------------------------------------------ actions
     def _env_io(self, env_spec: EnvSpec) -> PolicyIO:

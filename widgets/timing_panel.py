@@ -8,8 +8,8 @@ cell interleaved), so the progress bar moves cell by cell; then a chart
 
 from __future__ import annotations
 
+import dataclasses
 import html
-import itertools
 from typing import Sequence
 
 import ipywidgets as w
@@ -55,13 +55,28 @@ def table_html(records: Sequence[dict]) -> str:
             f"{html_table(header, rows, css='wb-timing-table', numeric_from=2)}</div>")
 
 
+def _hint(name: str) -> str:
+    """The range of a grid axis, from ``TimingConfig.LIMITS``, as a tooltip."""
+    low, high = timing.TimingConfig.LIMITS[name]
+    kind = "ints" if name != "reset_rate" else "numbers"
+    bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+    return f"{kind} {bound}, separated by commas"
+
+
 class TimingPanel(Panel):
-    """Times GRU backends on a grid of shapes; ``run()`` is the button, ``records`` the last result."""
+    """Times GRU backends on a grid of shapes; ``run()`` is the button, ``records`` the last result.
+
+    The controls are read into a :class:`workbench.timing.TimingConfig`, which checks every range
+    before anything runs: a value out of range is shown in the panel, which keeps working.
+    """
 
     def __init__(self, *, backends: Sequence[str] = DEFAULT_BACKENDS, batch: Sequence[int] = (8,),
                  steps: Sequence[int] = (16, 64), hidden: Sequence[int] = (32,),
                  reset_rate: Sequence[float] = (0.0, 0.05), passes: Sequence[str] = timing.PASSES,
                  device: str = "cpu", rounds: int = 3, block_s: float = 0.005):
+        # the starting values are checked like the controls (a bad argument raises ConfigError here)
+        start = timing.TimingConfig(backends=backends, batch=batch, steps=steps, hidden=hidden,
+                                    reset_rate=reset_rate, passes=passes, rounds=rounds, block_s=block_s)
         super().__init__(title="Backend timing", css="wb-timing")
         text = dict(style={"description_width": "90px"}, layout=w.Layout(width="240px"))
         self.backends = w.SelectMultiple(
@@ -71,14 +86,20 @@ class TimingPanel(Panel):
         self.passes = w.SelectMultiple(options=list(timing.PASSES), value=tuple(passes), rows=len(timing.PASSES),
                                        description="passes", layout=w.Layout(width="240px"),
                                        style={"description_width": "90px"})
-        self.batch = w.Text(value=", ".join(map(str, batch)), description="batch", **text)
-        self.steps = w.Text(value=", ".join(map(str, steps)), description="T (steps)", **text)
-        self.hidden = w.Text(value=", ".join(map(str, hidden)), description="hidden", **text)
-        self.reset_rate = w.Text(value=", ".join(f"{p:g}" for p in reset_rate), description="reset rate", **text)
+        self.batch = w.Text(value=", ".join(map(str, start.batch)), description="batch", tooltip=_hint("batch"),
+                            **text)
+        self.steps = w.Text(value=", ".join(map(str, start.steps)), description="T (steps)", tooltip=_hint("steps"),
+                            **text)
+        self.hidden = w.Text(value=", ".join(map(str, start.hidden)), description="hidden",
+                             tooltip=_hint("hidden"), **text)
+        self.reset_rate = w.Text(value=", ".join(f"{p:g}" for p in start.reset_rate), description="reset rate",
+                                 tooltip=_hint("reset_rate"), **text)
         options = device_options()
         self.device = w.Dropdown(options=options, value=device if device in dict(options).values() else "cpu",
                                  description="device", **text)
-        self.rounds = w.IntText(value=rounds, description="rounds", **text)
+        low, high = timing.TimingConfig.LIMITS["rounds"]
+        self.rounds = w.BoundedIntText(value=rounds, min=low, max=high, description="rounds",
+                                       tooltip=f"timing rounds per contestant, {low} to {high}", **text)
         self.block_s = block_s
         self.x_axis = w.Dropdown(options=[("T (steps)", "steps"), ("batch", "batch"), ("hidden", "hidden"),
                                           ("reset rate", "reset_prob")], value="steps", description="x axis", **text)
@@ -104,43 +125,44 @@ class TimingPanel(Panel):
             self.table,
         ]
 
+    def config(self) -> timing.TimingConfig:
+        """The controls read as a checked ``TimingConfig`` (``ConfigError`` names a value out of range)."""
+        return timing.TimingConfig(
+            backends=self.backends.value, passes=self.passes.value,
+            batch=parse_numbers(self.batch.value, name="batch"),
+            steps=parse_numbers(self.steps.value, name="T (steps)"),
+            hidden=parse_numbers(self.hidden.value, name="hidden"),
+            reset_rate=parse_numbers(self.reset_rate.value, float, name="reset rate"),
+            device=resolve_device(self.device.value), rounds=self.rounds.value, block_s=self.block_s, memory=False)
+
     def grid(self) -> dict:
-        """The controls read as ``time_backends`` arguments (one tuple per axis of the grid)."""
-        grid = dict(batch=parse_numbers(self.batch.value, name="batch"),
-                    steps=parse_numbers(self.steps.value, name="T (steps)"),
-                    hidden=parse_numbers(self.hidden.value, name="hidden"),
-                    reset_rate=parse_numbers(self.reset_rate.value, float, name="reset rate"))
-        empty = [k for k, v in grid.items() if not v]
-        if empty or not self.backends.value or not self.passes.value:
-            raise ValueError(f"Choose at least one value of every axis; empty: "
-                             f"{empty + (['backends'] if not self.backends.value else []) + (['passes'] if not self.passes.value else [])}.")
-        return grid
+        """The controls read as ``time_backends`` arguments (one tuple per axis of the grid), checked."""
+        cfg = self.config()
+        return {name: getattr(cfg, name) for name in cfg.AXES}
 
     def run(self) -> None:
         """Measures every cell of the grid (one ``time_backends`` call each), then draws the chart and table."""
         from tqdm.notebook import tqdm
 
         with self.busy("Timing…"):
-            grid, device = self.grid(), resolve_device(self.device.value)
-            cells = list(itertools.product(*grid.values()))
+            cfg = self.config()  # every range checked before the first cell runs
+            cells = cfg.cases()
             bar = tqdm(total=len(cells), desc="timing", unit="case", display=False, mininterval=0)
             self.progress.children = [bar.container]
             records = []
             try:
                 for b, t, h, p in cells:
                     bar.set_postfix_str(f"batch {b}, T {t}, hidden {h}, reset {p:g}", refresh=False)
-                    records += timing.time_backends(
-                        backends=self.backends.value, batch=(b,), steps=(t,), hidden=(h,), reset_rate=(p,),
-                        passes=self.passes.value, device=device, rounds=self.rounds.value, block_s=self.block_s,
-                        memory=False)
+                    cell = dataclasses.replace(cfg, batch=(b,), steps=(t,), hidden=(h,), reset_rate=(p,))
+                    records += timing.time_backends(**cell.as_kwargs())
                     bar.update(1)
             finally:
                 bar.close()
             self.records = records
             self._draw()
-            self.show_message(f"{len(records)} measurements on {device} "
-                              f"({len(cells)} case(s) × {len(self.backends.value)} backend(s) × "
-                              f"{len(self.passes.value)} pass(es)).", "ok")
+            self.show_message(f"{len(records)} measurements on {cfg.device} "
+                              f"({len(cells)} case(s) × {len(cfg.backends)} backend(s) × "
+                              f"{len(cfg.passes)} pass(es)).", "ok")
 
     def _redraw(self) -> None:
         if self.records:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import secrets
 import socket
 import sys
@@ -22,7 +21,6 @@ __all__ = ["main", "command", "arg"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"
-DISTRIBUTION = "gru-workbench"
 
 
 @dataclass(frozen=True)
@@ -51,16 +49,6 @@ def command(*arguments: tuple[tuple, dict], passthrough: bool = False):
         return fn
 
     return register
-
-
-def version() -> str:
-    """The installed distribution's version, else the package's ``__version__``."""
-    from importlib import metadata
-
-    try:
-        return metadata.version(DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        return getattr(sys.modules.get("workbench"), "__version__", "unknown")
 
 
 def _at_least(flag: str, value, minimum: int, why: str = "") -> None:
@@ -152,16 +140,13 @@ def lab(args: argparse.Namespace, extra: list[str]) -> int:
 @command()
 def info(args: argparse.Namespace, extra: list[str]) -> int:
     """Print the versions of Python and the libraries, the default device and torch threads."""
-    from importlib import metadata
-
     import torch
 
-    rows = [("gru-workbench", version()), ("python", platform.python_version())]
-    for name in ("torch", "tensordict", "torchrl", "gymnasium"):
-        try:
-            rows.append((name, metadata.version(name)))
-        except metadata.PackageNotFoundError:
-            rows.append((name, "not installed"))
+    from .provenance import versions
+
+    found = versions(("python", "torch", "tensordict", "torchrl", "gymnasium"))
+    rows = [("gru-workbench", found.pop("workbench"))]
+    rows += [(name, value or "not installed") for name, value in found.items()]
     rows += [
         ("device", "cuda" if torch.cuda.is_available() else "cpu"),
         ("torch threads", str(torch.get_num_threads())),
@@ -414,13 +399,28 @@ def check_gpu(args: argparse.Namespace, extra: list[str]) -> int:
 command(*BENCH_ARGUMENTS)(bench)  # registered here: listed after check-gpu
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: prints ``python -m workbench <version>`` and exits; the version is read only then
+    (:mod:`workbench.provenance` loads torch, which ``--help`` must not wait for)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show program's version number and exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .provenance import workbench_version
+
+        print(f"{parser.prog} {workbench_version()}", flush=True)
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subparser per registered command."""
     parser = argparse.ArgumentParser(
         prog="python -m workbench",
         description="GRU Workbench: an interactive workbench for recurrent RL policies.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, cmd in _COMMANDS.items():
         doc = (cmd.run.__doc__ or "").strip()

@@ -76,9 +76,10 @@ def run_demo(
     from .analysis import probe_suite
     from .diagnostics import diagnose
     from .envs import VELOCITY_MASKS, EnvSpec, make_env
-    from .export import _atomic_write, _formats, _prepare_dir, collect_metadata, export_figures
+    from .export import _atomic_write, _formats, _prepare_dir, export_figures
     from .keys import KEYS
     from .policy import PolicyIO, PolicySpec, build_policy
+    from .provenance import record
     from .rollout import rollout, save_trajectory
 
     formats = _formats(formats, ("html",))  # bad formats and folders fail now, not after the rollout
@@ -100,8 +101,8 @@ def run_demo(
         if traj.get(KEYS.is_init)[:, 1:].any():
             probes = probe_suite(traj, target=tuple(hidden_entries))
     env.close()
-    metadata = collect_metadata(env=env_id, hide_velocity=hide_velocity, seed=seed, steps=steps,
-                                num_envs=num_envs, policy=policy_spec.to_dict())
+    metadata = record(env=env_id, hide_velocity=hide_velocity, seed=seed, steps=steps, num_envs=num_envs,
+                      policy=policy_spec.to_dict())
     paths = export_figures(_figures(traj, report, probes), out, formats, metadata=metadata)
     paths.append(save_trajectory(traj, out / "trajectory.pt", metadata=metadata))
     paths.append(_atomic_write(out / "diagnostics.txt", (report.summary() + "\n").encode()))

@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 import weakref
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
@@ -32,6 +32,7 @@ import torch
 
 from .errors import ConfigError, WorkerTimeoutError
 from .keys import KEYS
+from .specs import Spec, setting
 
 __all__ = [
     "EnvSpec",
@@ -77,21 +78,8 @@ VELOCITY_MASKS: dict[str, VelocityMask] = {
 """Environments with a partially observed variant: what stays visible, and the state's names."""
 
 
-def _check_int(owner: str, name: str, value: Any, minimum: int, *, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        what = f"an int >= {minimum}" + (" or None" if optional else "")
-        raise ValueError(f"{owner}: '{name}' must be {what}; got {value!r}.")
-
-
-def _check_bool(owner: str, name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{owner}: '{name}' must be a bool; got {value!r}.")
-
-
 @dataclass(frozen=True)
-class EnvSpec:
+class EnvSpec(Spec):
     """What environment to build; :func:`make_env` builds it.
 
     Examples:
@@ -100,36 +88,29 @@ class EnvSpec:
         >>> EnvSpec("Pendulum-v1", num_envs=0)
         Traceback (most recent call last):
         ...
-        ValueError: EnvSpec: 'num_envs' must be an int >= 1; got 0.
+        workbench.errors.ConfigError: EnvSpec: 'num_envs' must be an int >= 1; got 0.
     """
 
-    env_id: str = "CartPole-v1"
-    """a registered gymnasium id, e.g. ``"CartPole-v1"``, ``"Pendulum-v1"``"""
-    hide_velocity: bool = False
-    """hide the velocities from the observation (a POMDP); ids in ``VELOCITY_MASKS``"""
-    num_envs: int = 1
-    """environments stepped together (the trajectory's first dimension)"""
-    parallel: bool = False
-    """with ``num_envs > 1``: worker processes (``ParallelEnv``) instead of one process (``SerialEnv``)"""
-    max_steps: int | None = None
-    """truncate episodes after this many steps (``StepCounter``); None keeps the env's own limit"""
-    seed: int | None = 0
-    """seed of the environments (env 0 gets it, the others seeds derived from it); None: unseeded"""
-    categorical_actions: bool = True
-    """discrete actions as an integer index (``True``) or one-hot vectors (``False``)"""
-    true_state: bool = True
-    """report the full observation (velocities included) under ``KEYS.true_state``"""
+    env_id: str = setting("CartPole-v1", "a registered gymnasium id, e.g. ``\"CartPole-v1\"``, ``\"Pendulum-v1\"``",
+                          label="environment")
+    hide_velocity: bool = setting(False, "hide the velocities from the observation (a POMDP); ids in ``VELOCITY_MASKS``",
+                                  label="hide velocities (POMDP)")
+    num_envs: int = setting(1, "environments stepped together (the trajectory's first dimension)", low=1)
+    parallel: bool = setting(
+        False, "with ``num_envs > 1``: worker processes (``ParallelEnv``) instead of one process (``SerialEnv``)")
+    max_steps: int | None = setting(
+        None, "truncate episodes after this many steps (``StepCounter``); None keeps the env's own limit",
+        kind="int", low=1, optional=True)
+    seed: int | None = setting(
+        0, "seed of the environments (env 0 gets it, the others seeds derived from it); None: unseeded",
+        low=0, optional=True)
+    categorical_actions: bool = setting(
+        True, "discrete actions as an integer index (``True``) or one-hot vectors (``False``)")
+    true_state: bool = setting(True, "report the full observation (velocities included) under ``KEYS.true_state``")
 
-    def __post_init__(self) -> None:
+    def _check(self) -> None:
         if not isinstance(self.env_id, str) or not self.env_id:
-            raise ValueError(f"EnvSpec: 'env_id' must be a gymnasium id such as 'CartPole-v1'; got {self.env_id!r}.")
-        _check_bool("EnvSpec", "hide_velocity", self.hide_velocity)
-        _check_int("EnvSpec", "num_envs", self.num_envs, 1)
-        _check_bool("EnvSpec", "parallel", self.parallel)
-        _check_int("EnvSpec", "max_steps", self.max_steps, 1, optional=True)
-        _check_int("EnvSpec", "seed", self.seed, 0, optional=True)
-        _check_bool("EnvSpec", "categorical_actions", self.categorical_actions)
-        _check_bool("EnvSpec", "true_state", self.true_state)
+            raise ConfigError(f"EnvSpec: 'env_id' must be a gymnasium id such as 'CartPole-v1'; got {self.env_id!r}.")
         import gymnasium as gym
 
         from . import tasks  # noqa: F401  (registers the workbench/ ids)
@@ -137,33 +118,14 @@ class EnvSpec:
         try:
             gym.spec(self.env_id)
         except Exception as err:  # gymnasium raises several NameNotFound/VersionNotFound types
-            raise ValueError(
+            raise ConfigError(
                 f"EnvSpec: 'env_id' must be a registered gymnasium id (e.g. 'CartPole-v1', 'Pendulum-v1', "
                 f"'Acrobot-v1', 'MountainCar-v0'); got {self.env_id!r} ({err})."
             ) from None
         if self.hide_velocity and self.env_id not in VELOCITY_MASKS:
-            raise ValueError(
+            raise ConfigError(
                 f"EnvSpec: 'hide_velocity=True' needs one of {sorted(VELOCITY_MASKS)}; got env_id={self.env_id!r}."
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict; :meth:`from_dict` inverts it."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EnvSpec:
-        """The spec of :meth:`to_dict`; unknown fields raise.
-
-        Examples:
-            >>> spec = EnvSpec("Acrobot-v1", max_steps=50)
-            >>> EnvSpec.from_dict(spec.to_dict()) == spec
-            True
-        """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"EnvSpec.from_dict: unknown fields {unknown}; expected some of {sorted(known)}.")
-        return cls(**data)
 
 
 def state_names(spec: EnvSpec) -> tuple[str, ...] | None:

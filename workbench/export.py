@@ -30,16 +30,10 @@ from __future__ import annotations
 
 import binascii
 import contextlib
-import dataclasses
 import datetime as _dt
-import enum
-import hashlib
 import html as _html
-import importlib.metadata
 import json
-import math
 import os
-import platform
 import re
 import shutil
 import struct
@@ -51,11 +45,11 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import plotly.graph_objects as go
 import plotly.io as pio
-import torch
 
 from ._compat import kaleido_server
 from .errors import OutputPathError, WorkbenchError
 from .files import atomic_write
+from .provenance import complete
 
 __all__ = [
     "ExportError",
@@ -63,7 +57,6 @@ __all__ = [
     "FORMATS",
     "STATIC_FORMATS",
     "METADATA_ID",
-    "collect_metadata",
     "find_chromium",
     "image_server",
     "export_figure",
@@ -80,7 +73,6 @@ METADATA_ID = "workbench-metadata"
 """HTML element id, PNG ``tEXt`` keyword and SVG ``<metadata>`` id of the embedded metadata."""
 PLOTLY_BUNDLE = "plotly.min.js"
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 900, 500
-_VERSIONED = ("torch", "torchrl", "tensordict", "gymnasium", "numpy", "plotly", "kaleido")
 
 
 class ExportError(WorkbenchError, RuntimeError):
@@ -99,98 +91,6 @@ _NO_CHROMIUM = (
 
 
 # ---------------------------------------------------------------------------- metadata
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _module_config(module: torch.nn.Module) -> dict[str, Any]:
-    """What identifies a (GRU) module: its class, sizes, keys and backend."""
-    out: dict[str, Any] = {"class": type(module).__qualname__}
-    gru = getattr(module, "gru", module)
-    if gru is not module:
-        out["gru_class"] = type(gru).__qualname__
-    for name in ("input_size", "hidden_size", "num_layers", "bias", "dropout", "batch_first"):
-        if hasattr(gru, name):
-            out[name] = getattr(gru, name)
-    for name in ("recurrent_backend", "in_keys", "out_keys"):
-        if hasattr(module, name):
-            out[name] = getattr(module, name)
-    out["parameters"] = sum(p.numel() for p in module.parameters())
-    return _jsonable(out)
-
-
-def _jsonable(value: Any) -> Any:
-    """A JSON-ready copy of ``value`` (tensors: small ones as lists, big ones as shape + sha256)."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, enum.Enum):
-        return _jsonable(value.value)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _jsonable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        t = value.detach().cpu()
-        if t.numel() <= 64:
-            return _jsonable(t.tolist())
-        raw = t.contiguous().view(torch.uint8) if t.dtype != torch.bool else t.to(torch.uint8)
-        return {"shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", ""),
-                "sha256": hashlib.sha256(raw.numpy().tobytes()).hexdigest()}
-    if isinstance(value, torch.nn.Module):
-        return _module_config(value)
-    if isinstance(value, (torch.dtype, torch.device, Path)):
-        return str(value)
-    if hasattr(value, "tolist"):  # numpy arrays and scalars
-        return _jsonable(value.tolist())
-    return repr(value)
-
-
-def collect_metadata(**extra: Any) -> dict[str, Any]:
-    """Run metadata: creation time, package versions and machine, plus anything given.
-
-    Keyword Args:
-        **extra: e.g. ``env=...``, ``seed=...``, ``module=<GRUModule>`` (its
-            configuration is recorded), ``is_init=<tensor>`` (large tensors are
-            recorded as shape, dtype and sha256). Values are made JSON-ready.
-
-    Examples:
-        >>> meta = collect_metadata(seed=0, env="CartPole-v1")
-        >>> sorted(meta["versions"])[:4], meta["seed"]
-        (['gymnasium', 'kaleido', 'numpy', 'plotly'], 0)
-        >>> collect_metadata(is_init=torch.zeros(100, dtype=torch.bool))["is_init"]["shape"]
-        [100]
-    """
-    from . import __version__
-
-    meta: dict[str, Any] = {
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "versions": {"workbench": __version__, "python": platform.python_version(),
-                     **{name: _version(name) for name in _VERSIONED}},
-        "platform": platform.platform(),
-    }
-    meta.update({k: _jsonable(v) for k, v in extra.items()})
-    return meta
-
-
-def _with_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    """:func:`collect_metadata` with ``metadata`` on top (its ``versions`` merged into ours, theirs winning)."""
-    meta = collect_metadata()
-    for key, value in (metadata or {}).items():
-        value = _jsonable(value)
-        if key == "versions" and isinstance(value, dict):
-            meta["versions"] = {**meta["versions"], **value}
-        else:
-            meta[key] = value
-    return meta
-
-
 def _metadata_json(meta: Mapping[str, Any]) -> str:
     return json.dumps(meta, ensure_ascii=True, sort_keys=False)
 
@@ -499,7 +399,7 @@ def export_figure(
     Keyword Args:
         name: the file stem (default: the path's stem, or the figure title as a slug, or ``"figure"``).
         metadata: run metadata (env, seed, module config, a trajectory's
-            metadata...), laid over :func:`collect_metadata` (a ``versions``
+            metadata...), laid over :func:`workbench.provenance.record` (a ``versions``
             dict is merged into the collected one).
         include_plotlyjs: ``True`` embeds plotly.js; ``"directory"`` writes
             ``plotly.min.js`` beside the page (returned last). Never a CDN.
@@ -533,7 +433,7 @@ def export_figure(
         directory, stem, fmts = target, name or _slug(_title(fig)) or "figure", _formats(formats, ("html",))
     if not stem or "/" in stem or "\\" in stem or stem in (".", ".."):
         raise ValueError(f"name must be a plain file stem, got {stem!r}.")
-    meta = _with_metadata(metadata)
+    meta = complete(metadata)
     meta.setdefault("figure", stem)
     _prepare_dir(directory)
     paths = {fmt: directory / f"{stem}.{fmt}" for fmt in fmts}
@@ -595,7 +495,7 @@ def export_figures(
     _check_plotlyjs(include_plotlyjs)
     fmts = _formats(formats, ("html",))
     directory = _prepare_dir(Path(out_dir).expanduser())
-    shared = _with_metadata(metadata)
+    shared = complete(metadata)
     static = [f for f in fmts if f in STATIC_FORMATS]
     if static:
         _require_chromium(static)

@@ -25,16 +25,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .files import atomic_torch_save, load_tagged
+from .gru import GRUModule
 from .keys import KEYS
+from .provenance import checkpoint_identity, versions
+from .specs import Spec, setting
 
 __all__ = [
     "PolicySpec",
@@ -45,8 +48,8 @@ __all__ = [
     "load_checkpoint",
     "recurrent_modules",
     "policy_spec_of",
+    "checkpoint_of",
     "resolve_device",
-    "versions",
     "checkpoint_metadata",
 ]
 
@@ -110,19 +113,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return resolved
 
 
-def versions() -> dict[str, str]:
-    """Versions of the libraries a checkpoint or a trajectory was made with."""
-    import tensordict
-    import torchrl
-
-    from . import __version__
-
-    return {"workbench": __version__, "torch": torch.__version__, "torchrl": torchrl.__version__,
-            "tensordict": tensordict.__version__}
-
-
 @dataclass(frozen=True)
-class PolicySpec:
+class PolicySpec(Spec):
     """How to build a recurrent policy; :func:`build_policy` builds it.
 
     Examples:
@@ -131,79 +123,34 @@ class PolicySpec:
         >>> PolicySpec(record_gates=True)
         Traceback (most recent call last):
         ...
-        ValueError: PolicySpec: 'record_gates=True' needs python_based=True (the native GRU does not expose its gates); got python_based=False.
+        workbench.errors.ConfigError: PolicySpec: 'record_gates=True' needs python_based=True (the native GRU does not expose its gates); got python_based=False.
     """
 
-    hidden_size: int = 16
-    """features of the GRU's hidden state"""
-    num_layers: int = 1
-    """stacked GRU layers"""
-    head_cells: tuple[int, ...] = (32,)
-    """hidden layer sizes of the MLP head after the GRU (``()``: a linear head)"""
-    activation: str = "tanh"
-    """activation of the head: one of ``ACTIVATIONS``"""
-    python_based: bool = False
-    """run the Python GRU cell (vmap-safe, can record gates) instead of ``torch.nn.GRU``"""
-    record_gates: bool = False
-    """write the r, z, n gates to ``KEYS.gates`` at every step (needs ``python_based``)"""
-    recurrent_backend: str = "auto"
-    """the GRU's kernel in recurrent mode (see ``GRUModule``)"""
-    seed: int = 0
-    """seed of the weight initialisation"""
+    hidden_size: int = setting(16, "features of the GRU's hidden state", low=1, label="hidden size")
+    num_layers: int = setting(1, "stacked GRU layers", low=1, label="layers")
+    head_cells: tuple[int, ...] = setting(
+        (32,), "hidden layer sizes of the MLP head after the GRU (``()``: a linear head)", low=1, label="head cells")
+    activation: str = setting("tanh", "activation of the head", choices=tuple(sorted(ACTIVATIONS)))
+    python_based: bool = setting(
+        False, "run the Python GRU cell (vmap-safe, can record gates) instead of ``torch.nn.GRU``", label="cell",
+        choice_labels={False: "torch.nn.GRU (cuDNN on GPU)", True: "Python cell (gates)"})
+    record_gates: bool = setting(
+        False, "write the r, z, n gates to ``KEYS.gates`` at every step (needs ``python_based``)")
+    recurrent_backend: str = setting("auto", "the GRU's kernel in recurrent mode (see ``GRUModule``)",
+                                     choices=tuple(GRUModule.BACKENDS), accepted=tuple(GRUModule._BACKEND_ALIASES),
+                                     label="backend")
+    seed: int = setting(0, "seed of the weight initialisation", low=0)
 
-    def __post_init__(self) -> None:
-        from .gru import GRUModule
-
-        for name in ("hidden_size", "num_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"PolicySpec: '{name}' must be an int >= 1; got {value!r}.")
-        cells = self.head_cells
-        if isinstance(cells, (list, tuple)):
-            cells = tuple(cells)
-        if not isinstance(cells, tuple) or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in cells):
-            raise ValueError(f"PolicySpec: 'head_cells' must be a tuple of ints >= 1, e.g. (32,); got {self.head_cells!r}.")
-        object.__setattr__(self, "head_cells", cells)
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"PolicySpec: 'activation' must be one of {sorted(ACTIVATIONS)}; got {self.activation!r}.")
-        for name in ("python_based", "record_gates"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"PolicySpec: '{name}' must be a bool; got {getattr(self, name)!r}.")
+    def _check(self) -> None:
         if self.record_gates and not self.python_based:
-            raise ValueError(
+            raise ConfigError(
                 "PolicySpec: 'record_gates=True' needs python_based=True (the native GRU does not expose its "
                 f"gates); got python_based={self.python_based!r}."
             )
-        accepted = [*GRUModule.BACKENDS, *GRUModule._BACKEND_ALIASES]
-        if self.recurrent_backend not in accepted:
-            raise ValueError(f"PolicySpec: 'recurrent_backend' must be one of {accepted}; got {self.recurrent_backend!r}.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"PolicySpec: 'seed' must be an int >= 0; got {self.seed!r}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict; :meth:`from_dict` inverts it."""
-        data = asdict(self)
-        data["head_cells"] = list(self.head_cells)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PolicySpec:
-        """The spec of :meth:`to_dict`; unknown fields raise.
-
-        Examples:
-            >>> spec = PolicySpec(hidden_size=4, head_cells=(8, 8))
-            >>> PolicySpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
-            True
-        """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"PolicySpec.from_dict: unknown fields {unknown}; expected some of {sorted(known)}.")
-        return cls(**data)
 
 
 @dataclass(frozen=True)
-class PolicyIO:
+class PolicyIO(Spec):
     """What a policy reads and writes, taken from an environment's specs (JSON-able, for checkpoints).
 
     Examples:
@@ -213,31 +160,21 @@ class PolicyIO:
         (2, 'continuous', 1, (-2.0,), (2.0,))
     """
 
-    observation_size: int
-    """features of ``KEYS.observation``"""
-    action_kind: Literal["categorical", "one_hot", "continuous"]
-    """integer actions, one-hot actions, or a bounded box"""
-    action_size: int
-    """number of discrete actions, or dimensions of a continuous action"""
-    action_low: tuple[float, ...] | None = None
-    """lower bounds of a continuous action"""
-    action_high: tuple[float, ...] | None = None
-    """upper bounds of a continuous action"""
+    observation_size: int = setting(help="features of ``KEYS.observation``", kind="int", low=1)
+    action_kind: Literal["categorical", "one_hot", "continuous"] = setting(
+        help="integer actions, one-hot actions, or a bounded box", kind="str",
+        choices=("categorical", "one_hot", "continuous"))
+    action_size: int = setting(help="number of discrete actions, or dimensions of a continuous action", kind="int",
+                               low=1)
+    action_low: tuple[float, ...] | None = setting(None, "lower bounds of a continuous action", kind="floats")
+    action_high: tuple[float, ...] | None = setting(None, "upper bounds of a continuous action", kind="floats")
 
-    def __post_init__(self) -> None:
-        if self.action_kind not in ("categorical", "one_hot", "continuous"):
-            raise ValueError(
-                f"PolicyIO: 'action_kind' must be 'categorical', 'one_hot' or 'continuous'; got {self.action_kind!r}."
-            )
-        for name in ("observation_size", "action_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"PolicyIO: '{name}' must be an int >= 1; got {value!r}.")
+    def _check(self) -> None:
         if self.action_kind == "continuous":
             for name in ("action_low", "action_high"):
                 value = getattr(self, name)
                 if value is None or len(value) != self.action_size:
-                    raise ValueError(
+                    raise ConfigError(
                         f"PolicyIO: '{name}' must hold {self.action_size} bounds for a continuous action; got {value!r}."
                     )
                 object.__setattr__(self, name, tuple(float(v) for v in value))
@@ -281,23 +218,6 @@ class PolicyIO:
         return Bounded(
             low=torch.tensor(self.action_low), high=torch.tensor(self.action_high), shape=(self.action_size,)
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict."""
-        data = asdict(self)
-        for name in ("action_low", "action_high"):
-            if data[name] is not None:
-                data[name] = list(data[name])
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PolicyIO:
-        """The inverse of :meth:`to_dict`."""
-        data = dict(data)
-        for name in ("action_low", "action_high"):
-            if data.get(name) is not None:
-                data[name] = tuple(data[name])
-        return cls(**data)
 
 
 def _head_base():
@@ -451,6 +371,12 @@ def policy_spec_of(policy) -> tuple[PolicySpec, PolicyIO] | None:
     return None if spec is None or io is None else (spec, io)
 
 
+def checkpoint_of(policy) -> dict[str, str] | None:
+    """The checkpoint a policy was loaded from (:func:`~workbench.provenance.checkpoint_identity`: path and
+    sha256), or None when it was built here."""
+    return getattr(policy, "_workbench_checkpoint", None)
+
+
 def recurrent_modules(policy: nn.Module) -> list[nn.Module]:
     """The recurrent modules inside ``policy``: those with ``make_tensordict_primer`` (torchrl's duck typing).
 
@@ -576,7 +502,7 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
         device: where to put the policy (``"auto"``, ``"cpu"``, ``"cuda"``). Default: ``"cpu"``.
 
     Returns:
-        ``(policy, spec)``.
+        ``(policy, spec)``; :func:`checkpoint_of` gives the file's path and sha256.
     """
     caller = "load_checkpoint"
     payload = _load_payload(path, caller)
@@ -590,6 +516,7 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     _check_weights(payload.get("state_dict"), spec, io, path, caller)
     policy = build_policy(spec, io, device="cpu")
     policy.load_state_dict(payload["state_dict"])
+    policy._workbench_checkpoint = checkpoint_identity(path)
     return policy.to(resolve_device(device)), spec
 
 

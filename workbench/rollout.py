@@ -32,7 +32,8 @@ from .diagnostics import WiringWarning, check_wiring, episode_and_step
 from .envs import WORKER_TIMEOUT_S, WorkerWatch
 from .files import atomic_torch_save, load_tagged
 from .keys import KEYS
-from .policy import policy_spec_of, recurrent_modules, resolve_device, versions
+from .policy import checkpoint_of, policy_spec_of, recurrent_modules, resolve_device
+from .provenance import describe_module, record
 
 __all__ = [
     "rollout",
@@ -50,40 +51,26 @@ TRAJECTORY_FORMAT = "gru-workbench-trajectory"
 TRAJECTORY_VERSION = 1
 
 
-def _module_info(policy) -> dict[str, Any] | None:
-    modules = recurrent_modules(policy)
-    if not modules:
-        return None
-    gru = modules[0]
-    info: dict[str, Any] = {"class": type(gru).__name__, "in_keys": [list(k) if isinstance(k, tuple) else k
-                                                                      for k in gru.in_keys],
-                            "out_keys": [list(k) if isinstance(k, tuple) else k for k in gru.out_keys]}
-    for name in ("input_size", "hidden_size", "num_layers", "python_based", "recurrent_backend"):
-        value = getattr(gru, name, None)
-        if isinstance(value, (bool, int, float, str)):
-            info[name] = value
-    return info
-
-
 def _metadata(policy, env, steps, seed, deterministic, device, extra) -> dict[str, Any]:
     from .envs import env_spec_of, observation_names, state_names
 
     env_spec = env_spec_of(env)
     built = policy_spec_of(policy)
-    meta: dict[str, Any] = {
-        "steps": steps,
-        "num_envs": max(1, env.batch_size.numel()),
-        "seed": seed,
-        "deterministic": deterministic,
-        "device": str(device),
-        "env_id": env_spec.env_id if env_spec is not None else None,
-        "env": env_spec.to_dict() if env_spec is not None else None,
-        "policy": built[0].to_dict() if built is not None else None,
-        "module": _module_info(policy),
-        "observation_names": list(observation_names(env_spec) or []) if env_spec is not None else None,
-        "state_names": list(state_names(env_spec) or []) if env_spec is not None else None,
-        "versions": versions(),
-    }
+    modules = recurrent_modules(policy)
+    meta = record(
+        steps=steps,
+        num_envs=max(1, env.batch_size.numel()),
+        seed=seed,
+        deterministic=deterministic,
+        device=str(device),
+        env_id=env_spec.env_id if env_spec is not None else None,
+        env=env_spec.to_dict() if env_spec is not None else None,
+        policy=built[0].to_dict() if built is not None else None,
+        module=describe_module(modules[0]) if modules else None,
+        checkpoint=checkpoint_of(policy),
+        observation_names=list(observation_names(env_spec) or []) if env_spec is not None else None,
+        state_names=list(state_names(env_spec) or []) if env_spec is not None else None,
+    )
     if extra:
         meta.update(extra)
     json.dumps(meta)  # fail early on a value that would not survive save_trajectory

@@ -27,12 +27,16 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import platform
 import statistics
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import torch
+
+from .errors import ConfigError
+from .provenance import versions
 
 __all__ = [
     "Measurement",
@@ -48,6 +52,7 @@ __all__ = [
     "time_backends",
     "sync",
     "Case",
+    "TimingConfig",
     "TOLERANCES",
     "within_tolerance",
 ]
@@ -89,6 +94,151 @@ class Measurement:
     """calls per round"""
     times: list[float] = field(repr=False, default_factory=list)
     """per-call time of every round"""
+
+
+# ---------------------------------------------------------------------------- settings
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _in_range(value, low, high) -> bool:
+    """Whether ``value`` is a real number (not a bool, not NaN) in ``[low, high]`` (``None``: unbounded)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+        return False
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def _range_text(low, high, kind: str) -> str:
+    if high is None:
+        return f"{kind} >= {low}"
+    return f"{kind} in [{low}, {high}]"
+
+
+def _check_number(where: str, name: str, value, low, high=None, *, integer: bool = True) -> None:
+    """Raises :class:`ConfigError` naming ``name``, its range and ``value`` when ``value`` is out of range."""
+    if (integer and not _is_int(value)) or not _in_range(value, low, high):
+        kind = "an int" if integer else "a number"
+        raise ConfigError(f"{where}: '{name}' must be {_range_text(low, high, kind)}; got {value!r}.")
+
+
+def _as_tuple(value) -> tuple:
+    """One value or an iterable of values → a tuple (a string is one value)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        return (value,)
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    """The settings of a timing grid, checked on creation: what :func:`time_backends` and the timing panel run.
+
+    The grid axes (``backends``, ``batch``, ``steps``, ``hidden``, ``reset_rate``,
+    ``passes``) take one value or several; they are stored as tuples. A value out of
+    range raises :class:`~workbench.errors.ConfigError` naming the field, the range
+    and what came in; :attr:`LIMITS` holds the ranges (the panel's controls read them).
+
+    Examples:
+        >>> cfg = TimingConfig(batch=8, steps=(16, 64), reset_rate=(0, 0.05))
+        >>> cfg.batch, cfg.steps, len(cfg.cases())
+        ((8,), (16, 64), 4)
+        >>> TimingConfig(reset_rate=(0.0, 2))
+        Traceback (most recent call last):
+        ...
+        workbench.errors.ConfigError: TimingConfig: 'reset_rate' values must be numbers in [0, 1]; got 2 in (0.0, 2).
+        >>> TimingConfig(rounds=0)
+        Traceback (most recent call last):
+        ...
+        workbench.errors.ConfigError: TimingConfig: 'rounds' must be an int in [1, 1000]; got 0.
+    """
+
+    backends: tuple[str, ...] = ("torch", "torchrl", "workbench")
+    """contestants, from :data:`BACKENDS`"""
+    batch: tuple[int, ...] = (32,)
+    """sequences per call (one case per value)"""
+    steps: tuple[int, ...] = (128,)
+    """T, steps per sequence (one case per value)"""
+    hidden: tuple[int, ...] = (128,)
+    """hidden units (one case per value)"""
+    reset_rate: tuple[float, ...] = (0.0, 0.02)
+    """chance that a step starts a new episode (one case per value)"""
+    passes: tuple[str, ...] = PASSES
+    """``forward`` and/or ``forward+backward``, from :data:`PASSES`"""
+    layers: int = 1
+    """stacked GRU layers"""
+    input_size: int = 32
+    """input features"""
+    device: str | torch.device = "cpu"
+    """where the cases run"""
+    dtype: torch.dtype = torch.float32
+    """a floating-point dtype of the data and weights"""
+    num_threads: int | None = 1
+    """torch threads while timing (``None``: unchanged)"""
+    rounds: int = 7
+    """timing rounds per contestant"""
+    block_s: float = 0.02
+    """seconds of calls per timed block"""
+    memory: bool = True
+    """also measure the peak memory of each contestant"""
+    seed: int = 0
+    """seed of the random case"""
+
+    LIMITS: ClassVar[dict[str, tuple]] = {
+        "batch": (1, None), "steps": (1, None), "hidden": (1, None), "reset_rate": (0, 1),
+        "layers": (1, None), "input_size": (1, None), "num_threads": (1, None), "rounds": (1, 1000),
+        "block_s": (1e-6, 60), "seed": (0, None),
+    }
+    """``(low, high)`` of every numeric field, both included (``None``: unbounded)"""
+    AXES: ClassVar[tuple[str, ...]] = ("batch", "steps", "hidden", "reset_rate")
+    """the numeric axes of the grid, in the order of :meth:`cases`"""
+
+    def __post_init__(self) -> None:
+        where = "TimingConfig"
+        for name, choices in (("backends", BACKENDS), ("passes", PASSES)):
+            values = _as_tuple(getattr(self, name))
+            object.__setattr__(self, name, values)
+            if not values:
+                raise ConfigError(f"{where}: '{name}' must hold at least one of {list(choices)}; got {values!r}.")
+            unknown = [v for v in values if v not in choices]
+            if unknown:
+                raise ConfigError(f"{where}: '{name}' must be some of {list(choices)}; got {unknown[0]!r} in {values!r}.")
+        for name in self.AXES:
+            values = _as_tuple(getattr(self, name))
+            object.__setattr__(self, name, values)
+            integer = name != "reset_rate"
+            kind = "ints" if integer else "numbers"
+            low, high = self.LIMITS[name]
+            if not values:
+                raise ConfigError(f"{where}: '{name}' must hold at least one value ({_range_text(low, high, kind)}); "
+                                  f"got {values!r}.")
+            for v in values:
+                if (integer and not _is_int(v)) or not _in_range(v, low, high):
+                    raise ConfigError(f"{where}: '{name}' values must be {_range_text(low, high, kind)}; "
+                                      f"got {v!r} in {values!r}.")
+        for name in ("layers", "input_size", "rounds", "seed"):
+            _check_number(where, name, getattr(self, name), *self.LIMITS[name])
+        if self.num_threads is not None:
+            _check_number(where, "num_threads", self.num_threads, *self.LIMITS["num_threads"])
+        _check_number(where, "block_s", self.block_s, *self.LIMITS["block_s"], integer=False)
+        if not isinstance(self.memory, bool):
+            raise ConfigError(f"{where}: 'memory' must be a bool; got {self.memory!r}.")
+        if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
+            raise ConfigError(f"{where}: 'dtype' must be a floating-point torch.dtype, e.g. torch.float32; "
+                              f"got {self.dtype!r}.")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError, ValueError):
+            raise ConfigError(f"{where}: 'device' must name a torch device, e.g. 'cpu' or 'cuda'; "
+                              f"got {self.device!r}.") from None
+
+    def cases(self) -> list[tuple]:
+        """Every ``(batch, steps, hidden, reset_rate)`` of the grid, in the order they are timed."""
+        import itertools
+
+        return list(itertools.product(*(getattr(self, name) for name in self.AXES)))
+
+    def as_kwargs(self) -> dict[str, object]:
+        """The fields as keyword arguments of :func:`time_backends`."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @contextlib.contextmanager
@@ -205,28 +355,15 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str | None = No
 
 
 def machine() -> dict[str, object]:
-    """The machine, versions and thread count a measurement ran with."""
-    from importlib import metadata
-
+    """The machine, versions (:func:`workbench.provenance.versions`) and thread count a measurement ran with."""
     info: dict[str, object] = {
-        "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": _cpu_name(),
         "cpu_count": _cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": _cpu_capability(),
     }
-    for name in ("torch", "torchrl", "tensordict", "gymnasium"):
-        try:
-            info[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            info[name] = None
-    try:
-        info["workbench"] = metadata.version("gru-workbench")
-    except metadata.PackageNotFoundError:
-        import workbench
-
-        info["workbench"] = workbench.__version__
+    info.update(versions(("python", "torch", "torchrl", "tensordict", "gymnasium")))
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name()
         info["cudnn"] = torch.backends.cudnn.version()
@@ -305,18 +442,28 @@ def make_case(
 ) -> Case:
     """Random inputs, stored hidden states, resets (each step restarts with ``reset_rate``) and weights.
 
+    Sizes must be ints >= 1 and ``reset_rate`` a number in [0, 1]
+    (:class:`~workbench.errors.ConfigError` otherwise).
+
     Examples:
         >>> case = make_case(batch=3, steps=5, input_size=2, hidden=4, reset_rate=0.5)
         >>> tuple(case.x.shape), tuple(case.h.shape), bool(case.is_init[:, 0].all())
         ((3, 5, 2), (3, 5, 1, 4), True)
+        >>> make_case(batch=0)
+        Traceback (most recent call last):
+        ...
+        workbench.errors.ConfigError: make_case: 'batch' must be an int >= 1; got 0.
     """
+    for name, value in (("batch", batch), ("steps", steps), ("input_size", input_size), ("hidden", hidden),
+                        ("layers", layers), ("seed", seed)):
+        _check_number("make_case", name, value, *TimingConfig.LIMITS[name])
+    _check_number("make_case", "reset_rate", reset_rate, *TimingConfig.LIMITS["reset_rate"], integer=False)
     gen = torch.Generator().manual_seed(seed)
     device = torch.device(device)
     x = torch.randn(batch, steps, input_size, generator=gen, dtype=dtype)
     h = torch.randn(batch, steps, layers, hidden, generator=gen, dtype=dtype)
     is_init = torch.rand(batch, steps, generator=gen) < reset_rate
-    if steps:
-        is_init[:, 0] = True
+    is_init[:, 0] = True
     bound = 1.0 / math.sqrt(hidden)
     ref = torch.nn.GRU(input_size, hidden, num_layers=layers, batch_first=True, dtype=dtype, device="meta")
     state = {
@@ -493,38 +640,40 @@ def time_backends(
     ``memory``), ``ratio_to_floor`` (against bare ``torch`` in the same
     interleaved run, when it was measured) and ``last_backend`` (what a
     workbench module picked). All backends of a case are timed in one
-    interleaved run.
+    interleaved run. The arguments are checked first, as a :class:`TimingConfig`
+    (:class:`~workbench.errors.ConfigError` names the first one out of range).
     """
+    cfg = TimingConfig(backends=backends, batch=batch, steps=steps, hidden=hidden, reset_rate=reset_rate,
+                       passes=passes, layers=layers, input_size=input_size, device=device, dtype=dtype,
+                       num_threads=num_threads, rounds=rounds, block_s=block_s, memory=memory, seed=seed)
     records = []
-    with threads(num_threads):
-        for b in batch:
-            for t in steps:
-                for hsize in hidden:
-                    for p in reset_rate:
-                        case = make_case(b, t, input_size, hsize, layers, p, device=device, dtype=dtype, seed=seed)
-                        fns = contestants(case, backends, passes)
-                        timed = interleaved({f"{k[0]}|{k[1]}": v[0] for k, v in fns.items()},
-                                            rounds=rounds, block_s=block_s, device=device)
-                        for (backend, which), (fn, module) in fns.items():
-                            m = timed[f"{backend}|{which}"]
-                            floor = timed.get(f"torch|{which}")
-                            records.append({
-                                "backend": backend,
-                                "pass": which,
-                                "batch": b,
-                                "steps": t,
-                                "hidden": hsize,
-                                "layers": layers,
-                                "input_size": input_size,
-                                "reset_rate": p,
-                                "device": str(torch.device(device)),
-                                "dtype": str(dtype).replace("torch.", ""),
-                                "median_s": m.median,
-                                "q1_s": m.q1,
-                                "q3_s": m.q3,
-                                "per_step_s": m.median / max(1, b * t),
-                                "ratio_to_floor": None if floor is None else m.median / floor.median,
-                                "peak_bytes": peak_memory(fn, device) if memory else None,
-                                "last_backend": getattr(module, "last_backend", None),
-                            })
+    with threads(cfg.num_threads):
+        for b, t, hsize, p in cfg.cases():
+            case = make_case(b, t, cfg.input_size, hsize, cfg.layers, p, device=cfg.device, dtype=cfg.dtype,
+                             seed=cfg.seed)
+            fns = contestants(case, cfg.backends, cfg.passes)
+            timed = interleaved({f"{k[0]}|{k[1]}": v[0] for k, v in fns.items()},
+                                rounds=cfg.rounds, block_s=cfg.block_s, device=cfg.device)
+            for (backend, which), (fn, module) in fns.items():
+                m = timed[f"{backend}|{which}"]
+                floor = timed.get(f"torch|{which}")
+                records.append({
+                    "backend": backend,
+                    "pass": which,
+                    "batch": b,
+                    "steps": t,
+                    "hidden": hsize,
+                    "layers": cfg.layers,
+                    "input_size": cfg.input_size,
+                    "reset_rate": p,
+                    "device": str(torch.device(cfg.device)),
+                    "dtype": str(cfg.dtype).replace("torch.", ""),
+                    "median_s": m.median,
+                    "q1_s": m.q1,
+                    "q3_s": m.q3,
+                    "per_step_s": m.median / max(1, b * t),
+                    "ratio_to_floor": None if floor is None else m.median / floor.median,
+                    "peak_bytes": peak_memory(fn, cfg.device) if cfg.memory else None,
+                    "last_backend": getattr(module, "last_backend", None),
+                })
     return records

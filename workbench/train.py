@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,12 +36,13 @@ import torch
 
 from .errors import ConfigError, EnvMismatchError, OutputPathError
 from .keys import KEYS
+from .specs import EXPECTED, Spec, setting
 
 __all__ = ["TrainConfig", "TrainingInterrupted", "Bookkeeper", "train", "evaluate", "DEFAULTS"]
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Spec):
     """What :func:`train` does; CPU-friendly defaults (about 3e5 frames, 2-3 minutes on 2 CPU cores, for CartPole without velocities).
 
     Every field is checked when the config is made, so a bad value fails before any work:
@@ -57,54 +58,37 @@ class TrainConfig:
         workbench.errors.ConfigError: TrainConfig: 'frames_per_batch': expected a multiple of 'num_envs' (8); got 100
     """
 
-    env_id: str = "workbench/CartPoleNoVel-v1"
-    total_frames: int = 307_200
-    num_envs: int = 8
-    frames_per_batch: int = 512
-    """frames per collected batch: ``num_envs × T``"""
-    epochs: int = 10
-    minibatches: int = 1
-    """minibatches per epoch, split along the environments (whole rows)"""
-    hidden_size: int = 64
-    head_cells: tuple[int, ...] = (64,)
-    lr: float = 1e-3
-    anneal_lr: bool = True
-    gamma: float = 0.98
-    lmbda: float = 0.8
-    clip_epsilon: float = 0.2
-    entropy_coeff: float = 0.0
-    critic_coeff: float = 0.5
-    reward_scale: float = 0.1
-    """rewards are multiplied by this before the advantage (returns are reported unscaled)"""
-    max_grad_norm: float = 0.5
-    keep_best: bool = False
-    """save the actor with the best mean return over the last ``best_window`` training episodes, not the last one"""
-    best_window: int = 20
-    seed: int = 0
-    max_steps: int | None = None
-    progress: bool = True
+    WORDING = EXPECTED
 
-    def __post_init__(self) -> None:
-        for name in ("total_frames", "num_envs", "frames_per_batch", "epochs", "minibatches", "hidden_size",
-                     "best_window"):
-            _check_number(name, getattr(self, name), int, low=1)
-        _check_number("seed", self.seed, int, low=0)
-        if self.max_steps is not None:
-            _check_number("max_steps", self.max_steps, int, low=1)
-        cells = tuple(self.head_cells) if isinstance(self.head_cells, (list, tuple)) else self.head_cells
-        if not isinstance(cells, tuple) or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in cells):
-            raise ConfigError(f"TrainConfig: 'head_cells': expected a tuple of ints >= 1, e.g. (64,); "
-                              f"got {self.head_cells!r}")
-        object.__setattr__(self, "head_cells", cells)
-        for name in ("lr", "clip_epsilon", "max_grad_norm", "reward_scale"):
-            _check_number(name, getattr(self, name), float, low=0.0, low_open=True)
-        for name in ("entropy_coeff", "critic_coeff"):
-            _check_number(name, getattr(self, name), float, low=0.0)
-        _check_number("gamma", self.gamma, float, low=0.0, high=1.0, low_open=True)
-        _check_number("lmbda", self.lmbda, float, low=0.0, high=1.0)
-        for name in ("anneal_lr", "keep_best", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"TrainConfig: '{name}': expected a bool; got {getattr(self, name)!r}")
+    env_id: str = setting("workbench/CartPoleNoVel-v1", "the gymnasium id to train on", label="environment")
+    total_frames: int = setting(307_200, "frames to collect in all", low=1)
+    num_envs: int = setting(8, "environments stepped together", low=1)
+    frames_per_batch: int = setting(512, "frames per collected batch: ``num_envs × T``", low=1)
+    epochs: int = setting(10, "PPO epochs per batch", low=1)
+    minibatches: int = setting(1, "minibatches per epoch, split along the environments (whole rows)", low=1)
+    hidden_size: int = setting(64, "features of the actor's and the critic's GRU", low=1)
+    head_cells: tuple[int, ...] = setting((64,), "hidden layer sizes of the MLP heads", low=1)
+    lr: float = setting(1e-3, "Adam's learning rate", low=0.0, low_open=True)
+    anneal_lr: bool = setting(True, "decay the learning rate linearly to 0 over the run")
+    gamma: float = setting(0.98, "discount", low=0.0, high=1.0, low_open=True)
+    lmbda: float = setting(0.8, "GAE's lambda", low=0.0, high=1.0)
+    clip_epsilon: float = setting(0.2, "PPO's clip range", low=0.0, low_open=True)
+    entropy_coeff: float = setting(0.0, "weight of the entropy bonus", low=0.0)
+    critic_coeff: float = setting(0.5, "weight of the critic's loss", low=0.0)
+    reward_scale: float = setting(
+        0.1, "rewards are multiplied by this before the advantage (returns are reported unscaled)", low=0.0,
+        low_open=True)
+    max_grad_norm: float = setting(0.5, "gradient clipping norm", low=0.0, low_open=True)
+    keep_best: bool = setting(
+        False, "save the actor with the best mean return over the last ``best_window`` training episodes, "
+        "not the last one")
+    best_window: int = setting(20, "training episodes in the ``keep_best`` average", low=1)
+    seed: int = setting(0, "seed of the weights, the environments and the sampling", low=0)
+    max_steps: int | None = setting(None, "truncate episodes after this many steps; None: the env's own limit",
+                                    kind="int", low=1, optional=True)
+    progress: bool = setting(True, "show a progress bar")
+
+    def _check(self) -> None:
         if self.frames_per_batch % self.num_envs:
             raise ConfigError(
                 f"TrainConfig: 'frames_per_batch': expected a multiple of 'num_envs' ({self.num_envs}); "
@@ -114,25 +98,6 @@ class TrainConfig:
             raise ConfigError(
                 f"TrainConfig: 'minibatches': expected a divisor of 'num_envs' ({self.num_envs}); got {self.minibatches}"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["head_cells"] = list(self.head_cells)
-        return data
-
-
-def _check_number(name: str, value: Any, kind: type, *, low: float, high: float | None = None,
-                  low_open: bool = False) -> None:
-    """Raises :class:`ConfigError` unless ``value`` is a finite ``kind`` in ``[low, high]`` (``(low, ...`` if ``low_open``)."""
-    ok = not isinstance(value, bool) and isinstance(value, int if kind is int else (int, float))
-    ok = ok and math.isfinite(value) and (value > low if low_open else value >= low)
-    ok = ok and (high is None or value <= high)
-    if not ok:
-        what = "an integer" if kind is int else "a finite number"
-        bound = f"> {low:g}" if low_open else f">= {low:g}"
-        if high is not None:
-            bound = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
-        raise ConfigError(f"TrainConfig: '{name}': expected {what} {bound}; got {value!r}")
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {

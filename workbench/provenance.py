@@ -1,0 +1,226 @@
+"""Where a result came from: library versions, the module, the checkpoint, the run.
+
+One owner for what checkpoints, trajectories, timing records and exported files
+say about their origin:
+
+- :func:`versions`: the workbench's and the libraries' versions (a selection of
+  :data:`LIBRARIES`), read from the installed distributions (nothing is imported);
+- :func:`describe_module`: a (GRU) module's class, sizes, keys and backend;
+- :func:`checkpoint_identity`: a file's path and sha256, so a result names the
+  exact weights it came from;
+- :func:`record`: one provenance record (creation time, versions, platform, plus
+  the caller's entries made JSON-ready); :func:`complete` lays an existing record
+  (e.g. a trajectory's) over a fresh one, which is what an export embeds.
+
+Examples:
+    >>> sorted(versions())
+    ['tensordict', 'torch', 'torchrl', 'workbench']
+    >>> meta = record(seed=3, steps=torch.arange(3))
+    >>> meta["seed"], meta["steps"], "python" in meta["versions"]
+    (3, [0, 1, 2], True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import enum
+import hashlib
+import importlib.metadata
+import math
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+__all__ = [
+    "DISTRIBUTION",
+    "CORE",
+    "LIBRARIES",
+    "workbench_version",
+    "versions",
+    "describe_module",
+    "checkpoint_identity",
+    "jsonable",
+    "record",
+    "complete",
+]
+
+DISTRIBUTION = "gru-workbench"
+"""the workbench's distribution name (``pip install gru-workbench``)"""
+
+CORE = ("torch", "torchrl", "tensordict")
+"""the libraries a checkpoint records (what its weights and keys depend on)"""
+
+LIBRARIES = ("python", *CORE, "gymnasium", "numpy", "plotly", "kaleido")
+"""every library :func:`record` reports (``"python"``: the interpreter)"""
+
+
+def workbench_version() -> str:
+    """The installed distribution's version, else the package's ``__version__``.
+
+    Examples:
+        >>> from workbench import __version__
+        >>> workbench_version() == __version__
+        True
+    """
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
+def _library_version(name: str) -> str | None:
+    if name == "python":
+        return platform.python_version()
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return getattr(sys.modules.get(name), "__version__", None)
+
+
+def versions(libraries: Sequence[str] = CORE) -> dict[str, str | None]:
+    """``{"workbench": ..., <library>: <version or None>}`` for each of ``libraries``.
+
+    Args:
+        libraries: names from :data:`LIBRARIES` (or any distribution name); default :data:`CORE`.
+
+    Examples:
+        >>> list(versions(("python", "gymnasium")))
+        ['workbench', 'python', 'gymnasium']
+        >>> versions(("no-such-library",))["no-such-library"] is None
+        True
+    """
+    return {"workbench": workbench_version(), **{name: _library_version(name) for name in libraries}}
+
+
+def describe_module(module: torch.nn.Module) -> dict[str, Any]:
+    """What identifies a (GRU) module: its class, sizes, keys, cell and backend, parameter count.
+
+    Sizes are read from ``module.gru`` when the module wraps one (``GRUModule``),
+    else from the module itself (``torch.nn.GRU``).
+
+    Examples:
+        >>> from workbench import GRUModule
+        >>> info = describe_module(GRUModule(3, 4, in_key="x", out_key="y"))
+        >>> info["class"], info["input_size"], info["hidden_size"], info["python_based"], info["in_keys"]
+        ('GRUModule', 3, 4, False, ['x', 'recurrent_state', 'is_init'])
+        >>> describe_module(torch.nn.GRU(2, 5))["parameters"]
+        135
+    """
+    out: dict[str, Any] = {"class": type(module).__qualname__}
+    gru = getattr(module, "gru", module)
+    if gru is not module:
+        out["gru_class"] = type(gru).__qualname__
+    for name in ("input_size", "hidden_size", "num_layers", "bias", "dropout", "batch_first"):
+        if hasattr(gru, name):
+            out[name] = getattr(gru, name)
+    for name in ("python_based", "recurrent_backend", "in_keys", "out_keys"):
+        value = getattr(module, name, None)
+        if value is not None:
+            out[name] = value
+    out["parameters"] = sum(p.numel() for p in module.parameters())
+    return jsonable(out)
+
+
+def checkpoint_identity(path: str | os.PathLike) -> dict[str, str]:
+    """The file a result came from: its resolved path and the sha256 of its bytes.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     file = Path(tmp) / "policy.pt"
+        ...     _ = file.write_bytes(b"weights")
+        ...     checkpoint_identity(file)["sha256"][:12]
+        '9a129038d9a0'
+    """
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path.resolve()), "sha256": digest.hexdigest()}
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-ready copy of ``value`` (tensors: small ones as lists, big ones as shape + dtype + sha256).
+
+    Examples:
+        >>> jsonable({"t": torch.zeros(100, dtype=torch.bool), "p": Path("/x"), "k": ("next", "h")})["t"]["shape"]
+        [100]
+        >>> jsonable([float("nan"), torch.float32, ("next", "h")])
+        ['nan', 'torch.float32', ['next', 'h']]
+    """
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu()
+        if t.numel() <= 64:
+            return jsonable(t.tolist())
+        raw = t.contiguous().view(torch.uint8) if t.dtype != torch.bool else t.to(torch.uint8)
+        return {"shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", ""),
+                "sha256": hashlib.sha256(raw.numpy().tobytes()).hexdigest()}
+    if isinstance(value, torch.nn.Module):
+        return describe_module(value)
+    if isinstance(value, (torch.dtype, torch.device, Path)):
+        return str(value)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return jsonable(value.tolist())
+    return repr(value)
+
+
+def record(**entries: Any) -> dict[str, Any]:
+    """A provenance record: creation time (UTC), :func:`versions` of :data:`LIBRARIES`, platform, and ``entries``.
+
+    Keyword Args:
+        **entries: e.g. ``env=...``, ``seed=...``, ``module=<GRUModule>`` (described with
+            :func:`describe_module`), ``is_init=<tensor>`` (large tensors as shape, dtype and
+            sha256); made JSON-ready with :func:`jsonable`.
+
+    Examples:
+        >>> meta = record(env="CartPole-v1")
+        >>> sorted(meta)
+        ['created', 'env', 'platform', 'versions']
+        >>> sorted(meta["versions"])[:4]
+        ['gymnasium', 'kaleido', 'numpy', 'plotly']
+    """
+    meta: dict[str, Any] = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(LIBRARIES),
+        "platform": platform.platform(),
+    }
+    meta.update({k: jsonable(v) for k, v in entries.items()})
+    return meta
+
+
+def complete(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``metadata`` laid over a fresh :func:`record`: what it says wins, its ``versions`` merged into ours.
+
+    Examples:
+        >>> meta = complete({"versions": {"torch": "9.9"}, "steps": 80})
+        >>> meta["versions"]["torch"], meta["versions"]["python"] is not None, meta["steps"]
+        ('9.9', True, 80)
+    """
+    meta = record()
+    for key, value in (metadata or {}).items():
+        value = jsonable(value)
+        if key == "versions" and isinstance(value, dict):
+            meta["versions"] = {**meta["versions"], **value}
+        else:
+            meta[key] = value
+    return meta
