@@ -14,11 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from workbench.analysis import probe_suite
-from workbench.diagnostics import replay_hidden
+from workbench.replay import replay_hidden
 from workbench.envs import EnvSpec, make_env
 from workbench.figures import probe_figure
 from workbench.policy import build_policy, load_checkpoint
 from workbench.rollout import rollout
+from workbench.session import policy_io
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "memory_probe_r2.png"
@@ -30,7 +31,7 @@ def main(seed: int = 2026) -> Path:
     env = make_env(EnvSpec(ENV_ID, num_envs=16, max_steps=100, seed=seed), policy)
     traj = rollout(policy, env, 1000, seed=seed, progress=False, device="cpu")
     env.close()
-    untrained = build_policy(spec, make_env(EnvSpec(ENV_ID)), device="cpu")
+    untrained = build_policy(spec, policy_io(EnvSpec(ENV_ID)), device="cpu")
     probes = probe_suite(traj, target=(1, 3), extra={"untrained GRU": replay_hidden(untrained, traj)})
     fig = probe_figure(probes, title="Trained agent, CartPole without velocities: a linear probe reads ẋ and θ̇ "
                                      "from the GRU state", width=1000, height=480)

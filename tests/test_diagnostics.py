@@ -9,23 +9,15 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from workbench.diagnostics import (
-    DiagnosticsReport,
-    Finding,
-    ResetStatus,
-    WiringError,
-    WiringWarning,
-    check_wiring,
-    diagnose,
-    replay_check,
-    reset_audit,
-    reset_status,
-)
+from workbench.audit import ResetStatus, reset_audit, reset_status
+from workbench.diagnostics import DiagnosticsReport, Finding, diagnose
 from workbench.envs import EnvSpec, make_env
 from workbench.keys import KEYS
 from workbench.policy import PolicySpec, build_policy
+from workbench.replay import replay_check
 from workbench.rollout import rollout
 from workbench.testing import drop_hidden, drop_resets, inject_leak, policy_and_env
+from workbench.wiring import WiringError, WiringWarning, check_wiring
 
 SPEC = EnvSpec("CartPole-v1", hide_velocity=True, num_envs=2, max_steps=10)
 
@@ -270,7 +262,7 @@ def _loop_hidden(gru_module, obs, is_init):
 
 
 def test_replay_hidden_matches_the_rollout_and_a_slow_loop(healthy):
-    from workbench.diagnostics import replay_hidden
+    from workbench.replay import replay_hidden
     from workbench.policy import recurrent_modules
 
     policy, _, traj = healthy
@@ -283,7 +275,7 @@ def test_replay_hidden_matches_the_rollout_and_a_slow_loop(healthy):
 
 
 def test_replay_hidden_without_resets_leaks_after_the_first_reset(healthy):
-    from workbench.diagnostics import replay_hidden
+    from workbench.replay import replay_hidden
     from workbench.policy import recurrent_modules
 
     policy, _, traj = healthy
@@ -300,7 +292,7 @@ def test_replay_hidden_without_resets_leaks_after_the_first_reset(healthy):
 
 def test_replay_hidden_runs_any_gru_of_the_right_input_size(healthy):
     """An untrained GRU of another width: nothing is read from the recorded hidden states."""
-    from workbench.diagnostics import replay_hidden
+    from workbench.replay import replay_hidden
     from workbench.gru import GRUModule
 
     _, _, traj = healthy
@@ -311,7 +303,7 @@ def test_replay_hidden_runs_any_gru_of_the_right_input_size(healthy):
 
 
 def test_replay_errors_name_the_problem(healthy):
-    from workbench.diagnostics import replay_hidden, replay_policy
+    from workbench.replay import replay_hidden, replay_policy
 
     policy, _, traj = healthy
     with pytest.raises(KeyError, match="replay_hidden: the trajectory has no 'observation' entry"):
@@ -323,7 +315,7 @@ def test_replay_errors_name_the_problem(healthy):
 
 
 def test_replay_policy_reproduces_the_rollout_and_shows_the_leak(healthy):
-    from workbench.diagnostics import replay_policy
+    from workbench.replay import replay_policy
 
     policy, _, traj = healthy
     same = replay_policy(policy, traj)

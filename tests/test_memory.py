@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from workbench.analysis import pca, probe_suite
-from workbench.diagnostics import replay_hidden, replay_policy
+from workbench.replay import replay_hidden, replay_policy
 from workbench.envs import EnvSpec, make_env
 from workbench.keys import KEYS
 from workbench.policy import build_policy, load_checkpoint

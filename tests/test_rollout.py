@@ -9,12 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from workbench.diagnostics import WiringError, replay_check
 from workbench.envs import EnvSpec, make_env
 from workbench.keys import KEYS
 from workbench.policy import PolicySpec, recurrent_modules
+from workbench.replay import replay_check
 from workbench.rollout import METADATA_KEY, load_trajectory, rollout, save_trajectory, trajectory_metadata
 from workbench.testing import policy_and_env
+from workbench.wiring import WiringError
 
 
 def recompute_next_hidden(policy, traj) -> torch.Tensor:

@@ -25,7 +25,7 @@ from widgets.policy_panel import PolicyPanel
 from widgets.rollout_panel import RolloutPanel
 from widgets.timing_panel import TimingPanel
 from workbench import timing
-from workbench.diagnostics import episode_and_step
+from workbench.episodes import episode_and_step
 from workbench.envs import EnvSpec
 from workbench.errors import ConfigError
 from workbench.export import read_metadata

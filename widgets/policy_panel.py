@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import ipywidgets as w
 
-from workbench.envs import VELOCITY_MASKS, EnvSpec, make_env
+from workbench.envs import VELOCITY_MASKS, EnvSpec
 from workbench.files import check_output_path, free_name, is_shipped_asset
 from workbench.policy import (
     PolicyIO,
@@ -31,6 +31,7 @@ from workbench.policy import (
     save_checkpoint,
 )
 from workbench.specs import settings
+from workbench.session import policy_io
 from workbench.tasks import TASKS
 
 from ._panel import Panel, controls_for, html_table, read_controls, set_controls
@@ -185,11 +186,7 @@ class PolicyPanel(Panel):
 
     # ------------------------------------------------------------------ actions
     def _env_io(self, env_spec: EnvSpec) -> PolicyIO:
-        env = make_env(env_spec)
-        try:
-            return PolicyIO.from_env(env)
-        finally:
-            env.close()
+        return policy_io(env_spec)
 
     def build(self) -> None:
         """Builds the policy of the controls (on CPU; the rollout panel moves it) and emits ``"policy"``."""

@@ -28,26 +28,6 @@ class DemoResult:
     """``{name: ProbeResult}`` when the environment exposes its true state"""
 
 
-def _figures(traj, report, probes) -> dict:
-    from . import figures
-
-    figs = {
-        "hidden_heatmap": figures.hidden_heatmap(traj),
-        "pca_2d": figures.pca_figure(traj, k=2, color="episode", env=None),
-        "pca_3d": figures.pca_figure(traj, k=3, color="time"),
-        "hidden_norm": figures.norm_figure(traj, env=None),
-    }
-    from .keys import KEYS
-
-    if KEYS.gates in traj.keys(True):
-        figs["gates"] = figures.gates_figure(traj)
-    if report.replay is not None:
-        figs["replay_divergence"] = figures.divergence_figure(report.replay)
-    if probes:
-        figs["probe_r2"] = figures.probe_figure(probes)
-    return figs
-
-
 def run_demo(
     env_id: str = "CartPole-v1",
     steps: int = 500,
@@ -73,14 +53,10 @@ def run_demo(
     Returns:
         A :class:`DemoResult`: paths written, the diagnostics report, probes.
     """
-    from .analysis import probe_suite
-    from .diagnostics import diagnose
-    from .envs import VELOCITY_MASKS, EnvSpec, make_env
-    from .export import _atomic_write, _formats, _prepare_dir, export_figures
-    from .keys import KEYS
-    from .policy import PolicyIO, PolicySpec, build_policy
-    from .provenance import record
-    from .rollout import rollout, save_trajectory
+    from .envs import EnvSpec
+    from .export import _formats, _prepare_dir
+    from .policy import PolicySpec
+    from .session import Session
 
     formats = _formats(formats, ("html",))  # bad formats and folders fail now, not after the rollout
     out = _prepare_dir(Path(out))
@@ -89,21 +65,8 @@ def run_demo(
     policy_spec = PolicySpec(
         hidden_size=hidden_size, num_layers=num_layers, python_based=True, record_gates=True, seed=seed
     )
-    io = PolicyIO.from_env(make_env(EnvSpec(env_id, hide_velocity=hide_velocity, seed=seed)))
-    policy = build_policy(policy_spec, io, device=device)
-    env = make_env(env_spec, policy)
-    traj = rollout(policy, env, steps, seed=seed, progress=progress, device=device)
-    report = diagnose(traj, policy=policy, env=env)
-    probes = {}
-    mask = VELOCITY_MASKS.get(env_id)
-    if mask is not None and KEYS.true_state in traj.keys(True):
-        hidden_entries = [i for i in range(len(mask.names)) if i not in mask.keep] if hide_velocity else list(range(len(mask.names)))
-        if traj.get(KEYS.is_init)[:, 1:].any():
-            probes = probe_suite(traj, target=tuple(hidden_entries))
-    env.close()
-    metadata = record(env=env_id, hide_velocity=hide_velocity, seed=seed, steps=steps, num_envs=num_envs,
-                      policy=policy_spec.to_dict())
-    paths = export_figures(_figures(traj, report, probes), out, formats, metadata=metadata)
-    paths.append(save_trajectory(traj, out / "trajectory.pt", metadata=metadata))
-    paths.append(_atomic_write(out / "diagnostics.txt", (report.summary() + "\n").encode()))
-    return DemoResult(paths, report, probes)
+    with Session(env_spec, policy_spec, device=device) as session:  # the env is closed on every path
+        session.rollout(steps, seed=seed, progress=progress)
+    report = session.diagnose()
+    probes = session.probe()
+    return DemoResult(session.export(out, formats), report, probes)

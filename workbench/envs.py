@@ -462,10 +462,17 @@ def make_env(spec: EnvSpec, policy=None):
     except BaseException:  # Ctrl-C too: no worker outlives a failed make_env
         close_env(base)
         raise
-    env._workbench_spec = spec
+    _ENV_SPECS[env] = spec
     return env
+
+
+_ENV_SPECS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""the one record of which :class:`EnvSpec` made which environment (nothing is stuck on torchrl's objects)"""
 
 
 def env_spec_of(env) -> EnvSpec | None:
     """The :class:`EnvSpec` an environment was made from (None if not made by :func:`make_env`)."""
-    return getattr(env, "_workbench_spec", None)
+    try:
+        return _ENV_SPECS.get(env)
+    except TypeError:  # not weak-referenceable: not one of ours
+        return None

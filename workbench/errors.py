@@ -25,6 +25,7 @@ __all__ = [
     "OutputPathError",
     "EnvMismatchError",
     "WorkerTimeoutError",
+    "AnalysisError",
 ]
 
 
@@ -55,3 +56,7 @@ class EnvMismatchError(WorkbenchError, ValueError):
 
 class WorkerTimeoutError(WorkbenchError, TimeoutError):
     """An environment worker process that did not answer in time."""
+
+
+class AnalysisError(WorkbenchError, ValueError):
+    """Inputs that the analysis cannot use (wrong shape, too few episodes...)."""

@@ -94,20 +94,15 @@ def _bench_summary(rc: int, output: str) -> tuple[bool, str]:
 
 def _rollout_step(device: str, envs: int, steps: int) -> Callable[[], tuple[bool, str]]:
     def run() -> tuple[bool, str]:
-        from .diagnostics import diagnose
-        from .envs import EnvSpec, make_env
-        from .policy import PolicySpec, build_policy
-        from .rollout import rollout
+        from .envs import EnvSpec
+        from .policy import PolicySpec
+        from .session import Session
 
-        spec = EnvSpec("CartPole-v1", num_envs=envs, seed=0)
-        policy = build_policy(PolicySpec(hidden_size=32), make_env(EnvSpec("CartPole-v1")), device=device)
-        env = make_env(spec, policy)
-        try:
-            traj = rollout(policy, env, steps, seed=0, progress=False, device=device)
-            report = diagnose(traj, policy=policy, env=env)
-        finally:
-            env.close()
-        where = next(policy.parameters()).device.type
+        with Session(EnvSpec("CartPole-v1", num_envs=envs, seed=0), PolicySpec(hidden_size=32),
+                     device=device) as session:
+            session.rollout(steps, seed=0, progress=False)
+        report = session.diagnose()
+        where = next(session.policy.parameters()).device.type
         replay = report.replay
         gap = f", replay gap {replay.max_gap:.1e}" if replay is not None else ""
         ok = report.ok and where == device.split(":")[0] and replay is not None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -309,8 +310,7 @@ def build_policy(spec: PolicySpec, env, *, device: str | torch.device = "auto"):
     io = env if isinstance(env, PolicyIO) else PolicyIO.from_env(env)
     target = resolve_device(device)
     policy = _assemble(spec, io).to(target)
-    policy._workbench_spec = spec
-    policy._workbench_io = io
+    _POLICY_SPECS[policy] = (spec, io)
     return policy
 
 
@@ -364,11 +364,16 @@ def _assemble(spec: PolicySpec, io: PolicyIO, *, meta: bool = False):
     )
 
 
+_POLICY_SPECS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""the one record of which spec and IO built which policy (nothing is stuck on torchrl's objects)"""
+
+
 def policy_spec_of(policy) -> tuple[PolicySpec, PolicyIO] | None:
     """The spec and IO a policy was built from (None if not built by :func:`build_policy`)."""
-    spec = getattr(policy, "_workbench_spec", None)
-    io = getattr(policy, "_workbench_io", None)
-    return None if spec is None or io is None else (spec, io)
+    try:
+        return _POLICY_SPECS.get(policy)
+    except TypeError:  # not weak-referenceable: not one of ours
+        return None
 
 
 def checkpoint_of(policy) -> dict[str, str] | None:
@@ -429,7 +434,8 @@ def save_checkpoint(
     if not isinstance(spec, PolicySpec):
         raise TypeError(f"save_checkpoint: 'spec' must be a PolicySpec; got {type(spec).__name__}.")
     if io is None:
-        io = getattr(policy, "_workbench_io", None)
+        built = policy_spec_of(policy)
+        io = built[1] if built is not None else None
         if io is None:
             raise ValueError("save_checkpoint: pass io=PolicyIO.from_env(env); this policy was not made by build_policy.")
     payload = {

@@ -28,19 +28,19 @@ from typing import Any
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from .diagnostics import WiringWarning, check_wiring, episode_and_step
 from .envs import WORKER_TIMEOUT_S, WorkerWatch
+from .episodes import episode_and_step
 from .files import atomic_torch_save, load_tagged
 from .keys import KEYS
 from .policy import checkpoint_of, policy_spec_of, recurrent_modules, resolve_device
 from .provenance import describe_module, record
+from .wiring import WiringWarning, check_wiring
 
 __all__ = [
     "rollout",
     "save_trajectory",
     "load_trajectory",
     "trajectory_metadata",
-    "episode_and_step",
     "METADATA_KEY",
 ]
 
@@ -111,8 +111,8 @@ def rollout(
         device: where the policy runs: ``"auto"`` (CUDA when present),
             ``"cpu"`` or ``"cuda"``. The policy is moved there in place (like
             ``nn.Module.to``).
-        check: run :func:`workbench.diagnostics.check_wiring` first: errors
-            raise :class:`~workbench.diagnostics.WiringError`, warnings warn.
+        check: run :func:`workbench.wiring.check_wiring` first: errors
+            raise :class:`~workbench.wiring.WiringError`, warnings warn.
         metadata: extra JSON-able entries for the trajectory's metadata.
         worker_timeout: seconds a worker process of the environment (``ParallelEnv``) may
             take to answer one reset or step; past it the workers are killed, the

@@ -197,7 +197,7 @@ def cue_decisions(trajectory, action=None):
         trajectory: ``[E, T]`` TensorDict with ``KEYS.observation`` and ``KEYS.true_state``.
         action: ``[E, T]`` actions to judge (index, or one-hot ``[E, T, 2]``);
             default the trajectory's own ``KEYS.action`` (e.g. pass
-            :func:`workbench.diagnostics.replay_policy`'s actions instead).
+            :func:`workbench.replay.replay_policy`'s actions instead).
 
     Returns:
         A bool tensor ``[decisions]``; its mean is the success rate.

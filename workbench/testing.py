@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDictBase
 
+from .episodes import trajectory_is_init
 from .keys import KEYS
 
 __all__ = ["policy_and_env", "inject_leak", "drop_resets", "drop_hidden"]
@@ -40,24 +41,19 @@ def policy_and_env(env_spec=None, policy_spec=None):
     """
     from .envs import EnvSpec, make_env
     from .policy import PolicySpec, build_policy
+    from .session import policy_io
 
     env_spec = EnvSpec() if env_spec is None else env_spec
     policy_spec = PolicySpec(hidden_size=8, head_cells=(16,)) if policy_spec is None else policy_spec
-    probe = make_env(EnvSpec(env_spec.env_id, hide_velocity=env_spec.hide_velocity,
-                             categorical_actions=env_spec.categorical_actions))
-    policy = build_policy(policy_spec, probe, device="cpu")
+    policy = build_policy(policy_spec, policy_io(env_spec), device="cpu")
     return policy, make_env(env_spec, policy)
-
-
-def _is_init(traj: TensorDictBase) -> torch.Tensor:
-    return traj.get(KEYS.is_init).reshape(traj.batch_size).bool().clone()  # a copy: callers edit it
 
 
 def inject_leak(trajectory: TensorDictBase) -> TensorDictBase:
     """A copy where, at every ``is_init`` after the first step, the hidden read is the previous next hidden."""
     traj = trajectory.clone()
     hidden, next_hidden = traj.get(KEYS.hidden), traj.get(KEYS.next_hidden)
-    resets = _is_init(traj)
+    resets = trajectory_is_init(traj).clone()  # a copy: edited below
     resets[:, 0] = False
     prev = torch.cat([next_hidden[:, :1], next_hidden[:, :-1]], 1)
     mask = resets.reshape(*resets.shape, *([1] * (hidden.dim() - 2)))

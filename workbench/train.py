@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 import torch
 
+from .episodes import RunningReturns
 from .errors import ConfigError, EnvMismatchError, OutputPathError
 from .keys import KEYS
 from .specs import EXPECTED, Spec, setting
@@ -226,7 +227,7 @@ class Bookkeeper:
 
         self.config, self.actor, self.keep_last, self.callback = config, actor, keep_last, callback
         self.rows: list[dict[str, Any]] = []
-        self.running = [0.0] * config.num_envs  # returns of the episodes in progress
+        self.running = RunningReturns(config.num_envs)  # returns of the episodes in progress
         self.recent_returns: list[float] = []
         self.best: dict[str, Any] = {"mean_return": -math.inf, "frames": 0, "state_dict": None}
         self.last_state: dict[str, torch.Tensor] | None = None
@@ -247,15 +248,7 @@ class Bookkeeper:
         of the last ``best_window`` returns (NaN until there are that many); keeps the best weights if asked."""
         config = self.config
         self.frames += data.numel()
-        reward = data[KEYS.reward].squeeze(-1)
-        done = data[KEYS.done].squeeze(-1)
-        finished = []
-        for e in range(reward.shape[0]):
-            for r, d in zip(reward[e].tolist(), done[e].tolist()):
-                self.running[e] += r
-                if d:
-                    finished.append(self.running[e])
-                    self.running[e] = 0.0
+        finished = [r for _, r in self.running.update(data[KEYS.reward], data[KEYS.done])]
         # the best policy so far: judged on the episodes it (the weights before this update) just finished
         self.recent_returns = (self.recent_returns + finished)[-config.best_window:]
         window_mean = math.nan
@@ -365,7 +358,7 @@ def evaluate(policy, env_id: str, episodes: int = 20, *, seed: int = 1000, deter
             env.close()
             raise
     returns: list[float] = []
-    running = torch.zeros(n)
+    running = RunningReturns(n)
     quota = math.ceil(episodes / n)
     counts = [0] * n
     kind = ExplorationType.DETERMINISTIC if deterministic else ExplorationType.RANDOM
@@ -375,13 +368,10 @@ def evaluate(policy, env_id: str, episodes: int = 20, *, seed: int = 1000, deter
             while min(counts) < quota:
                 td = policy(td)
                 td, nxt = env.step_and_maybe_reset(td)
-                running += td[KEYS.reward].reshape(n)
-                done = td[KEYS.done].reshape(n)
-                for e in done.nonzero().flatten().tolist():
+                for e, episode_return in running.update(td[KEYS.reward], td[KEYS.done]):
                     if counts[e] < quota:  # the same number of episodes from each env: no bias to short ones
-                        returns.append(float(running[e]))
+                        returns.append(episode_return)
                         counts[e] += 1
-                    running[e] = 0.0
                 td = nxt
     finally:
         env.close()
