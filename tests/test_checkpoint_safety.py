@@ -24,7 +24,6 @@ from workbench.policy import (
     PolicySpec,
     build_policy,
     checkpoint_metadata,
-    checkpoint_versions,
     load_checkpoint,
     save_checkpoint,
 )
@@ -33,6 +32,14 @@ from workbench.rollout import load_trajectory, save_trajectory
 REPO = Path(__file__).resolve().parent.parent
 CARTPOLE = PolicyIO(4, "categorical", 2)
 SPEC = PolicySpec(hidden_size=4, head_cells=(8,))
+
+
+def checkpoint_versions(path):
+    """The library versions a checkpoint was written with: a third loader for these tests (the library reads them nowhere)."""
+    payload = workbench.policy._load_payload(path, "checkpoint_versions")
+    return workbench.policy._json_entry(payload, "versions", path, "checkpoint_versions", "{}")
+
+
 LOADERS = [load_checkpoint, checkpoint_metadata, checkpoint_versions]
 
 

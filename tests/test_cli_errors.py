@@ -48,9 +48,9 @@ def assert_one_line_error(code: int, err: str, command: str, option: str, *parts
 @pytest.fixture
 def no_work(monkeypatch):
     """Makes the commands' long work fail loudly, so a test proves the check came before it."""
+    import workbench.benchmark.runner
     import workbench.demo
     import workbench.train
-    from workbench import bench_cli
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the work started before the arguments were checked")
@@ -58,7 +58,7 @@ def no_work(monkeypatch):
     monkeypatch.setattr(workbench.train, "train", forbidden)
     monkeypatch.setattr(workbench.train, "evaluate", forbidden)
     monkeypatch.setattr(workbench.demo, "run_demo", forbidden)
-    monkeypatch.setattr(bench_cli.load_suite(), "run", forbidden)
+    monkeypatch.setattr(workbench.benchmark.runner, "run", forbidden)
     monkeypatch.setattr(cli.os, "execve", forbidden)
     monkeypatch.setattr(cli.os, "execv", forbidden)
 
@@ -314,9 +314,8 @@ def test_bench_json_fallback(tmp_path, monkeypatch):
     """``bench --json`` whose folder breaks before the end: the results go to the temp folder, named in the error."""
     import tempfile
 
-    from workbench.bench_cli import load_suite
+    from workbench.benchmark import runner as suite
 
-    suite = load_suite()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setitem(suite.SECTIONS, "python", lambda report, cfg, out: None)
     blocker = tmp_path / "file"

@@ -19,3 +19,21 @@ def test_import_does_not_load_ui_libraries(module, tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", f"{module} loaded {result.stdout.strip()}"
+
+
+def _help_argvs() -> list[list[str]]:
+    from workbench.cli import _COMMANDS
+
+    return [["--help"], *([name, "--help"] for name in _COMMANDS)]
+
+
+@pytest.mark.parametrize("argv", _help_argvs(), ids=" ".join)
+def test_cli_help_does_not_import_torch(argv, tmp_path):
+    """``python -m workbench [COMMAND] --help`` builds its parser without importing torch, tensordict or torchrl."""
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "workbench", *argv], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "usage: python -m workbench" in result.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    heavy = sorted(m for m in imported if m.split(".")[0] in ("torch", "tensordict", "torchrl"))
+    assert not heavy, f"python -m workbench {' '.join(argv)} imported {heavy[:5]}"

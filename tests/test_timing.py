@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -99,11 +98,10 @@ def test_check_case_agrees_with_torchrl():
 # ---------------------------------------------------------------------------- the runner
 @pytest.fixture
 def tiny_suite(monkeypatch):
-    from workbench import bench_cli
+    from workbench.benchmark import runner as suite, sections
 
-    suite = bench_cli.load_suite()
-    monkeypatch.setattr(suite, "MAIN", dict(batch=2, steps=6, input_size=3, hidden=4, reset_rate=0.3))
-    monkeypatch.setattr(suite, "STEP_CASES", (((), 4), ((2,), 4)))
+    monkeypatch.setattr(sections, "MAIN", dict(batch=2, steps=6, input_size=3, hidden=4, reset_rate=0.3))
+    monkeypatch.setattr(sections, "STEP_CASES", (((), 4), ((2,), 4)))
     real = suite.configure
 
     def configure(quick, device):
@@ -138,10 +136,8 @@ def test_bench_command_is_registered():
     parser = cli.build_parser()
     args, extra = parser.parse_known_args(["bench", "--quick", "--json", "out.json"])
     assert args.command == "bench" and args.quick and args.json == "out.json" and not extra
-    sub = argparse.ArgumentParser().add_subparsers()
-    p = bench_cli.add_parser(sub)
-    ns = p.parse_args(["--device", "cuda", "--threads", "2"])
-    assert ns.device == "cuda" and ns.threads == 2 and ns.func is bench_cli.run
+    ns = parser.parse_args(["bench", "--device", "cuda", "--threads", "2"])
+    assert ns.device == "cuda" and ns.threads == 2 and cli._COMMANDS["bench"].run is bench_cli.bench
 
 
 # ---------------------------------------------------------------------------- the checked settings

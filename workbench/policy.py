@@ -51,7 +51,6 @@ __all__ = [
     "policy_spec_of",
     "checkpoint_of",
     "resolve_device",
-    "checkpoint_versions",
     "checkpoint_metadata",
 ]
 
@@ -525,11 +524,6 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     policy.load_state_dict(payload["state_dict"])
     policy._workbench_checkpoint = checkpoint_identity(path)
     return policy.to(resolve_device(device)), spec
-
-
-def checkpoint_versions(path: str | os.PathLike) -> dict[str, str]:
-    """The library versions a checkpoint was written with."""
-    return _json_entry(_load_payload(path, "checkpoint_versions"), "versions", path, "checkpoint_versions", "{}")
 
 
 def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:

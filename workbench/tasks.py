@@ -32,9 +32,6 @@ from .keys import KEYS
 
 __all__ = ["TaskInfo", "TASKS", "CueMemoryEnv", "register_tasks", "task_info", "cue_success_rate", "cue_decisions"]
 
-NAMESPACE = "workbench"
-
-
 @dataclass(frozen=True)
 class TaskInfo:
     """Names of a task's observation and true-state entries."""

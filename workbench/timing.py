@@ -30,7 +30,7 @@ import math
 import numbers
 import platform
 import statistics
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import torch
@@ -50,7 +50,6 @@ __all__ = [
     "contestants",
     "check_case",
     "time_backends",
-    "as_dicts",
     "sync",
     "Case",
     "TimingConfig",
@@ -678,8 +677,3 @@ def time_backends(
                     "last_backend": getattr(module, "last_backend", None),
                 })
     return records
-
-
-def as_dicts(measurements: Mapping[str, Measurement]) -> dict[str, dict]:
-    """JSON-ready form of :func:`interleaved`'s result."""
-    return {k: asdict(v) for k, v in measurements.items()}

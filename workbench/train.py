@@ -4,18 +4,17 @@ The actor is :func:`workbench.policy.build_policy`'s ``ProbabilisticActor``
 (``GRUModule → MLPHead``); the critic has its own GRU (hidden key
 ``"critic_state"``) and MLP writing ``"state_value"``. Both run during
 collection (so both hidden states are carried and stored), and both are
-replayed in recurrent mode:
+replayed in recurrent mode. :func:`train` is a loop over three parts:
 
-- a torchrl ``Collector`` steps ``num_envs`` environments from
-  :func:`workbench.envs.make_env` (with both primers) for ``frames_per_batch``
-  frames: a batch ``[num_envs, T]``;
-- ``GAE(..., deactivate_vmap=True, shifted=False)`` computes the advantage
-  inside ``set_recurrent_mode(True)`` (the cuDNN GRU is not vmap-able, and an
-  unshifted estimator feeds the critic the stored hidden states);
-- ``ClipPPOLoss`` (which enters recurrent mode itself) is replayed for
-  ``epochs`` epochs on minibatches of whole ``[envs, T]`` rows, so every
-  trajectory segment keeps its time order and its ``is_init`` resets;
-- Adam with gradient clipping; a ``tqdm`` bar shows the mean episode return.
+- collection (:func:`workbench.ppo.make_collector`): a torchrl ``Collector``
+  steps ``num_envs`` environments from :func:`workbench.envs.make_env` (with
+  both primers) for ``frames_per_batch`` frames: a batch ``[num_envs, T]``;
+- the update (:class:`workbench.ppo.PPOUpdate`): GAE in recurrent mode, then
+  ``ClipPPOLoss`` for ``epochs`` epochs on minibatches of whole rows; Adam
+  with gradient clipping;
+- the books (:class:`Bookkeeper`): frames, seconds, episode returns, the
+  history rows and callbacks, a ``tqdm`` bar with the mean episode return,
+  the best and last weights, and the checkpoint.
 
 Examples:
     >>> cfg = TrainConfig(env_id="workbench/CueMemory-v0", total_frames=64, num_envs=2,
@@ -40,10 +39,7 @@ from .errors import ConfigError, EnvMismatchError, OutputPathError
 from .keys import KEYS
 from .specs import EXPECTED, Spec, setting
 
-__all__ = ["TrainConfig", "TrainingInterrupted", "train", "evaluate", "build_critic", "DEFAULTS"]
-
-CRITIC_HIDDEN = "critic_state"
-"""the critic GRU's hidden-state key"""
+__all__ = ["TrainConfig", "TrainingInterrupted", "Bookkeeper", "train", "evaluate", "DEFAULTS"]
 
 
 @dataclass(frozen=True)
@@ -115,23 +111,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 """Per-environment defaults over :class:`TrainConfig`'s, used by the ``train`` command."""
 
 
-def build_critic(env, hidden_size: int, head_cells=(64,), *, seed: int = 0):
-    """A recurrent critic: its own ``GRUModule`` (``KEYS.observation``, ``"critic_state"``) → MLP → ``"state_value"``."""
-    from tensordict.nn import TensorDictSequential
-    from torchrl.modules import MLP
-
-    from .gru import GRUModule
-    from .policy import MLPHead, PolicyIO
-
-    io = env if hasattr(env, "observation_size") else PolicyIO.from_env(env)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 10_000)
-        gru = GRUModule(io.observation_size, hidden_size, in_keys=[KEYS.observation, CRITIC_HIDDEN],
-                        out_keys=["critic_features", ("next", CRITIC_HIDDEN)])
-        mlp = MLP(in_features=hidden_size, out_features=1, num_cells=list(head_cells), activation_class=torch.nn.Tanh)
-    return TensorDictSequential(gru, MLPHead(mlp, "critic_features", ["state_value"]))
-
-
 def _config_for(env_id: str, **overrides) -> TrainConfig:
     base = dict(DEFAULTS.get(env_id, {}))
     base.update({k: v for k, v in overrides.items() if v is not None})
@@ -159,18 +138,17 @@ def train(
         History rows: ``frames``, ``mean_return`` (of the episodes that ended
         in this batch; NaN if none), ``episodes``, ``loss_objective``,
         ``loss_critic``, ``entropy``, ``lr``, ``seconds``.
+
+    Raises:
+        TrainingInterrupted: on Ctrl-C, after writing the weights of the last
+            finished batch next to ``out`` (never to ``out`` itself).
     """
     from tensordict.nn import TensorDictSequential
-    from torchrl.collectors import Collector
-    from torchrl.envs.utils import ExplorationType
-    from torchrl.objectives import ClipPPOLoss
-    from torchrl.objectives.value import GAE
-    from tqdm.auto import tqdm
 
     from .envs import EnvSpec, make_env
-    from .files import check_output_path, save_or_fallback
-    from .gru import set_recurrent_mode
-    from .policy import PolicySpec, build_policy, save_checkpoint
+    from .files import check_output_path
+    from .policy import PolicySpec, build_policy
+    from .ppo import PPOUpdate, build_critic, collected_batch, make_collector
 
     if out is not None:
         check_output_path(out, what="out")  # a path that cannot be written fails now, not after training
@@ -183,119 +161,152 @@ def train(
     critic = build_critic(probe_env, config.hidden_size, config.head_cells, seed=config.seed)
     probe_env.close()
     collect_policy = TensorDictSequential(actor, critic)
-    env = make_env(env_spec, collect_policy)
+    collector = make_collector(make_env(env_spec, collect_policy), collect_policy, config)
+    update = PPOUpdate(actor, critic, config)
 
-    collector = Collector(
-        env, collect_policy, frames_per_batch=config.frames_per_batch, total_frames=config.total_frames,
-        exploration_type=ExplorationType.RANDOM, auto_register_policy_transforms=False,
-    )
-    advantage = GAE(gamma=config.gamma, lmbda=config.lmbda, value_network=critic, average_gae=False,
-                    deactivate_vmap=True, shifted=False)
-    loss_module = ClipPPOLoss(actor, critic, clip_epsilon=config.clip_epsilon, entropy_bonus=config.entropy_coeff > 0,
-                              entropy_coeff=config.entropy_coeff or None, critic_coeff=config.critic_coeff,
-                              loss_critic_type="smooth_l1", normalize_advantage=True)
-    params = list(actor.parameters()) + list(critic.parameters())
-    optim = torch.optim.Adam(params, lr=config.lr)
-    batches = max(1, math.ceil(config.total_frames / config.frames_per_batch))
-
-    history: list[dict[str, Any]] = []
-    running = RunningReturns(config.num_envs)  # returns of the episodes in progress
-    recent_returns: list[float] = []
-    best = {"mean_return": -math.inf, "frames": 0, "state_dict": None}
-    start = time.perf_counter()
-    frames = 0
-    finished_state = None
+    book = Bookkeeper(config, actor, keep_last=out is not None, callback=callback)
     interrupted = False
-    bar = tqdm(total=config.total_frames, desc="train", unit="frame", disable=not config.progress)
     try:
         for i, data in enumerate(collector):
-            data = data.reshape(config.num_envs, -1) if data.ndim == 1 else data
-            frames += data.numel()
-            data = data.exclude("state_value", "critic_features")  # recomputed by the estimator
-            # the returns of the episodes that ended in this batch
-            finished = [r for _, r in running.update(data[KEYS.reward], data[KEYS.done])]
-            # the best policy so far: judged on the episodes it (the weights before this update) just finished
-            recent_returns = (recent_returns + finished)[-config.best_window:]
-            window_mean = math.nan
-            if finished and len(recent_returns) >= config.best_window:
-                window_mean = sum(recent_returns) / len(recent_returns)
-                if config.keep_best and window_mean >= best["mean_return"]:
-                    best = {"mean_return": window_mean, "frames": frames,
-                            "state_dict": {k: v.detach().clone() for k, v in actor.state_dict().items()}}
-            if config.reward_scale != 1.0:
-                data.set(KEYS.reward, data[KEYS.reward] * config.reward_scale)
-            if config.anneal_lr:
-                for group in optim.param_groups:
-                    group["lr"] = config.lr * (1.0 - i / batches)
-            sums: dict[str, float] = {}
-            count = 0
-            for _ in range(config.epochs):
-                with torch.no_grad(), set_recurrent_mode(True):
-                    advantage(data)
-                order = torch.randperm(config.num_envs)
-                for chunk in order.chunk(config.minibatches):
-                    losses = loss_module(data[chunk])
-                    total = losses["loss_objective"] + losses["loss_critic"]
-                    if "loss_entropy" in losses.keys():
-                        total = total + losses["loss_entropy"]
-                    optim.zero_grad()
-                    total.backward()
-                    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-                    optim.step()
-                    for key in ("loss_objective", "loss_critic", "entropy"):
-                        if key in losses.keys():
-                            sums[key] = sums.get(key, 0.0) + float(losses[key].detach().mean())
-                    count += 1
+            data = collected_batch(data, config.num_envs)
+            finished, window_mean = book.episodes(data)  # before the update: judged on the weights that played
+            losses = update(data, i)
             collector.update_policy_weights_()
-            row = {
-                "frames": frames,
-                "mean_return": float(sum(finished) / len(finished)) if finished else float("nan"),
-                "episodes": len(finished),
-                "window_return": window_mean,
-                **{k: v / max(count, 1) for k, v in sums.items()},
-                "lr": optim.param_groups[0]["lr"],
-                "seconds": time.perf_counter() - start,
-            }
-            history.append(row)
-            if out is not None:  # what an interrupt saves: the weights after the last finished update
-                finished_state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
-            if callback is not None:
-                callback(row)
-            recent = [h["mean_return"] for h in history[-10:] if not math.isnan(h["mean_return"])]
-            bar.set_postfix(mean_return=f"{sum(recent) / len(recent):.1f}" if recent else "-")
-            bar.update(data.numel())
+            book.record(data.numel(), finished, window_mean, losses, update.lr)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        bar.close()
+        book.close()
         collector.shutdown()  # closes env too
-    done_frames = history[-1]["frames"] if history else 0
-    if interrupted and finished_state is not None:
-        actor.load_state_dict(finished_state)
-    if config.keep_best and best["state_dict"] is not None:
-        actor.load_state_dict(best["state_dict"])
+    book.restore_weights(interrupted)
     written, failure = None, None
-    if out is not None and (history or not interrupted):
-        metadata = {
-            "best_window_return": best["mean_return"] if best["state_dict"] is not None else None,
-            "best_frames": best["frames"] if best["state_dict"] is not None else None,
-            "env_id": config.env_id, "train_config": config.to_dict(), "frames": done_frames,
-            "seconds": round(time.perf_counter() - start, 1),
-            "final_mean_return": next((h["mean_return"] for h in reversed(history)
-                                       if not math.isnan(h["mean_return"])), None),
-            "interrupted": interrupted,
-        }
-        target = _partial_path(out) if interrupted else out
-        written, failure = save_or_fallback(
-            lambda path: save_checkpoint(actor, policy_spec, path, metadata=metadata), target)
+    if out is not None and (book.rows or not interrupted):
+        written, failure = book.save(policy_spec, _partial_path(out) if interrupted else out, interrupted)
     if interrupted:
-        raise TrainingInterrupted(done_frames, config.total_frames, written, out, failure)
+        raise TrainingInterrupted(book.done_frames, config.total_frames, written, out, failure)
     if failure is not None:
         raise OutputPathError(
             f"out: could not write the checkpoint to {str(out)!r} ({failure.strerror or failure}); "
             f"saved it to {str(written)!r} instead"
         )
-    return history
+    return book.rows
+
+
+class Bookkeeper:
+    """The books of one :func:`train` run: frames, seconds, episode returns, history rows, best and last weights.
+
+    It shows a ``tqdm`` bar (the mean return of the last 10 batches), calls ``callback``
+    with each row, and writes the checkpoint with its metadata.
+
+    Args:
+        config: the run.
+        actor: the policy being trained (its weights are copied, and restored at the end).
+
+    Keyword Args:
+        keep_last: keep a copy of the weights after each finished update (what Ctrl-C saves).
+        callback: called with each history row.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> book = Bookkeeper(TrainConfig(num_envs=1, frames_per_batch=4, best_window=1, progress=False),
+        ...                   torch.nn.Linear(1, 1))
+        >>> batch = TensorDict({"next": {"reward": torch.ones(1, 4, 1),
+        ...                              "done": torch.tensor([[[False], [True], [False], [True]]])}}, [1, 4])
+        >>> book.episodes(batch)
+        ([2.0, 2.0], 2.0)
+        >>> row = book.record(4, [2.0, 2.0], 2.0, {"loss_objective": 0.5}, lr=1e-3)
+        >>> row["frames"], row["mean_return"], row["episodes"], book.done_frames
+        (4, 2.0, 2, 4)
+        >>> book.close()
+    """
+
+    def __init__(self, config: TrainConfig, actor: torch.nn.Module, *, keep_last: bool = False,
+                 callback: Callable[[dict[str, Any]], None] | None = None) -> None:
+        from tqdm.auto import tqdm
+
+        self.config, self.actor, self.keep_last, self.callback = config, actor, keep_last, callback
+        self.rows: list[dict[str, Any]] = []
+        self.running = RunningReturns(config.num_envs)  # returns of the episodes in progress
+        self.recent_returns: list[float] = []
+        self.best: dict[str, Any] = {"mean_return": -math.inf, "frames": 0, "state_dict": None}
+        self.last_state: dict[str, torch.Tensor] | None = None
+        self.frames = 0
+        self.start = time.perf_counter()
+        self.bar = tqdm(total=config.total_frames, desc="train", unit="frame", disable=not config.progress)
+
+    @property
+    def done_frames(self) -> int:
+        """Frames of the batches whose update finished."""
+        return self.rows[-1]["frames"] if self.rows else 0
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.actor.state_dict().items()}
+
+    def episodes(self, data) -> tuple[list[float], float]:
+        """Counts a collected ``[num_envs, T]`` batch: the returns of the episodes that ended in it, and the mean
+        of the last ``best_window`` returns (NaN until there are that many); keeps the best weights if asked."""
+        config = self.config
+        self.frames += data.numel()
+        finished = [r for _, r in self.running.update(data[KEYS.reward], data[KEYS.done])]
+        # the best policy so far: judged on the episodes it (the weights before this update) just finished
+        self.recent_returns = (self.recent_returns + finished)[-config.best_window:]
+        window_mean = math.nan
+        if finished and len(self.recent_returns) >= config.best_window:
+            window_mean = sum(self.recent_returns) / len(self.recent_returns)
+            if config.keep_best and window_mean >= self.best["mean_return"]:
+                self.best = {"mean_return": window_mean, "frames": self.frames, "state_dict": self._weights()}
+        return finished, window_mean
+
+    def record(self, batch_frames: int, finished: list[float], window_mean: float, losses: dict[str, float],
+               lr: float) -> dict[str, Any]:
+        """Adds the history row of a finished update, calls the callback, moves the bar; returns the row."""
+        row = {
+            "frames": self.frames,
+            "mean_return": float(sum(finished) / len(finished)) if finished else float("nan"),
+            "episodes": len(finished),
+            "window_return": window_mean,
+            **losses,
+            "lr": lr,
+            "seconds": time.perf_counter() - self.start,
+        }
+        self.rows.append(row)
+        if self.keep_last:  # what an interrupt saves: the weights after the last finished update
+            self.last_state = self._weights()
+        if self.callback is not None:
+            self.callback(row)
+        recent = [h["mean_return"] for h in self.rows[-10:] if not math.isnan(h["mean_return"])]
+        self.bar.set_postfix(mean_return=f"{sum(recent) / len(recent):.1f}" if recent else "-")
+        self.bar.update(batch_frames)
+        return row
+
+    def close(self) -> None:
+        """Closes the progress bar."""
+        self.bar.close()
+
+    def restore_weights(self, interrupted: bool) -> None:
+        """Puts the weights to keep into the actor: the best if asked, else after an interrupt the last finished ones."""
+        if interrupted and self.last_state is not None:
+            self.actor.load_state_dict(self.last_state)
+        if self.config.keep_best and self.best["state_dict"] is not None:
+            self.actor.load_state_dict(self.best["state_dict"])
+
+    def save(self, policy_spec, target: str | Path, interrupted: bool) -> tuple[Path | None, OSError | None]:
+        """Writes the actor's checkpoint with the run's metadata to ``target`` (or a fallback): ``(written, failure)``."""
+        from .files import save_or_fallback
+        from .policy import save_checkpoint
+
+        config, best = self.config, self.best
+        metadata = {
+            "best_window_return": best["mean_return"] if best["state_dict"] is not None else None,
+            "best_frames": best["frames"] if best["state_dict"] is not None else None,
+            "env_id": config.env_id, "train_config": config.to_dict(), "frames": self.done_frames,
+            "seconds": round(time.perf_counter() - self.start, 1),
+            "final_mean_return": next((h["mean_return"] for h in reversed(self.rows)
+                                       if not math.isnan(h["mean_return"])), None),
+            "interrupted": interrupted,
+        }
+        return save_or_fallback(lambda path: save_checkpoint(self.actor, policy_spec, path, metadata=metadata), target)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
