@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+import torch
 
 import workbench.wiring as wiring_module
 import workbench.session as session_module
@@ -202,3 +203,18 @@ class TestProvenance:
         back = load_trajectory(tmp_path / "out" / "trajectory.pt")
         assert trajectory_metadata(back)["policy_io"] == session.io.to_dict()
         assert (tmp_path / "out" / "diagnostics.txt").read_text().startswith("0 errors")
+
+
+def test_of_policy_wraps_a_built_policy_and_refuses_a_foreign_one():
+    from workbench.policy import build_policy
+    from workbench.session import policy_io
+
+    env_spec = EnvSpec("CartPole-v1", max_steps=5)
+    policy = build_policy(SMALL, policy_io(env_spec), device="cpu")
+    with Session.of_policy(env_spec, policy, device="cpu") as session:
+        session.rollout(8, seed=0, progress=False)
+        assert session.policy is policy and session.policy_spec == SMALL
+        assert session.diagnose().ok
+    assert "env: closed" in repr(session)
+    with pytest.raises(ConfigError, match="'policy' must come from workbench.policy.build_policy"):
+        Session.of_policy(env_spec, torch.nn.Linear(2, 2))

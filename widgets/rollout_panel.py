@@ -1,4 +1,4 @@
-"""Rollout: steps, envs, device, seed → ``workbench.rollout.rollout`` → summary and diagnostics.
+"""Rollout: steps, envs, device, seed → a :class:`workbench.session.Session` → summary and diagnostics.
 
 Shows a progress bar while it runs, an episode summary, and the diagnostics banner (wiring,
 reset audit, replay check) in plain words, with the replay's divergence figure. Emits
@@ -16,15 +16,14 @@ from typing import Any, Callable
 import ipywidgets as w
 
 from workbench import figures
-from workbench.diagnostics import DiagnosticsReport, diagnose
-from workbench.envs import EnvSpec, make_env
+from workbench.diagnostics import DiagnosticsReport
+from workbench.envs import EnvSpec
 from workbench.errors import DeviceUnavailableError
+from workbench.hidden import episode_summary
 from workbench.policy import resolve_device
-from workbench.rollout import rollout
+from workbench.session import Session
 
 from ._panel import Panel, box, call_in_output, device_note, device_options, html_table, in_kernel
-from workbench.hidden import episode_summary
-from workbench.workers import close_env
 from .policy_panel import BuiltPolicy
 
 __all__ = ["RolloutPanel", "RolloutResult", "diagnostics_html", "device_choice"]
@@ -176,18 +175,17 @@ class RolloutPanel(Panel):
         """Rolls the policy out, diagnoses the trajectory, shows both and emits ``"rollout"``."""
         with self.busy("Running the rollout…"):
             env_spec, steps = self.env_spec(), self.steps.value
-            policy = self.built.policy
-            env = make_env(env_spec, policy)
-            try:
-                started = time.perf_counter()
-                traj = call_in_output(self.progress, lambda: rollout(  # in a kernel, its tqdm bar shows here
-                    policy, env, steps, seed=self.seed.value, progress=in_kernel(),
-                    deterministic=self.deterministic.value, device=self.device.value))
-                seconds = time.perf_counter() - started
-                report = diagnose(traj, policy=policy, env=env)
-            finally:
-                self.progress.outputs = ()
-                close_env(env)
+            checkpoint = None if self.built.source == "built" else self.built.source
+            session = Session.of_policy(env_spec, self.built.policy, device=self.device.value, checkpoint=checkpoint)
+            with session:  # the environment (and its workers) closed on every path
+                try:
+                    started = time.perf_counter()
+                    traj = call_in_output(self.progress, lambda: session.rollout(  # its tqdm bar shows here
+                        steps, seed=self.seed.value, progress=in_kernel(), deterministic=self.deterministic.value))
+                    seconds = time.perf_counter() - started
+                finally:
+                    self.progress.outputs = ()
+            report = session.diagnose()
             device = traj.get_non_tensor("metadata")["device"]
             self.result = RolloutResult(traj, report, self.built, env_spec, device, seconds)
             self.summary.value = _summary_html(traj, device, seconds)

@@ -149,6 +149,39 @@ class Session:
         else:
             self.io = policy_io(env_spec)
             self.policy = build_policy(policy_spec, self.io, device=self.device)
+        self._start(env_spec, policy_spec)
+
+    @classmethod
+    def of_policy(cls, env_spec: EnvSpec, policy, *, device: str | torch.device = "auto",
+                  checkpoint: str | os.PathLike | None = None) -> Session:
+        """A session around a policy built elsewhere (a panel, a notebook), with its own specs and sizes.
+
+        ``checkpoint``: the file the policy was loaded from, if any (for the provenance).
+
+        Examples:
+            >>> env_spec = EnvSpec("CartPole-v1", max_steps=10)
+            >>> policy = build_policy(PolicySpec(hidden_size=8), policy_io(env_spec), device="cpu")
+            >>> with Session.of_policy(env_spec, policy, device="cpu") as session:
+            ...     _ = session.rollout(12, seed=0, progress=False)
+            >>> session.trajectory.batch_size, session.policy is policy
+            (torch.Size([1, 12]), True)
+        """
+        built = policy_spec_of(policy)
+        if built is None:
+            raise ConfigError(
+                "Session.of_policy: 'policy' must come from workbench.policy.build_policy or load_checkpoint "
+                f"(its spec and sizes are needed); got a {type(policy).__name__} built elsewhere."
+            )
+        if not isinstance(env_spec, EnvSpec):
+            raise ConfigError(f"Session.of_policy: 'env_spec' must be an EnvSpec; got {type(env_spec).__name__}.")
+        self = cls.__new__(cls)
+        self.device = resolve_device(device)
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
+        self.policy, self.io = policy, built[1]
+        self._start(env_spec, built[0])
+        return self
+
+    def _start(self, env_spec: EnvSpec, policy_spec: PolicySpec) -> None:
         self.env_spec: EnvSpec = env_spec
         self.policy_spec: PolicySpec = policy_spec
         self.wiring = None
