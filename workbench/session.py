@@ -197,7 +197,7 @@ class Session:
     def env(self):
         """The environment, wired for the policy (made on first use; again after :meth:`close`)."""
         if self._env is None:
-            from .train import check_env_fits
+            from .wiring import check_env_fits
 
             env = make_env(self.env_spec, self.policy)
             try:

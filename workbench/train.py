@@ -28,16 +28,17 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from .episodes import RunningReturns
-from .errors import ConfigError, EnvMismatchError, OutputPathError
+from .errors import ConfigError, OutputPathError
 from .keys import KEYS
 from .specs import EXPECTED, Spec, setting
+from .wiring import check_env_fits
 
 __all__ = ["TrainConfig", "TrainingInterrupted", "Bookkeeper", "train", "evaluate", "DEFAULTS"]
 
@@ -149,17 +150,17 @@ def train(
     from .files import check_output_path
     from .policy import PolicySpec, build_policy
     from .ppo import PPOUpdate, build_critic, collected_batch, make_collector
+    from .session import policy_io
 
     if out is not None:
         check_output_path(out, what="out")  # a path that cannot be written fails now, not after training
 
     torch.manual_seed(config.seed)
     env_spec = EnvSpec(config.env_id, num_envs=config.num_envs, seed=config.seed, max_steps=config.max_steps)
-    probe_env = make_env(replace(env_spec, num_envs=1))
+    io = policy_io(env_spec)  # the sizes, read once
     policy_spec = PolicySpec(hidden_size=config.hidden_size, head_cells=tuple(config.head_cells), seed=config.seed)
-    actor = build_policy(policy_spec, probe_env, device="cpu")
-    critic = build_critic(probe_env, config.hidden_size, config.head_cells, seed=config.seed)
-    probe_env.close()
+    actor = build_policy(policy_spec, io, device="cpu")
+    critic = build_critic(io, config.hidden_size, config.head_cells, seed=config.seed)
     collect_policy = TensorDictSequential(actor, critic)
     collector = make_collector(make_env(env_spec, collect_policy), collect_policy, config)
     update = PPOUpdate(actor, critic, config)
@@ -376,29 +377,3 @@ def evaluate(policy, env_id: str, episodes: int = 20, *, seed: int = 1000, deter
     finally:
         env.close()
     return returns[:episodes]
-
-
-def _describe_io(io) -> str:
-    """``io``'s observation size and action space in words."""
-    if io.action_kind == "continuous":
-        bounds = ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in zip(io.action_low, io.action_high))
-        action = f"a continuous action of {io.action_size} dim(s) in {bounds}"
-    else:
-        action = f"{io.action_size} discrete actions ({io.action_kind})"
-    return f"observation size {io.observation_size} and {action}"
-
-
-def check_env_fits(expected, found, env_id: str) -> None:
-    """Raises :class:`~workbench.errors.EnvMismatchError` unless the ``found`` PolicyIO of ``env_id`` is ``expected``.
-
-    Examples:
-        >>> from workbench.policy import PolicyIO
-        >>> check_env_fits(PolicyIO(4, "categorical", 2), PolicyIO(2, "categorical", 3), "MountainCar-v0")
-        Traceback (most recent call last):
-        ...
-        workbench.errors.EnvMismatchError: 'MountainCar-v0' does not fit the policy: expected observation size 4 and 2 discrete actions (categorical); found observation size 2 and 3 discrete actions (categorical)
-    """
-    if expected != found:
-        raise EnvMismatchError(
-            f"{env_id!r} does not fit the policy: expected {_describe_io(expected)}; found {_describe_io(found)}"
-        )

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from .diagnostics import Finding, Severity
-from .errors import WorkbenchError
+from .errors import EnvMismatchError, WorkbenchError
 from .keys import KEYS
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "ENV_RULES",
     "MODULE_RULES",
     "check_wiring",
+    "check_env_fits",
 ]
 
 
@@ -266,3 +267,29 @@ def check_wiring(policy, env, *, strict: bool = True) -> list[Finding]:
             if f.severity == "warning":
                 warnings.warn(str(f), WiringWarning, stacklevel=2)
     return findings
+
+
+def _describe_io(io) -> str:
+    """``io``'s observation size and action space in words."""
+    if io.action_kind == "continuous":
+        bounds = ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in zip(io.action_low, io.action_high))
+        action = f"a continuous action of {io.action_size} dim(s) in {bounds}"
+    else:
+        action = f"{io.action_size} discrete actions ({io.action_kind})"
+    return f"observation size {io.observation_size} and {action}"
+
+
+def check_env_fits(expected, found, env_id: str) -> None:
+    """Raises :class:`~workbench.errors.EnvMismatchError` unless the ``found`` PolicyIO of ``env_id`` is ``expected``.
+
+    Examples:
+        >>> from workbench.policy import PolicyIO
+        >>> check_env_fits(PolicyIO(4, "categorical", 2), PolicyIO(2, "categorical", 3), "MountainCar-v0")
+        Traceback (most recent call last):
+        ...
+        workbench.errors.EnvMismatchError: 'MountainCar-v0' does not fit the policy: expected observation size 4 and 2 discrete actions (categorical); found observation size 2 and 3 discrete actions (categorical)
+    """
+    if expected != found:
+        raise EnvMismatchError(
+            f"{env_id!r} does not fit the policy: expected {_describe_io(expected)}; found {_describe_io(found)}"
+        )
