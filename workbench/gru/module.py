@@ -1,7 +1,8 @@
 """``GRUModule``: a TensorDict-aware GRU, a drop-in for ``torchrl.modules.GRUModule``.
 
 This file reads and writes TensorDict keys, checks what comes in, and picks a
-kernel with one table (:func:`select_backend`). The math lives elsewhere:
+kernel with one table (:func:`workbench.gru.backends.select_backend`); its
+constructor's checks live in :mod:`workbench.gru.arguments`. The math lives elsewhere:
 :mod:`workbench.gru.kernels` (the kernel contract, single steps, the reference
 loop, native calls between resets), :mod:`workbench.gru.fast` (the fused loop
 with its hand-written backward, packed native calls) and
@@ -21,35 +22,29 @@ from tensordict.nn import TensorDictModuleBase, dispatch
 from torch import Tensor, nn
 
 from .._compat import refresh_flat_weights
-from . import fast, kernels
+from . import kernels
+from .arguments import (
+    BACKEND_ALIASES,
+    BACKENDS,
+    DEFAULT_DROPOUT,
+    DEFAULT_NUM_LAYERS,
+    NestedKey,
+    check_backend,
+    check_gates_supported,
+    check_given_layer,
+    check_keys,
+    make_layer,
+)
+from .backends import SEQUENCE_KERNELS, select_backend
 from .cell import PythonGRU
 from .modes import _normalize_mode, recurrent_mode
 
-__all__ = ["GRUModule", "select_backend"]
+__all__ = ["GRUModule"]
 
-NestedKey = str | tuple[str, ...]
-
-
-class _DefaultInt(int):
-    """An int default that can be told apart from the same value passed explicitly."""
-
-    def __repr__(self) -> str:
-        return int.__repr__(self)
-
-
-_DEFAULT_NUM_LAYERS = _DefaultInt(1)
-_DEFAULT_DROPOUT = _DefaultInt(0)
 
 
 def _as_tuple(key: NestedKey) -> tuple[str, ...]:
     return key if isinstance(key, tuple) else (key,)
-
-
-def _same_device(requested: torch.device | str | int, actual: torch.device) -> bool:
-    requested = torch.device(requested)
-    if requested.type != actual.type:
-        return False
-    return requested.index is None or actual.index is None or requested.index == actual.index
 
 
 class GRUModule(TensorDictModuleBase):
@@ -83,7 +78,7 @@ class GRUModule(TensorDictModuleBase):
             and ``"loop"``. A Python layer runs its own loop: ``"fused"``
             unless gates are recorded, under ``torch.func`` transforms or
             ``torch.compile``, or with ``recurrent_backend="loop"``. The whole
-            rule is one table: :func:`select_backend`. Default: ``"auto"``.
+            rule is one table: :func:`~workbench.gru.backends.select_backend`. Default: ``"auto"``.
         in_key: the input value key; the hidden key is then ``"recurrent_state"``.
         in_keys: ``[value, hidden]`` (``"is_init"`` is appended). Exclusive with ``in_key``.
         out_key: the output value key; the hidden key is then ``("next", "recurrent_state")``.
@@ -128,16 +123,16 @@ class GRUModule(TensorDictModuleBase):
 
     DEFAULT_IN_KEYS = ["recurrent_state"]
     DEFAULT_OUT_KEYS = [("next", "recurrent_state")]
-    BACKENDS = ("auto", "native", "packed", "fused", "loop")
-    _BACKEND_ALIASES = {"pad": "native", "scan": "loop"}
+    BACKENDS = BACKENDS
+    _BACKEND_ALIASES = BACKEND_ALIASES
 
     def __init__(
         self,
         input_size: int | None = None,
         hidden_size: int | None = None,
-        num_layers: int = _DEFAULT_NUM_LAYERS,
+        num_layers: int = DEFAULT_NUM_LAYERS,
         bias: bool = True,
-        dropout: float = _DEFAULT_DROPOUT,
+        dropout: float = DEFAULT_DROPOUT,
         python_based: bool = False,
         *,
         batch_first: bool = True,
@@ -162,16 +157,17 @@ class GRUModule(TensorDictModuleBase):
                 "GRUModule: 'bidirectional=True' is not supported: a recurrent policy steps forward in time "
                 "and single-step mode cannot run backwards."
             )
-        self.recurrent_backend = self._check_backend(recurrent_backend)
+        self.recurrent_backend = check_backend(recurrent_backend)
         if gru is None:
-            gru = self._make_layer(input_size, hidden_size, num_layers, bias, dropout, python_based, device, dtype)
+            gru = make_layer(input_size, hidden_size, num_layers, bias, dropout, python_based, device, dtype)
         else:
-            self._check_given_layer(gru, input_size, hidden_size, num_layers, bias, dropout, python_based, device, dtype)
+            check_given_layer(gru, input_size, hidden_size, num_layers, bias, dropout, python_based, device, dtype)
         self.gru = gru
-        self.in_keys, self.out_keys = self._check_keys(in_key, in_keys, out_key, out_keys)
+        self.in_keys, self.out_keys = check_keys(in_key, in_keys, out_key, out_keys, self.DEFAULT_IN_KEYS,
+                                                 self.DEFAULT_OUT_KEYS)
         self.hidden_trace_key = None if hidden_trace_key is None else unravel_key_list([hidden_trace_key])[0]
         self.gates_key = None if gates_key is None else unravel_key_list([gates_key])[0]
-        self._check_gates_supported()
+        check_gates_supported(self.gates_key, self.gru)
         for extra in (self.hidden_trace_key, self.gates_key):
             if extra is not None:
                 if extra in self.in_keys or extra in self.out_keys:
@@ -181,123 +177,6 @@ class GRUModule(TensorDictModuleBase):
         self.last_backend: str | None = None
         """The kernel the last recurrent-mode call ran, one of :attr:`BACKENDS` other than ``"auto"``
         (``None`` before any call, or when the call had no step)."""
-
-    # ------------------------------------------------------------------ construction checks
-    @classmethod
-    def _check_backend(cls, backend: str) -> str:
-        backend = cls._BACKEND_ALIASES.get(backend, backend)
-        if backend not in cls.BACKENDS:
-            hint = " (triton kernels are not part of GRU Workbench)" if backend == "triton" else ""
-            raise ValueError(
-                f"GRUModule: 'recurrent_backend' must be one of {list(cls.BACKENDS)} "
-                f"(or torchrl's aliases {list(cls._BACKEND_ALIASES)}); got {backend!r}{hint}."
-            )
-        return backend
-
-    @staticmethod
-    def _make_layer(input_size, hidden_size, num_layers, bias, dropout, python_based, device, dtype) -> nn.Module:
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"GRUModule: '{name}' must be a positive int (or pass gru=...); got {value!r}.")
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"GRUModule: 'num_layers' must be an int >= 1; got {num_layers!r}.")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"GRUModule: 'dropout' must be a float in [0, 1); got {dropout!r}.")
-        if not isinstance(bias, bool):
-            raise ValueError(f"GRUModule: 'bias' must be a bool; got {bias!r}.")
-        layer_cls = PythonGRU if python_based else nn.GRU
-        return layer_cls(
-            input_size=input_size,
-            hidden_size=hidden_size,
-            num_layers=int(num_layers),
-            bias=bias,
-            dropout=float(dropout),
-            batch_first=True,
-            device=device,
-            dtype=dtype,
-        )
-
-    @staticmethod
-    def _check_given_layer(gru, input_size, hidden_size, num_layers, bias, dropout, python_based, device, dtype) -> None:
-        if not isinstance(gru, (nn.GRU, PythonGRU)):
-            raise TypeError(f"GRUModule: 'gru' must be a torch.nn.GRU or workbench PythonGRU; got {type(gru).__name__}.")
-        if not gru.batch_first:
-            raise ValueError("GRUModule: the 'gru' passed must have batch_first=True; got batch_first=False.")
-        if gru.bidirectional:
-            raise ValueError("GRUModule: the 'gru' passed must not be bidirectional.")
-        # the spec: 'gru' is exclusive with the other nn.GRU arguments, even when their values agree
-        layer_args = []
-        if input_size is not None:
-            layer_args.append(f"input_size={input_size!r} (gru has {gru.input_size})")
-        if hidden_size is not None:
-            layer_args.append(f"hidden_size={hidden_size!r} (gru has {gru.hidden_size})")
-        if num_layers is not _DEFAULT_NUM_LAYERS:
-            layer_args.append(f"num_layers={num_layers!r} (gru has {gru.num_layers})")
-        if dropout is not _DEFAULT_DROPOUT:
-            layer_args.append(f"dropout={dropout!r} (gru has {gru.dropout})")
-        if bias is not True:
-            layer_args.append(f"bias={bias!r} (gru has bias={gru.bias})")
-        if layer_args:
-            raise ValueError(
-                "GRUModule: 'gru' is exclusive with the layer arguments input_size, hidden_size, num_layers, bias "
-                "and dropout (the layer passed defines them); got " + "; ".join(layer_args)
-                + ". Pass either gru=... or the layer arguments."
-            )
-        conflicts = []
-        if python_based and not isinstance(gru, PythonGRU):
-            conflicts.append("python_based=True (gru is a torch.nn.GRU; call make_python_based() afterwards)")
-        param = next(gru.parameters(), None)
-        if param is not None and device is not None and not _same_device(device, param.device):
-            conflicts.append(f"device={device!r} (gru is on {param.device}; move it with .to())")
-        if param is not None and dtype is not None and dtype != param.dtype:
-            conflicts.append(f"dtype={dtype} (gru is {param.dtype})")
-        if conflicts:
-            raise ValueError(
-                "GRUModule: arguments conflict with the 'gru' passed, which defines the layer: "
-                + "; ".join(conflicts)
-                + ". Pass either gru=... or the layer arguments."
-            )
-
-    def _check_keys(self, in_key, in_keys, out_key, out_keys):
-        if (in_key is None) == (in_keys is None):
-            raise ValueError(
-                f"GRUModule: pass exactly one of 'in_key' or 'in_keys'; got in_key={in_key!r}, in_keys={in_keys!r}."
-            )
-        if in_key is not None:
-            in_keys = [in_key, *self.DEFAULT_IN_KEYS]
-        if (out_key is None) == (out_keys is None):
-            raise ValueError(
-                f"GRUModule: pass exactly one of 'out_key' or 'out_keys'; got out_key={out_key!r}, out_keys={out_keys!r}."
-            )
-        if out_key is not None:
-            out_keys = [out_key, *self.DEFAULT_OUT_KEYS]
-        if isinstance(in_keys, (str, tuple)) or isinstance(out_keys, (str, tuple)):
-            raise ValueError(
-                "GRUModule: 'in_keys' and 'out_keys' must be lists, e.g. in_keys=['observation', 'hidden'], "
-                f"out_keys=['features', ('next', 'hidden')]; got in_keys={in_keys!r}, out_keys={out_keys!r}."
-            )
-        in_keys = unravel_key_list(list(in_keys))
-        out_keys = unravel_key_list(list(out_keys))
-        if len(in_keys) == 3 and in_keys[2] == "is_init":
-            in_keys = in_keys[:2]
-        if len(in_keys) != 2 or "is_init" in in_keys or in_keys[0] == in_keys[1]:
-            raise ValueError(
-                "GRUModule: 'in_keys' must be [value_key, hidden_key] (optionally followed by 'is_init'), "
-                f"two different keys, neither of them 'is_init'; got {in_keys!r}."
-            )
-        if len(out_keys) != 2 or out_keys[0] == out_keys[1]:
-            raise ValueError(
-                "GRUModule: 'out_keys' must be [output_key, next_hidden_key], two different keys, "
-                f"e.g. ['features', ('next', 'recurrent_state')]; got {out_keys!r}."
-            )
-        return [*in_keys, "is_init"], out_keys
-
-    def _check_gates_supported(self) -> None:
-        if self.gates_key is not None and not isinstance(self.gru, PythonGRU):
-            raise ValueError(
-                f"GRUModule: gates_key={self.gates_key!r} needs the Python cell (python_based=True or "
-                "make_python_based()); the native GRU does not expose its gates."
-            )
 
     # ------------------------------------------------------------------ properties
     @property
@@ -598,7 +477,7 @@ class GRUModule(TensorDictModuleBase):
             res = kernels.loop_sequence(self.gru, x, stored, restarts, weights=weights,
                                         record_gates=self.gates_key is not None)
         else:
-            res = _SEQUENCE_KERNELS[backend](self.gru, x, stored, restarts, weights=weights)
+            res = SEQUENCE_KERNELS[backend](self.gru, x, stored, restarts, weights=weights)
         trace = res.trace
         if self.hidden_trace_key is not None and trace is None:
             trace = res.output.unsqueeze(2)  # one layer: the output is the trace
@@ -616,58 +495,3 @@ class GRUModule(TensorDictModuleBase):
             f"in_keys={self.in_keys}, out_keys={self.out_keys}, recurrent_backend={self.recurrent_backend!r}, "
             f"default_recurrent_mode={bool(self._recurrent_mode)}"
         )
-
-
-# ---------------------------------------------------------------------------- backend selection
-_SEQUENCE_KERNELS = {
-    "native": kernels.native_sequence,
-    "packed": fast.packed_sequence,
-    "fused": fast.fused_sequence,
-    "loop": kernels.loop_sequence,
-}
-"""The recurrent-mode kernels by name; all share the contract of :mod:`workbench.gru.kernels`."""
-
-
-def select_backend(module: GRUModule, x: Tensor, hidden: Tensor, weights: list, *, single_step: bool = False,
-                   restarts: Tensor | None = None) -> str:
-    """The kernel one call runs: the whole backend-selection rule of :class:`GRUModule`, in one place.
-
-    ====================================================  ===========================================
-    situation (first row that applies)                    kernel
-    ====================================================  ===========================================
-    single step, gates recorded                           ``loop`` (one step of it)
-    single step, Python layer under ``torch.func``/meta   ``loop`` (pure ops)
-    single step, otherwise                                ``step`` (ATen ``gru_cell`` per layer)
-    sequence, gates recorded                              ``loop`` (only it records gates)
-    sequence under ``torch.func``, compile, or on meta    ``loop`` (the others need eager data)
-    sequence, ``recurrent_backend="loop"``                ``loop``
-    sequence, Python layer                                ``fused`` (its own loop, fast)
-    sequence, ``fused``                                   ``fused``
-    sequence, ``packed`` or ``native``, trace of L > 1    ``fused`` (native returns the last layer)
-    sequence, ``packed`` / ``native``                     ``packed`` / ``native``
-    sequence, ``auto``, CPU, or trace of L > 1            ``fused`` (measured fastest on CPU)
-    sequence, ``auto``, CUDA                              ``packed`` with restarts, else ``native``
-    ====================================================  ===========================================
-
-    Every value is one of :attr:`GRUModule.BACKENDS` except ``"step"``, the
-    single-step kernel.
-    """
-    gates = module.gates_key is not None
-    python_layer = isinstance(module.gru, PythonGRU)
-    if single_step:
-        if gates or (python_layer and not fast.can_fuse(x, hidden, weights[1])):
-            return "loop"
-        return "step"
-    requested = module.recurrent_backend
-    if gates or requested == "loop" or not fast.can_fuse(x, hidden, weights[1]):
-        return "loop"
-    if python_layer or requested == "fused":
-        return "fused"
-    layer_trace = module.hidden_trace_key is not None and module.num_layers > 1
-    if layer_trace:
-        return "fused"
-    if requested != "auto":
-        return requested
-    if x.device.type != "cuda":
-        return "fused"
-    return "packed" if restarts is not None and bool(restarts[:, 1:].any()) else "native"
