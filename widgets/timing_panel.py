@@ -102,7 +102,7 @@ class TimingPanel(Panel):
                                        tooltip=f"timing rounds per contestant, {low} to {high}", **text)
         self.block_s = block_s
         self.x_axis = w.Dropdown(options=[("T (steps)", "steps"), ("batch", "batch"), ("hidden", "hidden"),
-                                          ("reset rate", "reset_prob")], value="steps", description="x axis", **text)
+                                          ("reset rate", "reset_rate")], value="steps", description="x axis", **text)
         self.log_y = w.Checkbox(value=False, description="log time axis", indent=False)
         self.run_button = w.Button(description="Run timing", button_style="primary", icon="clock-o")
         self.progress = w.Box()
