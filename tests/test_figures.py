@@ -235,23 +235,23 @@ class TestProbeFigure:
 @dataclass
 class Record:
     backend: str
-    mode: str
+    pass_: str
     batch: int
     steps: int
     hidden: int
-    reset_prob: float
+    reset_rate: float
     median_s: float
 
 
 def _records():
-    return [dict(backend=b, mode=m, batch=8, steps=t, hidden=16, reset_prob=0.0, median_s=t * s)
+    return [{"backend": b, "pass": p, "batch": 8, "steps": t, "hidden": 16, "reset_rate": 0.0, "median_s": t * s}
             for b, s in (("torch", 1e-5), ("workbench", 2e-5))
-            for m in ("forward+backward", "forward") for t in (64, 16)]
+            for p in ("forward+backward", "forward") for t in (64, 16)]
 
 
 class TestTimingFigure:
-    def test_lines_per_backend_and_mode(self):
-        """One panel per mode (forward first), one line per backend, y in ms sorted by T."""
+    def test_lines_per_backend_and_pass(self):
+        """One panel per pass (forward first), one line per backend, y in ms sorted by T."""
         fig = F.timing_figure(_records())
         assert [a.text for a in fig.layout.annotations] == ["forward", "forward+backward"]
         assert [(d.name, d.xaxis) for d in fig.data] == [("torch", "x"), ("workbench", "x"),
@@ -263,15 +263,16 @@ class TestTimingFigure:
         assert [d.showlegend for d in fig.data] == [True, True, False, False]
         assert "median %{y:.3f} ms" in fig.data[0].hovertemplate
 
-    def test_dataclasses_aliases_and_varying_fields(self):
-        """Dataclass records work; pass/reset_rate are read as mode/reset_prob; a varying field splits series."""
+    def test_dataclasses_and_varying_fields(self):
+        """Dataclass records work (``pass`` spelt ``pass_``, PEP 8); a varying field splits series."""
         recs = [Record("torch", "forward", 8, 16, 16, 0.0, 1e-3), Record("torch", "forward", 8, 32, 16, 0.0, 2e-3)]
         recs += [dict(backend="torch", **{"pass": "forward"}, batch=8, steps=t, hidden=16, reset_rate=0.1,
                       median_s=3e-3, q1_s=2e-3, q3_s=4e-3) for t in (16, 32)]
         rows = F.timing_rows(recs)
-        assert rows[2]["mode"] == "forward" and rows[2]["reset_prob"] == 0.1
+        assert rows[0]["pass"] == "forward" and rows[0]["reset_rate"] == 0.0
+        assert rows[2]["pass"] == "forward" and rows[2]["reset_rate"] == 0.1
         fig = F.timing_figure(recs)
-        assert [d.name for d in fig.data] == ["torch · reset prob 0.0", "torch · reset prob 0.1"]
+        assert [d.name for d in fig.data] == ["torch · reset rate 0.0", "torch · reset rate 0.1"]
         assert fig.data[0].error_y.array is None  # quartiles only when every record has them
 
     def test_bars_and_quartiles(self):
@@ -287,7 +288,7 @@ class TestTimingFigure:
     def test_missing_field(self):
         """A record without a required field names it and shows what it has."""
         with pytest.raises(ValueError, match=r"timing record 0 lacks \['median_s'\]; it has"):
-            F.timing_rows([{"backend": "torch", "mode": "forward", "steps": 4}])
+            F.timing_rows([{"backend": "torch", "pass": "forward", "steps": 4}])
 
 
 BUILDERS = {

@@ -1,4 +1,4 @@
-"""``workbench.timing`` returns well-formed data, checks its settings, and the benchmark runner runs (no timing assertions)."""
+"""``workbench.timing`` and ``workbench.measure`` return well-formed data, check the settings, and the benchmark runner runs (no timing assertions)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workbench import timing
+from workbench import measure, timing
 from workbench.errors import ConfigError
 
 
@@ -23,29 +23,29 @@ def test_interleaved_returns_medians_and_rounds():
     def b():
         calls["b"] += 1
 
-    m = timing.interleaved({"a": a, "b": b}, rounds=4, block_s=0.0005, warmup=1)
+    m = measure.interleaved({"a": a, "b": b}, rounds=4, block_s=0.0005, warmup=1)
     assert set(m) == {"a", "b"}
     for name, meas in m.items():
-        assert isinstance(meas, timing.Measurement) and meas.name == name
+        assert isinstance(meas, measure.Measurement) and meas.name == name
         assert len(meas.times) == 4 and meas.number >= 1
         assert 0 < meas.q1 <= meas.median <= meas.q3
         assert calls[name] >= 1 + 4 * meas.number
 
 
 def test_peak_memory_counts_allocations():
-    assert timing.peak_memory(lambda: torch.ones(256, 1024).sum()) >= 256 * 1024 * 4
-    assert timing.peak_memory(lambda: None) == 0
+    assert measure.peak_memory(lambda: torch.ones(256, 1024).sum()) >= 256 * 1024 * 4
+    assert measure.peak_memory(lambda: None) == 0
 
 
 def test_threads_context_restores():
     before = torch.get_num_threads()
-    with timing.threads(1):
+    with measure.threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
 
 
 def test_machine_describes_versions():
-    info = timing.machine()
+    info = measure.machine()
     for key in ("python", "torch", "torchrl", "tensordict", "torch_threads", "cpu", "workbench"):
         assert key in info
     json.dumps(info)

@@ -397,6 +397,54 @@ class TestTimingPanel:
             TimingPanel(reset_rate=(2,))
 
 
+class TestTimingPanelDevice:
+    """The timing panel follows the library's device rule (``resolve_device``), like the rollout panel: an
+    explicit 'cuda' without CUDA selects 'cpu' and says why. CUDA's absence is simulated."""
+
+    @pytest.fixture
+    def no_cuda(self, monkeypatch):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    def test_cuda_without_cuda_selects_cpu_and_says_why(self, no_cuda):
+        """The warning names the missing CUDA; a run then measures on the CPU."""
+        panel = TimingPanel(backends=("workbench:loop",), batch=(2,), steps=(4,), hidden=(4,), reset_rate=(0.0,),
+                            passes=("forward",), rounds=2, block_s=0.0005, device="cuda")
+        assert panel.device.value == "cpu"
+        assert panel.device_warning.startswith("device: 'cuda' was asked for but CUDA is not available")
+        assert "This panel runs on 'cpu' instead." in panel.device_warning
+        assert "wb-msg-warning" in panel.device_info.value
+        panel.run_button.click()
+        assert panel.last_error is None and [r["device"] for r in panel.records] == ["cpu"]
+
+    def test_auto_without_cuda_is_cpu_without_warning(self, no_cuda):
+        panel = TimingPanel(device="auto")
+        assert panel.device.value == "auto" and panel.device_warning == ""
+        assert "wb-msg-warning" not in panel.device_info.value
+        assert panel.config().device == torch.device("cpu")
+
+    def test_unknown_device_is_refused(self):
+        with pytest.raises(ConfigError, match=r"^device: expected 'auto', 'cpu', 'cuda' or 'cuda:N'; got 'gpu'"):
+            TimingPanel(device="gpu")
+
+    def test_app_passes_its_device(self, no_cuda):
+        """WorkbenchApp(device=...) reaches the timing panel too; a device in ``timing`` wins."""
+        app = WorkbenchApp(SPEC, ENV, steps=STEPS, device="cuda")
+        assert app.timing_panel.device.value == "cpu" and app.timing_panel.device_warning
+        assert WorkbenchApp(SPEC, ENV, device="auto").timing_panel.device.value == "auto"
+        assert WorkbenchApp(SPEC, ENV, device="auto", timing=dict(device="cpu")).timing_panel.device.value == "cpu"
+
+    def test_controls_come_from_the_config_settings(self):
+        """Labels, choices and bounds are TimingConfig's field settings."""
+        from workbench.specs import settings
+
+        panel = TimingPanel()
+        known = settings(timing.TimingConfig)
+        assert [v for _, v in panel.backends.options] == list(known["backends"].choices) == list(timing.BACKENDS)
+        assert panel.steps.description == known["steps"].label == "T (steps)"
+        assert panel.reset_rate.description == "reset rate" and panel.reset_rate.value == "0, 0.05"
+        assert (panel.rounds.min, panel.rounds.max) == (known["rounds"].low, known["rounds"].high)
+
+
 # ---------------------------------------------------------------------------------------------- export
 class TestExportPanel:
     @pytest.fixture

@@ -29,8 +29,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import ipywidgets as w
 
 __all__ = [
-    "Panel", "box", "call_in_output", "controls_for", "device_note", "device_options", "figure_output", "html_table",
-    "in_kernel", "parse_numbers", "read_controls", "set_controls",
+    "Panel", "box", "call_in_output", "controls_for", "device_choice", "device_info_html", "device_note",
+    "device_options", "figure_output", "html_table", "in_kernel", "parse_numbers", "read_controls", "set_controls",
 ]
 
 _STYLES = {
@@ -111,15 +111,16 @@ def parse_numbers(text: str, kind: type = int, *, name: str = "value") -> tuple:
 
 
 def controls_for(spec, fields: Sequence[str], *, style: Mapping[str, Any] | None = None,
-                 layout: Mapping[str, Any] | None = None) -> dict[str, w.Widget]:
+                 layout: Mapping[str, Any] | None = None, bounded: bool = False) -> dict[str, w.Widget]:
     """One control per config field, built from its :class:`~workbench.specs.Setting` (label, kind, choices).
 
     ``spec`` is a config class (controls start at its defaults) or an instance (at its values). A field
-    with choices becomes a ``Dropdown`` (labelled by ``choice_labels`` when it has them), a bool a
-    ``Checkbox``, an int an ``IntText``, a float a ``FloatText``, a tuple of ints a ``Text``
-    (``"32, 32"``; :func:`read_controls` parses it). The config checks the values when it is made, so
-    a range lives in one place: the field. ``style`` goes to every control, ``layout`` to all but the
-    checkboxes.
+    with choices becomes a ``Dropdown`` (labelled by ``choice_labels`` when it has them), or a
+    ``SelectMultiple`` when it holds a tuple of choices; a bool a ``Checkbox``, an int an ``IntText``
+    (with ``bounded=True`` and both bounds, a ``BoundedIntText`` that clamps to them), a float a
+    ``FloatText``, a tuple of ints or floats a ``Text`` (``"32, 32"``; :func:`read_controls` parses it).
+    The config checks the values when it is made, so a range lives in one place: the field. ``style``
+    goes to every control, ``layout`` to all but the checkboxes.
 
     Examples:
         >>> from workbench.policy import PolicySpec
@@ -139,19 +140,27 @@ def controls_for(spec, fields: Sequence[str], *, style: Mapping[str, Any] | None
         info = known[name]
         value = getattr(spec, name) if not isinstance(spec, type) else info.default
         label = info.label or name.replace("_", " ")
+        options = list(info.choices or ())
         if info.choice_labels is not None:
             options = [(text, choice) for choice, text in info.choice_labels.items()]
+        if info.choices is not None and isinstance(value, tuple):
+            control = w.SelectMultiple(options=options, value=value, rows=len(options), description=label, **boxed)
+        elif info.choice_labels is not None:
             control = w.Dropdown(options=options, value=value, description=label, **boxed)
         elif info.choices is not None:
-            control = w.Dropdown(options=list(info.choices), value=value, description=label, **boxed)
+            control = w.Dropdown(options=options, value=value, description=label, **boxed)
         elif info.kind == "bool":
             control = w.Checkbox(value=value, description=label, style=style)
+        elif info.kind == "int" and bounded and info.low is not None and info.high is not None:
+            control = w.BoundedIntText(value=value, min=info.low, max=info.high, description=label, **boxed)
         elif info.kind == "int":
             control = w.IntText(value=value, description=label, **boxed)
         elif info.kind == "float":
             control = w.FloatText(value=value, description=label, **boxed)
         elif info.kind == "ints":
             control = w.Text(value=", ".join(map(str, value)), description=label, **boxed)
+        elif info.kind == "floats":
+            control = w.Text(value=", ".join(f"{v:g}" for v in value), description=label, **boxed)
         else:
             control = w.Text(value=str(value), description=label, **boxed)
         controls[name] = control
@@ -159,14 +168,24 @@ def controls_for(spec, fields: Sequence[str], *, style: Mapping[str, Any] | None
 
 
 def read_controls(spec_class: type, controls: Mapping[str, w.Widget]) -> dict[str, Any]:
-    """The controls of :func:`controls_for` read as keyword arguments of ``spec_class`` (tuples parsed)."""
+    """The controls of :func:`controls_for` read as keyword arguments of ``spec_class`` (tuples parsed).
+
+    Examples:
+        >>> from workbench.timing import TimingConfig
+        >>> c = controls_for(TimingConfig(reset_rate=(0, 0.05)), ["reset_rate", "passes"])
+        >>> c["reset_rate"].value, c["passes"].options
+        ('0, 0.05', ('forward', 'forward+backward'))
+        >>> read_controls(TimingConfig, c)
+        {'reset_rate': (0.0, 0.05), 'passes': ('forward', 'forward+backward')}
+    """
     from workbench.specs import settings
 
     known = settings(spec_class)
     values = {}
     for name, control in controls.items():
-        if known[name].kind == "ints":
-            values[name] = parse_numbers(control.value, name=control.description)
+        if known[name].kind in ("ints", "floats"):
+            kind = int if known[name].kind == "ints" else float
+            values[name] = parse_numbers(control.value, kind, name=control.description)
         else:
             values[name] = control.value
     return values
@@ -334,6 +353,40 @@ def device_options() -> list[tuple[str, str]]:
         name = torch.cuda.get_device_name()
         return [(f"auto → cuda ({name})", "auto"), ("cpu", "cpu"), (f"cuda ({name})", "cuda")]
     return [("auto → cpu", "auto"), ("cpu", "cpu")]
+
+
+def device_choice(device: str) -> tuple[str, str]:
+    """The device control's value for ``device``, and a warning when the panel cannot honour it.
+
+    The library's rule (:func:`workbench.policy.resolve_device`): ``"auto"`` picks CUDA when present;
+    ``"cuda"`` without CUDA is an error. A panel keeps working instead: it selects ``"cpu"`` and says
+    why. An unknown choice raises :class:`~workbench.errors.ConfigError`, as in the library.
+
+    Examples:
+        >>> device_choice("cpu")
+        ('cpu', '')
+        >>> device_choice("tpu")
+        Traceback (most recent call last):
+        ...
+        workbench.errors.ConfigError: device: expected 'auto', 'cpu', 'cuda' or 'cuda:N'; got 'tpu'.
+    """
+    from workbench.errors import DeviceUnavailableError
+    from workbench.policy import resolve_device
+
+    try:
+        resolved = resolve_device(device)
+    except DeviceUnavailableError as err:
+        return "cpu", f"{err} This panel runs on 'cpu' instead."
+    return ("cuda" if resolved.type == "cuda" and device != "auto" else str(device)), ""
+
+
+def device_info_html(warning: str) -> str:
+    """What a panel shows under its device control: the :func:`device_choice` warning in a box, else
+    :func:`device_note` in small print (empty when torch sees a GPU)."""
+    if warning:
+        return box(html.escape(warning), "warning")
+    note = device_note()
+    return f"<span style='font-size:12px;color:#666'>{html.escape(note)}</span>" if note else ""
 
 
 def device_note() -> str:

@@ -45,9 +45,10 @@ class WorkbenchApp(w.VBox):
 
     Keyword Args:
         steps: rollout steps per env.
-        device: where rollouts run: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+        device: where rollouts and timings run: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``
+            (without CUDA, the panels select ``"cpu"`` and say why).
         export_dir: the export panel's folder.
-        timing: keyword arguments of :class:`~widgets.timing_panel.TimingPanel`.
+        timing: keyword arguments of :class:`~widgets.timing_panel.TimingPanel` (a ``device`` there wins).
 
     Attributes:
         policy_panel, rollout_panel, explorer_panel, export_panel, timing_panel: the panels.
@@ -62,7 +63,7 @@ class WorkbenchApp(w.VBox):
         self.rollout_panel = RolloutPanel(steps=steps, env_spec=env_spec, device=device)
         self.explorer_panel = ExplorerPanel()
         self.export_panel = ExportPanel(folder=export_dir)
-        self.timing_panel = TimingPanel(**(timing or {}))
+        self.timing_panel = TimingPanel(**{"device": device, **(timing or {})})
         self.panels: dict[str, Panel] = {
             "policy": self.policy_panel, "rollout": self.rollout_panel, "explorer": self.explorer_panel,
             "export": self.export_panel, "timing": self.timing_panel,

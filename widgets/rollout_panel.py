@@ -18,15 +18,13 @@ import ipywidgets as w
 from workbench import figures
 from workbench.diagnostics import DiagnosticsReport
 from workbench.envs import EnvSpec
-from workbench.errors import DeviceUnavailableError
 from workbench.hidden import episode_summary
-from workbench.policy import resolve_device
 from workbench.session import Session
 
-from ._panel import Panel, box, call_in_output, device_note, device_options, html_table, in_kernel
+from ._panel import Panel, box, call_in_output, device_choice, device_info_html, device_options, html_table, in_kernel
 from .policy_panel import BuiltPolicy
 
-__all__ = ["RolloutPanel", "RolloutResult", "diagnostics_html", "device_choice"]
+__all__ = ["RolloutPanel", "RolloutResult", "diagnostics_html"]
 
 _MARKS = {"ok": ("✔", "#3c9a3c"), "warning": ("⚠", "#c08000"), "error": ("✖", "#c83c3c")}
 
@@ -63,28 +61,6 @@ def diagnostics_html(report: DiagnosticsReport) -> tuple[str, str]:
                      f"<b>{html.escape(f.title)}</b>: {html.escape(f.explanation)}{fix}</li>")
     body = f"<b>Diagnostics: {head}</b><ul style='margin:2px 0;padding-left:6px'>{''.join(items)}</ul>"
     return box(body, kind), kind
-
-
-def device_choice(device: str) -> tuple[str, str]:
-    """The device control's value for ``device``, and a warning when the panel cannot honour it.
-
-    The library's rule (:func:`workbench.policy.resolve_device`): ``"auto"`` picks CUDA when present;
-    ``"cuda"`` without CUDA is an error. A panel keeps working instead: it selects ``"cpu"`` and says
-    why. An unknown choice raises :class:`~workbench.errors.ConfigError`, as in the library.
-
-    Examples:
-        >>> device_choice("cpu")
-        ('cpu', '')
-        >>> device_choice("tpu")
-        Traceback (most recent call last):
-        ...
-        workbench.errors.ConfigError: device: expected 'auto', 'cpu', 'cuda' or 'cuda:N'; got 'tpu'.
-    """
-    try:
-        resolved = resolve_device(device)
-    except DeviceUnavailableError as err:
-        return "cpu", f"{err} This panel runs on 'cpu' instead."
-    return ("cuda" if resolved.type == "cuda" and device != "auto" else str(device)), ""
 
 
 def _summary_html(trajectory, result_device: str, seconds: float) -> str:
@@ -130,9 +106,7 @@ class RolloutPanel(Panel):
         self.built: BuiltPolicy | None = None
         self.result: RolloutResult | None = None
         self.run_button.on_click(lambda _: self.run())
-        note = device_note()
-        self.device_info = w.HTML(box(html.escape(self.device_warning), "warning") if self.device_warning else
-                                  f"<span style='font-size:12px;color:#666'>{html.escape(note)}</span>" if note else "")
+        self.device_info = w.HTML(device_info_html(self.device_warning))
         self.children = [
             self.header,
             self.policy_info,

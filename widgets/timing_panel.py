@@ -16,23 +16,15 @@ import ipywidgets as w
 
 from workbench import figures, timing
 from workbench.policy import resolve_device
+from workbench.specs import settings
+from workbench.timing import TimingConfig
 
-from ._panel import Panel, device_note, device_options, html_table, parse_numbers
+from ._panel import Panel, controls_for, device_choice, device_info_html, device_options, html_table, read_controls
 
-__all__ = ["TimingPanel", "BACKEND_LABELS"]
+__all__ = ["TimingPanel", "GRID_FIELDS"]
 
-BACKEND_LABELS = {
-    "torch": "torch: bare nn.GRU / cuDNN, ignores resets (floor)",
-    "torchrl": "torchrl: GRUModule (pad)",
-    "workbench": "workbench: auto",
-    "workbench:fused": "workbench: fused reset-aware loop",
-    "workbench:packed": "workbench: packed nn.GRU / cuDNN",
-    "workbench:native": "workbench: nn.GRU / cuDNN between resets",
-    "workbench:loop": "workbench: reference step loop",
-    "workbench:python": "workbench: Python cell",
-    "torchrl:python": "torchrl: Python cell",
-}
-"""Labels of the backend choices (the choices themselves are ``workbench.timing.BACKENDS``)."""
+GRID_FIELDS = ("backends", "passes", "batch", "steps", "hidden", "reset_rate", "rounds")
+"""the :class:`~workbench.timing.TimingConfig` fields the panel has a control for (built from their settings)"""
 
 DEFAULT_BACKENDS = ("torch", "workbench:native", "workbench:fused", "workbench:python")
 
@@ -56,18 +48,22 @@ def table_html(records: Sequence[dict]) -> str:
 
 
 def _hint(name: str) -> str:
-    """The range of a grid axis, from ``TimingConfig.LIMITS``, as a tooltip."""
-    low, high = timing.TimingConfig.LIMITS[name]
-    kind = "ints" if name != "reset_rate" else "numbers"
-    bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+    """The range of a grid axis or of ``rounds``, from its setting, as a tooltip."""
+    info = settings(TimingConfig)[name]
+    if name == "rounds":
+        return f"{info.help}, {info.low} to {info.high}"
+    kind = "ints" if info.kind == "ints" else "numbers"
+    bound = f">= {info.low}" if info.high is None else f"in [{info.low}, {info.high}]"
     return f"{kind} {bound}, separated by commas"
 
 
 class TimingPanel(Panel):
     """Times GRU backends on a grid of shapes; ``run()`` is the button, ``records`` the last result.
 
-    The controls are read into a :class:`workbench.timing.TimingConfig`, which checks every range
-    before anything runs: a value out of range is shown in the panel, which keeps working.
+    The controls are built from :class:`workbench.timing.TimingConfig`'s field settings and read
+    back into one, which checks every range before anything runs: a value out of range is shown in
+    the panel, which keeps working. The device follows the library's rule
+    (:func:`~widgets._panel.device_choice`): ``"cuda"`` without CUDA selects ``"cpu"`` and says why.
     """
 
     def __init__(self, *, backends: Sequence[str] = DEFAULT_BACKENDS, batch: Sequence[int] = (8,),
@@ -75,34 +71,27 @@ class TimingPanel(Panel):
                  reset_rate: Sequence[float] = (0.0, 0.05), passes: Sequence[str] = timing.PASSES,
                  device: str = "cpu", rounds: int = 3, block_s: float = 0.005):
         # the starting values are checked like the controls (a bad argument raises ConfigError here)
-        start = timing.TimingConfig(backends=backends, batch=batch, steps=steps, hidden=hidden,
-                                    reset_rate=reset_rate, passes=passes, rounds=rounds, block_s=block_s)
+        start = TimingConfig(backends=backends, batch=batch, steps=steps, hidden=hidden,
+                             reset_rate=reset_rate, passes=passes, rounds=rounds, block_s=block_s)
         super().__init__(title="Backend timing", css="wb-timing")
-        text = dict(style={"description_width": "90px"}, layout=w.Layout(width="240px"))
-        self.backends = w.SelectMultiple(
-            options=[(BACKEND_LABELS.get(b, b), b) for b in timing.BACKENDS], value=tuple(backends),
-            rows=len(timing.BACKENDS), description="backends", layout=w.Layout(width="430px"),
-            style={"description_width": "70px"})
-        self.passes = w.SelectMultiple(options=list(timing.PASSES), value=tuple(passes), rows=len(timing.PASSES),
-                                       description="passes", layout=w.Layout(width="240px"),
-                                       style={"description_width": "90px"})
-        self.batch = w.Text(value=", ".join(map(str, start.batch)), description="batch", tooltip=_hint("batch"),
-                            **text)
-        self.steps = w.Text(value=", ".join(map(str, start.steps)), description="T (steps)", tooltip=_hint("steps"),
-                            **text)
-        self.hidden = w.Text(value=", ".join(map(str, start.hidden)), description="hidden",
-                             tooltip=_hint("hidden"), **text)
-        self.reset_rate = w.Text(value=", ".join(f"{p:g}" for p in start.reset_rate), description="reset rate",
-                                 tooltip=_hint("reset_rate"), **text)
-        options = device_options()
-        self.device = w.Dropdown(options=options, value=device if device in dict(options).values() else "cpu",
-                                 description="device", **text)
-        low, high = timing.TimingConfig.LIMITS["rounds"]
-        self.rounds = w.BoundedIntText(value=rounds, min=low, max=high, description="rounds",
-                                       tooltip=f"timing rounds per contestant, {low} to {high}", **text)
+        text = dict(style={"description_width": "90px"}, layout=dict(width="240px"))
+        self.grid_controls = {
+            **controls_for(start, ["backends"], style={"description_width": "70px"}, layout=dict(width="430px")),
+            **controls_for(start, ["passes", "batch", "steps", "hidden", "reset_rate", "rounds"], bounded=True,
+                           **text),
+        }
+        c = self.grid_controls
+        self.backends, self.passes, self.batch, self.steps, self.hidden, self.reset_rate, self.rounds = (
+            c[name] for name in GRID_FIELDS)
+        for name in ("batch", "steps", "hidden", "reset_rate", "rounds"):
+            c[name].tooltip = _hint(name)
+        choice, self.device_warning = device_choice(device)
+        self.device = w.Dropdown(options=device_options(), value=choice, description="device",
+                                 style=text["style"], layout=w.Layout(**text["layout"]))
         self.block_s = block_s
         self.x_axis = w.Dropdown(options=[("T (steps)", "steps"), ("batch", "batch"), ("hidden", "hidden"),
-                                          ("reset rate", "reset_prob")], value="steps", description="x axis", **text)
+                                          ("reset rate", "reset_rate")], value="steps", description="x axis",
+                                 style=text["style"], layout=w.Layout(**text["layout"]))
         self.log_y = w.Checkbox(value=False, description="log time axis", indent=False)
         self.run_button = w.Button(description="Run timing", button_style="primary", icon="clock-o")
         self.progress = w.Box()
@@ -112,12 +101,12 @@ class TimingPanel(Panel):
         self.run_button.on_click(lambda _: self.run())
         self.x_axis.observe(lambda _: self._redraw(), "value")
         self.log_y.observe(lambda _: self._redraw(), "value")
-        note = device_note()
+        self.device_info = w.HTML(device_info_html(self.device_warning))
         self.children = [
             self.header,
             w.HBox([self.backends, w.VBox([self.passes, self.device, self.rounds]),
                     w.VBox([self.batch, self.steps, self.hidden, self.reset_rate])]),
-            *([w.HTML(f"<span style='font-size:12px;color:#666'>{html.escape(note)}</span>")] if note else []),
+            self.device_info,
             w.HBox([self.run_button, self.x_axis, self.log_y]),
             self.progress,
             self.status,
@@ -125,15 +114,10 @@ class TimingPanel(Panel):
             self.table,
         ]
 
-    def config(self) -> timing.TimingConfig:
+    def config(self) -> TimingConfig:
         """The controls read as a checked ``TimingConfig`` (``ConfigError`` names a value out of range)."""
-        return timing.TimingConfig(
-            backends=self.backends.value, passes=self.passes.value,
-            batch=parse_numbers(self.batch.value, name="batch"),
-            steps=parse_numbers(self.steps.value, name="T (steps)"),
-            hidden=parse_numbers(self.hidden.value, name="hidden"),
-            reset_rate=parse_numbers(self.reset_rate.value, float, name="reset rate"),
-            device=resolve_device(self.device.value), rounds=self.rounds.value, block_s=self.block_s, memory=False)
+        return TimingConfig(**read_controls(TimingConfig, self.grid_controls),
+                            device=resolve_device(self.device.value), block_s=self.block_s, memory=False)
 
     def grid(self) -> dict:
         """The controls read as ``time_backends`` arguments (one tuple per axis of the grid), checked."""

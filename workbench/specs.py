@@ -66,6 +66,8 @@ class Wording:
     """with ``{owner}``, ``{name}``, ``{expected}`` and ``{value!r}``"""
     integer: str
     """``"an int"`` or ``"an integer"``"""
+    number: str = "a finite number"
+    """the word for a real number (``check_float``)"""
 
     def error(self, owner: str, name: str, expected: str, value: Any) -> ConfigError:
         return ConfigError(self.template.format(owner=owner, name=name, expected=expected, value=value))
@@ -125,7 +127,7 @@ def check_float(owner: str, name: str, value: Any, *, low: float | None = None, 
         return None
     ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
     if not (ok and _within(value, low, high, low_open)):
-        expected = " ".join(filter(None, ["a finite number", _bounds(low, high, low_open)]))
+        expected = " ".join(filter(None, [wording.number, _bounds(low, high, low_open)]))
         raise wording.error(owner, name, expected + (" or None" if optional else ""), value)
     return value
 

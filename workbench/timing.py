@@ -1,20 +1,14 @@
-"""Timing and peak-memory measurements of GRU backends, as data.
+"""The backend timing grid: which GRU backend is fastest on which shapes, as data.
 
-The primitives:
-
-- :func:`interleaved` times several callables round-robin (every round runs
-  each contestant once, in a rotating order), so machine noise hits all of
-  them alike, and reports medians over the rounds;
-- :func:`peak_memory` is the peak of bytes allocated while a callable runs,
-  from the allocator events of the torch profiler on CPU (the running sum of
-  every allocation and free, ``profile_memory=True``) and from
-  ``torch.cuda.max_memory_allocated`` on CUDA, the same method for every
-  contestant;
-- :func:`contestants` builds the callables for one case: workbench backends,
-  torchrl 0.14's ``GRUModule`` and bare ``torch.nn.GRU`` on the same data;
-- :func:`time_backends` measures a grid (backends × batch × T × hidden × reset
-  rate × {forward, forward+backward}) and returns one record per cell, for the
-  backend timing panel and the benchmark runner.
+- :class:`TimingConfig` is the grid (backends × batch × T × hidden × reset
+  rate × {forward, forward+backward}) with its ranges, checked on creation;
+- :func:`make_case` makes the data of one cell, :func:`contestants` the
+  callables on it (workbench backends, torchrl 0.14's ``GRUModule`` and bare
+  ``torch.nn.GRU`` on the same data), :func:`check_case` compares them;
+- :func:`time_backends` measures the grid with the harness of
+  :mod:`workbench.measure` and returns one record per cell, for the backend
+  timing panel and the benchmark runner. A record names its pass ``"pass"``
+  and its reset rate ``"reset_rate"``, like the config.
 
 Examples:
     >>> rows = time_backends(backends=("torch", "workbench"), batch=(2,), steps=(4,), hidden=(8,),
@@ -25,36 +19,28 @@ Examples:
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
+import itertools
 import math
-import numbers
-import platform
-import statistics
-from dataclasses import dataclass, field, fields
-from typing import Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Iterable, Sequence
 
 import torch
 
 from .errors import ConfigError
-from .provenance import versions
+from .measure import TOLERANCES, interleaved, peak_memory, threads, within_tolerance
+from .specs import MUST_BE, Setting, Spec, Wording, _bounds, check_choice, check_float, check_int, setting, settings
 
 __all__ = [
-    "Measurement",
     "BACKENDS",
     "PASSES",
-    "interleaved",
-    "peak_memory",
-    "threads",
-    "machine",
+    "Axis",
+    "TimingConfig",
+    "Case",
     "make_case",
     "contestants",
     "check_case",
     "time_backends",
-    "sync",
-    "Case",
-    "TimingConfig",
-    "TOLERANCES",
-    "within_tolerance",
 ]
 
 PASSES = ("forward", "forward+backward")
@@ -81,46 +67,7 @@ with ``recurrent_backend="auto"``, and ``workbench:<backend>`` forces one;
 """
 
 
-# ---------------------------------------------------------------------------- primitives
-@dataclass
-class Measurement:
-    """Per-call times of one contestant: the median and quartiles over rounds, in seconds."""
-
-    name: str
-    median: float
-    q1: float
-    q3: float
-    number: int
-    """calls per round"""
-    times: list[float] = field(repr=False, default_factory=list)
-    """per-call time of every round"""
-
-
 # ---------------------------------------------------------------------------- settings
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _in_range(value, low, high) -> bool:
-    """Whether ``value`` is a real number (not a bool, not NaN) in ``[low, high]`` (``None``: unbounded)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-        return False
-    return (low is None or value >= low) and (high is None or value <= high)
-
-
-def _range_text(low, high, kind: str) -> str:
-    if high is None:
-        return f"{kind} >= {low}"
-    return f"{kind} in [{low}, {high}]"
-
-
-def _check_number(where: str, name: str, value, low, high=None, *, integer: bool = True) -> None:
-    """Raises :class:`ConfigError` naming ``name``, its range and ``value`` when ``value`` is out of range."""
-    if (integer and not _is_int(value)) or not _in_range(value, low, high):
-        kind = "an int" if integer else "a number"
-        raise ConfigError(f"{where}: '{name}' must be {_range_text(low, high, kind)}; got {value!r}.")
-
-
 def _as_tuple(value) -> tuple:
     """One value or an iterable of values → a tuple (a string is one value)."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
@@ -129,13 +76,64 @@ def _as_tuple(value) -> tuple:
 
 
 @dataclass(frozen=True)
-class TimingConfig:
+class Axis(Setting):
+    """A grid axis: one value or several, stored as a tuple, each value checked by the shared validators.
+
+    ``kind`` is ``"ints"``, ``"floats"`` or ``"strs"`` (with ``choices``). A value out of range raises a
+    :class:`~workbench.errors.ConfigError` naming the field, the range and the value among the others.
+
+    Examples:
+        >>> Axis("ints", "T", low=1).check("Demo", "steps", [16, 64])
+        (16, 64)
+        >>> Axis("ints", "T", low=1).check("Demo", "steps", (16, 0))
+        Traceback (most recent call last):
+        ...
+        workbench.errors.ConfigError: Demo: 'steps' values must be ints >= 1; got 0 in (16, 0).
+    """
+
+    def check(self, owner: str, name: str, value, wording: Wording = MUST_BE) -> tuple:
+        values = _as_tuple(value)
+        among = repr(values).replace("{", "{{").replace("}", "}}")
+        if self.choices is not None:
+            if not values:
+                raise ConfigError(f"{owner}: '{name}' must hold at least one of {list(self.choices)}; got {values!r}.")
+            each = Wording(f"{{owner}}: '{{name}}' must be some of {list(self.choices)}; got {{value!r}} in {among}.",
+                           wording.integer)
+            for v in values:
+                check_choice(owner, name, v, self.choices, wording=each)
+            return values
+        each = Wording(f"{{owner}}: '{{name}}' values must be {{expected}}; got {{value!r}} in {among}.", "ints",
+                       "numbers")
+        if not values:
+            expected = f"{'ints' if self.kind == 'ints' else 'numbers'} {_bounds(self.low, self.high, False)}"
+            raise ConfigError(f"{owner}: '{name}' must hold at least one value ({expected}); got {values!r}.")
+        single = dataclasses.replace(self, kind=self.kind[:-1])  # "ints" -> "int", "floats" -> "float"
+        for v in values:
+            Setting.check(single, owner, name, v, each)
+        return values
+
+
+@dataclass(frozen=True)
+class _Unchanged(Setting):
+    """A setting whose ``None`` means "leave it as it is" (accepted, not offered as a value)."""
+
+    def check(self, owner: str, name: str, value, wording: Wording = MUST_BE):
+        return None if value is None else super().check(owner, name, value, wording)
+
+
+def _field(info: Setting):
+    return dataclasses.field(default=info.default, metadata={"setting": info})
+
+
+@dataclass(frozen=True)
+class TimingConfig(Spec):
     """The settings of a timing grid, checked on creation: what :func:`time_backends` and the timing panel run.
 
     The grid axes (``backends``, ``batch``, ``steps``, ``hidden``, ``reset_rate``,
-    ``passes``) take one value or several; they are stored as tuples. A value out of
-    range raises :class:`~workbench.errors.ConfigError` naming the field, the range
-    and what came in; :attr:`LIMITS` holds the ranges (the panel's controls read them).
+    ``passes``) take one value or several; they are stored as tuples. Every range and
+    choice is a field setting (:func:`workbench.specs.settings`; the panel's controls are
+    built from them); :attr:`LIMITS` lists the ranges. A value out of range raises
+    :class:`~workbench.errors.ConfigError` naming the field, the range and what came in.
 
     Examples:
         >>> cfg = TimingConfig(batch=8, steps=(16, 64), reset_rate=(0, 0.05))
@@ -151,250 +149,65 @@ class TimingConfig:
         workbench.errors.ConfigError: TimingConfig: 'rounds' must be an int in [1, 1000]; got 0.
     """
 
-    backends: tuple[str, ...] = ("torch", "torchrl", "workbench")
-    """contestants, from :data:`BACKENDS`"""
-    batch: tuple[int, ...] = (32,)
-    """sequences per call (one case per value)"""
-    steps: tuple[int, ...] = (128,)
-    """T, steps per sequence (one case per value)"""
-    hidden: tuple[int, ...] = (128,)
-    """hidden units (one case per value)"""
-    reset_rate: tuple[float, ...] = (0.0, 0.02)
-    """chance that a step starts a new episode (one case per value)"""
-    passes: tuple[str, ...] = PASSES
-    """``forward`` and/or ``forward+backward``, from :data:`PASSES`"""
-    layers: int = 1
-    """stacked GRU layers"""
-    input_size: int = 32
-    """input features"""
+    backends: tuple[str, ...] = _field(Axis(
+        "strs", "contestants, from BACKENDS", ("torch", "torchrl", "workbench"), choices=BACKENDS,
+        choice_labels={
+            "torch": "torch: bare nn.GRU / cuDNN, ignores resets (floor)",
+            "torchrl": "torchrl: GRUModule (pad)",
+            "workbench": "workbench: auto",
+            "workbench:fused": "workbench: fused reset-aware loop",
+            "workbench:packed": "workbench: packed nn.GRU / cuDNN",
+            "workbench:native": "workbench: nn.GRU / cuDNN between resets",
+            "workbench:loop": "workbench: reference step loop",
+            "workbench:python": "workbench: Python cell",
+            "torchrl:python": "torchrl: Python cell",
+        }))
+    batch: tuple[int, ...] = _field(Axis("ints", "sequences per call (one case per value)", (32,), low=1))
+    steps: tuple[int, ...] = _field(Axis("ints", "T, steps per sequence (one case per value)", (128,), low=1,
+                                         label="T (steps)"))
+    hidden: tuple[int, ...] = _field(Axis("ints", "hidden units (one case per value)", (128,), low=1))
+    reset_rate: tuple[float, ...] = _field(Axis(
+        "floats", "chance that a step starts a new episode (one case per value)", (0.0, 0.02), low=0, high=1))
+    passes: tuple[str, ...] = _field(Axis("strs", "forward and/or forward+backward", PASSES, choices=PASSES))
+    layers: int = setting(1, "stacked GRU layers", low=1)
+    input_size: int = setting(32, "input features", low=1)
     device: str | torch.device = "cpu"
     """where the cases run"""
     dtype: torch.dtype = torch.float32
     """a floating-point dtype of the data and weights"""
-    num_threads: int | None = 1
-    """torch threads while timing (``None``: unchanged)"""
-    rounds: int = 7
-    """timing rounds per contestant"""
-    block_s: float = 0.02
-    """seconds of calls per timed block"""
-    memory: bool = True
-    """also measure the peak memory of each contestant"""
-    seed: int = 0
-    """seed of the random case"""
+    num_threads: int | None = _field(_Unchanged("int", "torch threads while timing (None: unchanged)", 1, low=1))
+    rounds: int = setting(7, "timing rounds per contestant", low=1, high=1000)
+    block_s: float = setting(0.02, "seconds of calls per timed block", low=1e-6, high=60)
+    memory: bool = setting(True, "also measure the peak memory of each contestant")
+    seed: int = setting(0, "seed of the random case", low=0)
 
-    LIMITS: ClassVar[dict[str, tuple]] = {
-        "batch": (1, None), "steps": (1, None), "hidden": (1, None), "reset_rate": (0, 1),
-        "layers": (1, None), "input_size": (1, None), "num_threads": (1, None), "rounds": (1, 1000),
-        "block_s": (1e-6, 60), "seed": (0, None),
-    }
-    """``(low, high)`` of every numeric field, both included (``None``: unbounded)"""
+    WORDING: ClassVar[Wording] = Wording(MUST_BE.template, MUST_BE.integer, "a number")
+    LIMITS: ClassVar[dict[str, tuple]]
+    """``(low, high)`` of every numeric field, both included (``None``: unbounded), read from the settings"""
     AXES: ClassVar[tuple[str, ...]] = ("batch", "steps", "hidden", "reset_rate")
     """the numeric axes of the grid, in the order of :meth:`cases`"""
 
-    def __post_init__(self) -> None:
-        where = "TimingConfig"
-        for name, choices in (("backends", BACKENDS), ("passes", PASSES)):
-            values = _as_tuple(getattr(self, name))
-            object.__setattr__(self, name, values)
-            if not values:
-                raise ConfigError(f"{where}: '{name}' must hold at least one of {list(choices)}; got {values!r}.")
-            unknown = [v for v in values if v not in choices]
-            if unknown:
-                raise ConfigError(f"{where}: '{name}' must be some of {list(choices)}; got {unknown[0]!r} in {values!r}.")
-        for name in self.AXES:
-            values = _as_tuple(getattr(self, name))
-            object.__setattr__(self, name, values)
-            integer = name != "reset_rate"
-            kind = "ints" if integer else "numbers"
-            low, high = self.LIMITS[name]
-            if not values:
-                raise ConfigError(f"{where}: '{name}' must hold at least one value ({_range_text(low, high, kind)}); "
-                                  f"got {values!r}.")
-            for v in values:
-                if (integer and not _is_int(v)) or not _in_range(v, low, high):
-                    raise ConfigError(f"{where}: '{name}' values must be {_range_text(low, high, kind)}; "
-                                      f"got {v!r} in {values!r}.")
-        for name in ("layers", "input_size", "rounds", "seed"):
-            _check_number(where, name, getattr(self, name), *self.LIMITS[name])
-        if self.num_threads is not None:
-            _check_number(where, "num_threads", self.num_threads, *self.LIMITS["num_threads"])
-        _check_number(where, "block_s", self.block_s, *self.LIMITS["block_s"], integer=False)
-        if not isinstance(self.memory, bool):
-            raise ConfigError(f"{where}: 'memory' must be a bool; got {self.memory!r}.")
+    def _check(self) -> None:
         if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
-            raise ConfigError(f"{where}: 'dtype' must be a floating-point torch.dtype, e.g. torch.float32; "
+            raise ConfigError(f"TimingConfig: 'dtype' must be a floating-point torch.dtype, e.g. torch.float32; "
                               f"got {self.dtype!r}.")
         try:
             torch.device(self.device)
         except (RuntimeError, TypeError, ValueError):
-            raise ConfigError(f"{where}: 'device' must name a torch device, e.g. 'cpu' or 'cuda'; "
+            raise ConfigError(f"TimingConfig: 'device' must name a torch device, e.g. 'cpu' or 'cuda'; "
                               f"got {self.device!r}.") from None
 
     def cases(self) -> list[tuple]:
         """Every ``(batch, steps, hidden, reset_rate)`` of the grid, in the order they are timed."""
-        import itertools
-
         return list(itertools.product(*(getattr(self, name) for name in self.AXES)))
 
     def as_kwargs(self) -> dict[str, object]:
         """The fields as keyword arguments of :func:`time_backends`."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
-@contextlib.contextmanager
-def threads(n: int | None) -> Iterator[None]:
-    """Sets ``torch.set_num_threads(n)`` inside the block (``None``: unchanged)."""
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def sync(device: torch.device | str | None) -> None:
-    """Waits for the device's queued work (CUDA); nothing on CPU."""
-    if device is not None and torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def interleaved(
-    fns: Mapping[str, Callable[[], object]],
-    *,
-    rounds: int = 11,
-    block_s: float = 0.02,
-    warmup: int = 2,
-    device: torch.device | str | None = None,
-    max_number: int = 10_000,
-) -> dict[str, Measurement]:
-    """Times every callable round-robin with ``torch.utils.benchmark.Timer`` and returns medians per call.
-
-    Each contestant is warmed up first (``warmup`` calls, at least one; the
-    last one calibrates ``number``, the calls per block, to about ``block_s``); then every round runs each contestant's block once
-    (``Timer.timeit(number)``), the starting contestant rotating from round to
-    round, so slow drifts and bursts of machine noise hit every contestant.
-    The result maps each name to a :class:`Measurement`: the median and
-    quartiles of the per-call time over the rounds. The thread count is left as
-    the caller set it (see :func:`threads`); on CUDA every block is
-    synchronized.
-
-    Examples:
-        >>> m = interleaved({"a": lambda: sum(range(100)), "b": lambda: sum(range(1000))}, rounds=3, block_s=0.001)
-        >>> m["a"].median < m["b"].median
-        True
-    """
-    from torch.utils.benchmark import Timer
-
-    names = list(fns)
-    cuda = device is not None and torch.device(device).type == "cuda"
-    timers, numbers = {}, {}
-    for name in names:
-        fn = fns[name]
-        if cuda:
-            def call(fn=fn):
-                fn()
-                torch.cuda.synchronize(device)
-        else:
-            call = fn
-        timers[name] = Timer("call()", globals={"call": call}, num_threads=torch.get_num_threads())
-        for _ in range(warmup - 1):
-            call()
-        once = max(timers[name].timeit(1).mean, 1e-7)  # the last warm-up call calibrates
-        numbers[name] = int(min(max_number, max(1, math.ceil(block_s / once))))
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
-            times[name].append(timers[name].timeit(numbers[name]).mean)
-    out = {}
-    for name in names:
-        ts = sorted(times[name])
-        q = statistics.quantiles(ts, n=4, method="inclusive") if len(ts) > 1 else [ts[0]] * 3
-        out[name] = Measurement(name, statistics.median(ts), q[0], q[2], numbers[name], times[name])
-    return out
-
-
-def peak_memory(fn: Callable[[], object], device: torch.device | str | None = None) -> int:
-    """Peak bytes allocated while ``fn()`` runs, above what was allocated before.
-
-    On CPU: the torch profiler with ``profile_memory=True`` reports every
-    allocation and free of the CPU allocator; the peak of their running sum is
-    returned. On CUDA: ``torch.cuda.max_memory_allocated`` after a reset. What
-    ``fn`` returns is dropped before the measurement ends (it counts while it
-    is alive).
-
-    Examples:
-        >>> peak_memory(lambda: torch.ones(1000, 1000).sum()) >= 4_000_000
-        True
-    """
-    if device is not None and torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        out = fn()
-        torch.cuda.synchronize(device)
-        del out
-        return int(torch.cuda.max_memory_allocated(device) - base)
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        out = fn()
-        del out
-    events = [
-        (e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
-    ]
-    events.sort()
-    peak = level = 0
-    for _, nbytes in events:
-        level += nbytes
-        peak = max(peak, level)
-    return int(peak)
-
-
-def machine() -> dict[str, object]:
-    """The machine, versions (:func:`workbench.provenance.versions`) and thread count a measurement ran with."""
-    info: dict[str, object] = {
-        "platform": platform.platform(),
-        "cpu": _cpu_name(),
-        "cpu_count": _cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cpu_capability": _cpu_capability(),
-    }
-    info.update(versions(("python", "torch", "torchrl", "tensordict", "gymnasium")))
-    if torch.cuda.is_available():
-        info["cuda_device"] = torch.cuda.get_device_name()
-        info["cudnn"] = torch.backends.cudnn.version()
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_count() -> int | None:
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count()
-
-
-def _cpu_capability() -> str | None:
-    try:
-        return torch.backends.cpu.get_cpu_capability()
-    except Exception:  # pragma: no cover
-        return None
+TimingConfig.LIMITS = {name: (info.low, info.high) for name, info in settings(TimingConfig).items()
+                       if info.low is not None}
 
 
 # ---------------------------------------------------------------------------- cases
@@ -454,10 +267,12 @@ def make_case(
         ...
         workbench.errors.ConfigError: make_case: 'batch' must be an int >= 1; got 0.
     """
+    limits, wording = TimingConfig.LIMITS, TimingConfig.WORDING
     for name, value in (("batch", batch), ("steps", steps), ("input_size", input_size), ("hidden", hidden),
                         ("layers", layers), ("seed", seed)):
-        _check_number("make_case", name, value, *TimingConfig.LIMITS[name])
-    _check_number("make_case", "reset_rate", reset_rate, *TimingConfig.LIMITS["reset_rate"], integer=False)
+        check_int("make_case", name, value, low=limits[name][0], high=limits[name][1], wording=wording)
+    check_float("make_case", "reset_rate", reset_rate, low=limits["reset_rate"][0], high=limits["reset_rate"][1],
+                wording=wording)
     gen = torch.Generator().manual_seed(seed)
     device = torch.device(device)
     x = torch.randn(batch, steps, input_size, generator=gen, dtype=dtype)
@@ -548,39 +363,13 @@ def contestants(
     return out
 
 
-TOLERANCES = {torch.float32: (1e-4, 1e-4), torch.float64: (1e-10, 0.0)}
-"""``(atol, rtol)`` of :func:`check_case` per dtype, applied as
-``|a - b| <= atol + rtol * max|b|`` for each compared tensor (:func:`within_tolerance`).
-float32 weight gradients are sums over ``B * T`` terms: rounding alone separates two
-correct implementations by about 1e-6 of the gradient's scale, and an element that
-cancels to near zero keeps that absolute error, so the relative part is taken against
-the tensor's largest magnitude, not the element's. float64 must agree to 1e-10 absolute."""
-
-
-def within_tolerance(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> bool:
-    """Whether every element of ``a`` is within ``atol + rtol * max|b|`` of ``b`` (the reference).
-
-    Examples:
-        >>> ref = torch.tensor([300.0, 0.5])
-        >>> within_tolerance(ref + torch.tensor([0.0, 2e-4]), ref, 1e-4, 1e-4)  # 2e-4 <= 1e-4 + 0.03
-        True
-        >>> within_tolerance(ref + torch.tensor([0.0, 2e-4]), ref, 1e-4, 0.0)
-        False
-    """
-    if a.shape != b.shape:
-        return False
-    if not a.numel():
-        return True
-    return bool(((a - b).abs() <= atol + rtol * float(b.abs().max())).all())
-
-
 def check_case(case: Case, backends: Sequence[str], *, reference: str = "torchrl") -> dict[str, dict]:
     """Compares every module backend with ``reference`` on the case.
 
     Compares the outputs, ``("next", h)``, and the gradients of a random
     projection of both with respect to the parameters, the inputs and the
     stored hidden states. Returns ``{backend: {"max_abs_diff", "ok"}}`` where
-    ``ok`` means every tensor agrees within :data:`TOLERANCES`
+    ``ok`` means every tensor agrees within :data:`~workbench.measure.TOLERANCES`
     (``|a - b| <= atol + rtol max|b|``). Bare ``torch`` is skipped (it ignores resets).
     """
     from workbench import set_recurrent_mode

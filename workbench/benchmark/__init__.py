@@ -3,7 +3,7 @@
 Run it as ``python -m workbench bench [--quick] [--json FILE] [--device cuda]`` or
 ``python benchmarks/gru_bench.py [...]``. Every section first checks that the contestants
 compute the same thing (outputs and gradients against torchrl's module with the same
-weights, float32 and float64), then times them round-robin (``workbench.timing.interleaved``:
+weights, float32 and float64), then times them round-robin (``workbench.measure.interleaved``:
 ``torch.utils.benchmark.Timer`` blocks, the starting contestant rotating every round) and
 reports medians, ratios and peak memory. At the end every target of the issue is listed with
 its measured value.

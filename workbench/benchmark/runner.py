@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .. import timing
+from .. import measure
 from ..bench_cli import ARGUMENTS
 from ..errors import ConfigError, OutputPathError, WorkbenchError
 from ..files import atomic_write, check_output_path, save_or_fallback
@@ -66,8 +66,8 @@ def run(quick: bool = False, device: str = "cpu", threads: int = 1, json_path: s
     if sections:
         cfg["sections"] = [s for s in sections if s in SECTIONS]
     started = time.perf_counter()
-    with timing.threads(threads):
-        report = Report(timing.machine(), {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()})
+    with measure.threads(threads):
+        report = Report(measure.machine(), {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()})
         m = report.machine
         out(f"GRU Workbench benchmark ({'quick' if quick else 'full'}), device {device}, "
             f"{m['torch_threads']} torch thread(s)")

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from .. import timing
+from .. import measure, timing
 from .report import Check, Report, Row, Target, print_rows
 
 __all__ = ["MAIN", "SCALING_STEPS", "STEP_CASES", "section_step", "section_recurrent", "section_scaling",
@@ -68,7 +68,7 @@ def _step_modules(batch, hidden, input_size, device, dtype, seed=0):
 def _check_step(report, out, device):
     """Single step: outputs, next hidden and gradients against torchrl, mixed is_init, float32/64."""
     for dtype in (torch.float32, torch.float64):
-        atol, rtol = timing.TOLERANCES[dtype]
+        atol, rtol = measure.TOLERANCES[dtype]
         worst, ok = 0.0, True
         for batch, hidden in STEP_CASES:
             _, ours, theirs, x, h, make_td = _step_modules(batch, hidden, MAIN["input_size"], device, dtype)
@@ -85,7 +85,7 @@ def _check_step(report, out, device):
                 grads = torch.autograd.grad(loss, [xx, hh, *params])
                 results.append([res["y"].detach(), res["next", "h"].detach(), *grads])
             worst = max(worst, _check_max(*results))
-            ok = ok and all(timing.within_tolerance(a, b, atol, rtol) for a, b in zip(*results))
+            ok = ok and all(measure.within_tolerance(a, b, atol, rtol) for a, b in zip(*results))
         c = Check(f"single step ({str(dtype).replace('torch.', '')}): workbench vs torchrl", worst, atol, rtol, ok)
         report.checks.append(c)
         out(f"  check {c.what}: max |diff| {worst:.2e} ({c.tolerance}) {'ok' if c.ok else 'FAILED'}")
@@ -100,7 +100,7 @@ def section_step(report: Report, cfg: dict, out) -> None:
         h_cell = h.squeeze(-2)
         td_ours, td_theirs = make_td(), make_td()
         with torch.no_grad():
-            m = timing.interleaved(
+            m = measure.interleaved(
                 {
                     "nn.GRUCell (floor)": lambda: cell(x, h_cell),
                     "torchrl": lambda: theirs(td_theirs),
@@ -126,7 +126,7 @@ def section_step(report: Report, cfg: dict, out) -> None:
 # ---------------------------------------------------------------------------- recurrent
 def _check_recurrent(report, out, label, case_kwargs, backends, device, reference="torchrl"):
     for dtype in (torch.float32, torch.float64):
-        atol, rtol = timing.TOLERANCES[dtype]
+        atol, rtol = measure.TOLERANCES[dtype]
         case = timing.make_case(**case_kwargs, device=device, dtype=dtype)
         for backend, res in timing.check_case(case, backends, reference=reference).items():
             c = Check(f"{label} ({str(dtype).replace('torch.', '')}): {backend} vs {reference}", res["max_abs_diff"],
@@ -141,16 +141,16 @@ def _time_case(report, out, section, label, case, backends, cfg, passes=timing.P
     device = cfg["device"]
     fns = timing.contestants(case, backends, passes)
     timed_fns = {k: v for k, v in fns.items() if k != single_shot}
-    m = timing.interleaved({f"{b}|{p}": f for (b, p), (f, _) in timed_fns.items()},
+    m = measure.interleaved({f"{b}|{p}": f for (b, p), (f, _) in timed_fns.items()},
                            rounds=cfg["rounds"], block_s=cfg["block"], device=device)
     if single_shot is not None and single_shot in fns:
         fn = fns[single_shot][0]
-        timing.sync(device)
+        measure.sync(device)
         start = time.perf_counter()
         fn()
-        timing.sync(device)
+        measure.sync(device)
         once = time.perf_counter() - start
-        m[f"{single_shot[0]}|{single_shot[1]}"] = timing.Measurement("single", once, once, once, 1, [once])
+        m[f"{single_shot[0]}|{single_shot[1]}"] = measure.Measurement("single", once, once, once, 1, [once])
     rows = {}
     for (backend, which), (fn, module) in fns.items():
         meas = m[f"{backend}|{which}"]
@@ -158,7 +158,7 @@ def _time_case(report, out, section, label, case, backends, cfg, passes=timing.P
         trl = m.get(f"torchrl|{which}")
         peak = None
         if memory and which == "forward+backward" and (backend, which) != single_shot:
-            peak = timing.peak_memory(fn, device)
+            peak = measure.peak_memory(fn, device)
         name = "torch (floor)" if backend == "torch" else backend
         rows[(backend, which)] = Row(
             section, label, name, which, meas.median, meas.q1, meas.q3,
@@ -339,7 +339,7 @@ def section_rollout(report: Report, cfg: dict, out) -> None:
             env, policy = setups[name]
             env.set_seed(0)
             actions[name] = env.rollout(min(steps, 300), policy, break_when_any_done=False)["action"]
-    atol, _ = timing.TOLERANCES[torch.float32]
+    atol, _ = measure.TOLERANCES[torch.float32]
     for other in ("torchrl", "minimal nn.GRUCell module", "workbench + TDModule head"):
         c = Check(f"rollout actions: workbench vs {other} policy (same weights, same seed)",
                   float((actions["workbench"] - actions[other]).abs().max()), atol)
@@ -352,7 +352,7 @@ def section_rollout(report: Report, cfg: dict, out) -> None:
         return lambda: env.rollout(steps, policy, break_when_any_done=False)
 
     with torch.no_grad():
-        m = timing.interleaved({name: runner(*setup) for name, setup in setups.items()},
+        m = measure.interleaved({name: runner(*setup) for name, setup in setups.items()},
                                rounds=cfg["rounds_rollout"], block_s=0.0, warmup=1)
     base = m["random"].median
     rows = [Row("rollout", f"{steps} steps", name, "rollout", v.median, v.q1, v.q3, v.median / base,

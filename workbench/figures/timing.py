@@ -1,13 +1,14 @@
-"""Backend timing: median time per call against sequence length (or batch, hidden, reset prob).
+"""Backend timing: median time per call against sequence length (or batch, hidden, reset rate).
 
 Examples:
-    >>> timing_rows([{"backend": "torch", "mode": "forward", "steps": 8, "median_s": 0.002}])[0]["batch"] is None
+    >>> timing_rows([{"backend": "torch", "pass": "forward", "steps": 8, "median_s": 0.002}])[0]["batch"] is None
     True
 """
 
 from __future__ import annotations
 
 import dataclasses
+import keyword
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -18,32 +19,35 @@ from ._style import PALETTE, TEMPLATE, _finish
 
 __all__ = ["timing_rows", "timing_figure"]
 
-_TIMING_ALIASES = {"mode": ("mode", "pass"), "reset_prob": ("reset_prob", "reset_rate")}
-_TIMING_REQUIRED = ("backend", "mode", "steps", "median_s")
-_TIMING_FIELDS = ("backend", "mode", "batch", "steps", "hidden", "reset_prob", "median_s", "q1_s", "q3_s")
-_TIMING_LABELS = {"batch": "batch", "steps": "steps T", "hidden": "hidden", "reset_prob": "reset prob"}
+_TIMING_REQUIRED = ("backend", "pass", "steps", "median_s")
+_TIMING_FIELDS = ("backend", "pass", "batch", "steps", "hidden", "reset_rate", "median_s", "q1_s", "q3_s")
+_TIMING_LABELS = {"batch": "batch", "steps": "steps T", "hidden": "hidden", "reset_rate": "reset rate"}
+
+
+def _field_name(attribute: str) -> str:
+    """An attribute's record field: ``pass_`` is ``pass`` (PEP 8's spelling of a keyword as a name)."""
+    stem = attribute[:-1]
+    return stem if attribute.endswith("_") and keyword.iskeyword(stem) else attribute
 
 
 def timing_rows(records: Iterable[Any]) -> list[dict[str, Any]]:
-    """Timing records (mappings or dataclasses) as plain dicts with canonical field names.
+    """Timing records (mappings or dataclasses) as plain dicts of the fields the figure reads.
 
-    ``pass`` is read as ``mode`` and ``reset_rate`` as ``reset_prob`` (the
-    names :func:`workbench.timing.time_backends` uses); missing optional fields are ``None``.
+    The field names are those of :func:`workbench.timing.time_backends`' records (``pass``,
+    ``reset_rate``, ...); missing optional fields are ``None``. A dataclass spells ``pass`` as
+    ``pass_`` (a Python keyword cannot be a field name).
 
     Examples:
-        >>> timing_rows([{"backend": "torch", "pass": "forward", "steps": 16, "median_s": 0.001}])[0]["mode"]
+        >>> timing_rows([{"backend": "torch", "pass": "forward", "steps": 16, "median_s": 0.001}])[0]["pass"]
         'forward'
     """
     rows = []
     for i, rec in enumerate(records):
         if isinstance(rec, Mapping):
             d = dict(rec)
-        elif dataclasses.is_dataclass(rec) and not isinstance(rec, type):
-            d = dataclasses.asdict(rec)
         else:
-            d = dict(vars(rec))
-        for name, aliases in _TIMING_ALIASES.items():
-            d.setdefault(name, next((d[a] for a in aliases if a in d), None))
+            attrs = dataclasses.asdict(rec) if dataclasses.is_dataclass(rec) and not isinstance(rec, type) else vars(rec)
+            d = {_field_name(k): v for k, v in attrs.items()}
         missing = [f for f in _TIMING_REQUIRED if d.get(f) is None]
         if missing:
             raise ValueError(f"timing record {i} lacks {missing}; it has {sorted(d)}.")
@@ -64,29 +68,30 @@ def timing_figure(
     width: int | None = None,
     template: str = TEMPLATE,
 ) -> go.Figure:
-    """Median time per call against T (or another field) per backend, one panel per mode.
+    """Median time per call against T (or another field) per backend, one panel per pass.
 
-    Panels are ``forward`` and ``forward+backward`` (whatever modes appear).
-    Records that differ in another field (batch, hidden, reset prob) become
+    Panels are ``forward`` and ``forward+backward`` (whatever passes appear).
+    Records that differ in another field (batch, hidden, reset rate) become
     separate series named after it. With ``q1_s``/``q3_s`` the quartiles are
     drawn as error bars.
 
     Args:
-        records: mappings or dataclasses with ``backend``, ``mode`` (or
-            ``pass``), ``batch``, ``steps``, ``hidden``, ``reset_prob`` (or
-            ``reset_rate``) and ``median_s`` (seconds).
+        records: mappings or dataclasses with ``backend``, ``pass``, ``batch``, ``steps``,
+            ``hidden``, ``reset_rate`` and ``median_s`` (seconds), as
+            :func:`workbench.timing.time_backends` returns them.
 
     Keyword Args:
-        x: the field on the x axis (``"steps"``, ``"batch"``, ``"hidden"`` or ``"reset_prob"``).
+        x: the field on the x axis (``"steps"``, ``"batch"``, ``"hidden"`` or ``"reset_rate"``).
         kind: ``"line"`` or ``"bar"`` (grouped bars, categorical x).
         log_x: log x axis for lines (default: when x spans a factor 8 or more).
         log_y: log y axis.
         env: unused; accepted for the shared signature.
 
     Examples:
-        >>> recs = [dict(backend=b, mode=m, batch=8, steps=t, hidden=16, reset_prob=0.0, median_s=t * s)
+        >>> recs = [{"backend": b, "pass": p, "batch": 8, "steps": t, "hidden": 16, "reset_rate": 0.0,
+        ...          "median_s": t * s}
         ...         for b, s in (("torch", 1e-5), ("workbench", 2e-5))
-        ...         for m in ("forward", "forward+backward") for t in (16, 64)]
+        ...         for p in ("forward", "forward+backward") for t in (16, 64)]
         >>> fig = timing_figure(recs)
         >>> len(fig.data), fig.data[0].name, fig.data[0].y.tolist(), fig.layout.yaxis.title.text
         (4, 'torch', [0.16, 0.64], 'time per call (ms)')
@@ -98,10 +103,10 @@ def timing_figure(
     rows = timing_rows(records)
     if not rows:
         raise ValueError("timing_figure needs at least one record.")
-    modes = sorted({r["mode"] for r in rows}, key=lambda m: (m != "forward", m != "forward+backward", m))
+    passes = sorted({r["pass"] for r in rows}, key=lambda p: (p != "forward", p != "forward+backward", p))
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     others = [f for f in _TIMING_LABELS if f != x and len({r[f] for r in rows}) > 1]
-    fig = make_subplots(rows=1, cols=len(modes), subplot_titles=modes, horizontal_spacing=0.08)
+    fig = make_subplots(rows=1, cols=len(passes), subplot_titles=passes, horizontal_spacing=0.08)
     xs = sorted({r[x] for r in rows if r[x] is not None})
     if log_x is None:
         log_x = kind == "line" and len(xs) > 1 and min(xs) > 0 and max(xs) / min(xs) >= 8
@@ -110,21 +115,21 @@ def timing_figure(
     series_keys = list(dict.fromkeys((r["backend"], tuple(r[f] for f in others)) for r in rows))
     variants = list(dict.fromkeys(k[1] for k in series_keys))
     shown = set()
-    for col, mode in enumerate(modes, start=1):
+    for col, which in enumerate(passes, start=1):
         for backend, variant in series_keys:
-            sel = sorted((r for r in rows if r["mode"] == mode and r["backend"] == backend
+            sel = sorted((r for r in rows if r["pass"] == which and r["backend"] == backend
                           and tuple(r[f] for f in others) == variant), key=lambda r: r[x])
             if not sel:
                 continue
             name = " · ".join([backend] + [f"{_TIMING_LABELS[f]} {v}" for f, v in zip(others, variant)])
             med = np.array([r["median_s"] * 1e3 for r in sel])
-            custom = np.array([[r["batch"], r["steps"], r["hidden"], r["reset_prob"]] for r in sel], dtype=object)
+            custom = np.array([[r["batch"], r["steps"], r["hidden"], r["reset_rate"]] for r in sel], dtype=object)
             color = PALETTE[backends.index(backend) % len(PALETTE)]
             common = dict(
                 x=[str(r[x]) for r in sel] if kind == "bar" else [r[x] for r in sel], y=med, name=name,
                 legendgroup=name, showlegend=name not in shown, customdata=custom,
-                hovertemplate=(f"{backend}<br>{mode}<br>batch %{{customdata[0]}}, steps %{{customdata[1]}}, "
-                               "hidden %{customdata[2]}, reset prob %{customdata[3]}"
+                hovertemplate=(f"{backend}<br>{which}<br>batch %{{customdata[0]}}, steps %{{customdata[1]}}, "
+                               "hidden %{customdata[2]}, reset rate %{customdata[3]}"
                                "<br>median %{y:.3f} ms<extra></extra>"),
             )
             if quartiles:
