@@ -160,7 +160,8 @@ class TestCheckpoint:
         assert open_parallel() == before and session._env is None
 
     def test_checkpoint_without_env_and_no_env_spec(self, tmp_path):
-        from workbench.policy import build_policy, save_checkpoint
+        from workbench.checkpoints import save_checkpoint
+        from workbench.policy import build_policy
 
         policy = build_policy(SMALL, policy_io(EnvSpec()), device="cpu")
         path = save_checkpoint(policy, SMALL, tmp_path / "bare.pt")

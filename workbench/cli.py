@@ -334,7 +334,7 @@ def evaluate(args: argparse.Namespace, extra: list[str]) -> int:
     import statistics
 
     from .errors import ConfigError, EnvMismatchError, WorkbenchError
-    from .policy import checkpoint_metadata, load_checkpoint
+    from .checkpoints import checkpoint_metadata, load_checkpoint
     from .tasks import cue_success_rate
     from .train import evaluate as run_evaluate
 
