@@ -349,6 +349,7 @@ def test_export_refuses_a_fifo_and_writes_through_a_symlink(tmp_path):
     import plotly.graph_objects as go
 
     import workbench.export as X
+    from workbench.embedded_metadata import read_metadata
 
     fig = go.Figure(go.Scatter(y=[1, 2]))
     os.mkfifo(tmp_path / "f.json")
@@ -358,4 +359,4 @@ def test_export_refuses_a_fifo_and_writes_through_a_symlink(tmp_path):
     (tmp_path / "store").mkdir()
     (tmp_path / "g.json").symlink_to(tmp_path / "store" / "real.json")
     X.export_figure(fig, tmp_path / "g.json")
-    assert (tmp_path / "g.json").is_symlink() and X.read_metadata(tmp_path / "store" / "real.json")
+    assert (tmp_path / "g.json").is_symlink() and read_metadata(tmp_path / "store" / "real.json")

@@ -187,7 +187,7 @@ class TestProvenance:
         assert loaded == {"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
     def test_export_through_the_session(self, tmp_path):
-        from workbench.export import read_metadata
+        from workbench.embedded_metadata import read_metadata
         from workbench.rollout import load_trajectory, trajectory_metadata
 
         spec = PolicySpec(hidden_size=8, python_based=True, record_gates=True)
