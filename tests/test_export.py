@@ -186,7 +186,7 @@ class TestPaths:
         def refuse(*args, **kwargs):
             raise PermissionError(13, "Permission denied")
 
-        monkeypatch.setattr(X.tempfile, "mkstemp", refuse)
+        monkeypatch.setattr(workbench.files.tempfile, "mkstemp", refuse)
         with pytest.raises(X.ExportError, match=rf"cannot write {re.escape(str(tmp_path / 'f.json'))}: Permission"):
             X.export_figure(fig, tmp_path, "json", name="f")
 
