@@ -17,7 +17,8 @@ from workbench.probes import probe_suite
 from workbench.replay import replay_hidden
 from workbench.envs import EnvSpec, make_env
 from workbench.figures import probe_figure
-from workbench.policy import build_policy, load_checkpoint
+from workbench.checkpoints import load_checkpoint
+from workbench.policy import build_policy
 from workbench.rollout import rollout
 from workbench.session import policy_io
 

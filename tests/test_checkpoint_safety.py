@@ -16,17 +16,11 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 from tensordict import TensorDict
 
-import workbench.policy
+import workbench.checkpoints
 from workbench.cli import main
 from workbench.errors import CheckpointError
-from workbench.policy import (
-    PolicyIO,
-    PolicySpec,
-    build_policy,
-    checkpoint_metadata,
-    load_checkpoint,
-    save_checkpoint,
-)
+from workbench.checkpoints import checkpoint_metadata, load_checkpoint, save_checkpoint
+from workbench.policy import PolicyIO, PolicySpec, build_policy
 from workbench.rollout import load_trajectory, save_trajectory
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,8 +30,8 @@ SPEC = PolicySpec(hidden_size=4, head_cells=(8,))
 
 def checkpoint_versions(path):
     """The library versions a checkpoint was written with: a third loader for these tests (the library reads them nowhere)."""
-    payload = workbench.policy._load_payload(path, "checkpoint_versions")
-    return workbench.policy._json_entry(payload, "versions", path, "checkpoint_versions", "{}")
+    payload = workbench.checkpoints._load_payload(path, "checkpoint_versions")
+    return workbench.checkpoints._json_entry(payload, "versions", path, "checkpoint_versions", "{}")
 
 
 LOADERS = [load_checkpoint, checkpoint_metadata, checkpoint_versions]
@@ -160,7 +154,7 @@ class TestWeightsAgainstSpec:
         def refuse(*args, **kwargs):
             raise AssertionError("build_policy was called before the weights were checked")
 
-        monkeypatch.setattr(workbench.policy, "build_policy", refuse)
+        monkeypatch.setattr(workbench.checkpoints, "build_policy", refuse)
 
     def test_huge_hidden_size_is_refused_before_building(self, tmp_path, no_build):
         """hidden_size=10**6 used to start a 12 TB allocation; now the stored shapes are compared first."""

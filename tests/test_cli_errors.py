@@ -210,7 +210,8 @@ class TestTrainConfig:
 def cartpole_checkpoint(tmp_path_factory):
     """A tiny untrained CartPole policy (4 observations, 2 discrete actions) saved as a checkpoint."""
     from workbench.envs import EnvSpec, make_env
-    from workbench.policy import PolicySpec, build_policy, save_checkpoint
+    from workbench.checkpoints import save_checkpoint
+    from workbench.policy import PolicySpec, build_policy
 
     spec = PolicySpec(hidden_size=4)
     policy = build_policy(spec, make_env(EnvSpec("CartPole-v1")), device="cpu")
@@ -232,7 +233,7 @@ def test_evaluate_refuses_an_env_that_does_not_fit(env_id, found, cartpole_check
 
 
 def test_evaluate_library_call_raises_env_mismatch(cartpole_checkpoint):
-    from workbench.policy import load_checkpoint
+    from workbench.checkpoints import load_checkpoint
     from workbench.train import evaluate
 
     policy, _ = load_checkpoint(cartpole_checkpoint)
@@ -265,7 +266,7 @@ def test_train_saves_to_a_fallback_when_the_write_fails_at_the_end(tmp_path, mon
     import shutil
     import tempfile
 
-    from workbench.policy import checkpoint_metadata, load_checkpoint
+    from workbench.checkpoints import checkpoint_metadata, load_checkpoint
     from workbench.train import TrainConfig, train
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
@@ -358,7 +359,7 @@ def _interrupt_train(tmp_path: Path, frames_per_batch: int, wait_for: bytes) -> 
 @pytest.mark.slow
 def test_ctrl_c_after_a_batch_writes_the_last_weights_to_a_partial_file(tmp_path):
     """SIGINT mid-training: exit 130, one line naming the partial file; --out itself is not written."""
-    from workbench.policy import checkpoint_metadata, load_checkpoint
+    from workbench.checkpoints import checkpoint_metadata, load_checkpoint
 
     result, message = _interrupt_train(tmp_path, 64, rb"\| [1-9]\d*/100000000")
     assert result.returncode == 130, result.stderr[-2000:]

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from workbench.export import find_chromium, read_metadata
+from workbench.embedded_metadata import read_metadata
+from workbench.export import find_chromium
 
 
 def run_demo_cli(tmp_path, *args, timeout=300):

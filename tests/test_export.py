@@ -18,6 +18,7 @@ import torch
 from plotly.offline import get_plotlyjs
 
 from workbench import export as X
+from workbench.embedded_metadata import read_metadata
 from workbench import provenance
 
 needs_chromium = pytest.mark.skipif(X.find_chromium() is None,
@@ -49,7 +50,7 @@ class TestHTML:
         assert meta["seed"] == 5 and meta["env"] == "CartPole-v1" and meta["figure"] == path.stem
         assert meta["versions"]["torch"] == torch.__version__ and "torchrl" in meta["versions"]
         assert "<title>Hidden-state norm, env 0</title>" in page
-        assert X.read_metadata(path) == meta
+        assert read_metadata(path) == meta
 
     def test_bundle_writes_plotlyjs_once(self, fig, tmp_path):
         """export_figures with 'directory': small pages that load one local plotly.min.js."""
@@ -62,7 +63,7 @@ class TestHTML:
         page = (out / "a.html").read_text(encoding="utf-8")
         assert '<script charset="utf-8" src="plotly.min.js"></script>' in page and "cdn.plot.ly" not in page
         assert len(page) < 100_000
-        assert X.read_metadata(out / "b.html")["figure"] == "b"
+        assert read_metadata(out / "b.html")["figure"] == "b"
         assert listing(out) == ["a.html", "a.json", "b.html", "b.json", "plotly.min.js"]
 
     def test_never_a_cdn(self, fig, tmp_path):
@@ -103,7 +104,7 @@ class TestMetadata:
     def test_given_versions_are_merged(self, fig, tmp_path):
         """A trajectory's metadata (with its own versions) is laid over the collected one."""
         (path,) = X.export_figure(fig, tmp_path / "f.json", metadata={"versions": {"torch": "9.9"}, "steps": 80})
-        meta = X.read_metadata(path)
+        meta = read_metadata(path)
         assert meta["versions"]["torch"] == "9.9" and meta["versions"]["plotly"] and meta["steps"] == 80
         assert meta["created"] and meta["figure"] == "f"
 
@@ -185,7 +186,7 @@ class TestPaths:
         def refuse(*args, **kwargs):
             raise PermissionError(13, "Permission denied")
 
-        monkeypatch.setattr(X.tempfile, "mkstemp", refuse)
+        monkeypatch.setattr(workbench.files.tempfile, "mkstemp", refuse)
         with pytest.raises(X.ExportError, match=rf"cannot write {re.escape(str(tmp_path / 'f.json'))}: Permission"):
             X.export_figure(fig, tmp_path, "json", name="f")
 
@@ -215,7 +216,7 @@ class TestStatic:
         assert data.startswith(b"\x89PNG\r\n\x1a\n")
         width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
         assert (width, height) == (320, 200)
-        assert X.read_metadata(path)["seed"] == 11
+        assert read_metadata(path)["seed"] == 11
         assert listing(tmp_path) == ["norm.png"]
 
     @needs_chromium
@@ -228,7 +229,7 @@ class TestStatic:
         assert [p.name for p in paths] == ["a.png", "a.svg", "a.pdf", "b.png", "b.svg", "b.pdf"]
         assert not kaleido._global_server.is_running()
         for path in paths:
-            meta = X.read_metadata(path)
+            meta = read_metadata(path)
             assert meta["seed"] == 2 and meta["figure"] == path.stem
         ET.parse(tmp_path / "a.svg")  # still well-formed XML
         assert (tmp_path / "a.pdf").read_bytes().startswith(b"%PDF")

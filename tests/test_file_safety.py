@@ -271,7 +271,7 @@ class TestPolicyPanelSave:
     def test_load_asset_then_save_keeps_the_asset_and_its_metadata(self, tmp_path):
         """The issue's steps: Load the shipped checkpoint, Save. The asset is untouched even with the
         overwrite tick; the proposed copy in the user folder keeps env_id and the training metadata."""
-        from workbench.policy import checkpoint_metadata
+        from workbench.checkpoints import checkpoint_metadata
 
         before, meta = self.ASSET.read_bytes(), checkpoint_metadata(self.ASSET)
         panel = self.panel(tmp_path)
@@ -335,7 +335,7 @@ class TestPolicyPanelSave:
         assert "exists: nothing was saved" in panel.message
 
     def test_built_policy_round_trip_keeps_the_env(self, tmp_path):
-        from workbench.policy import checkpoint_metadata
+        from workbench.checkpoints import checkpoint_metadata
 
         panel = self.panel(tmp_path)
         panel.build_button.click()
@@ -349,6 +349,7 @@ def test_export_refuses_a_fifo_and_writes_through_a_symlink(tmp_path):
     import plotly.graph_objects as go
 
     import workbench.export as X
+    from workbench.embedded_metadata import read_metadata
 
     fig = go.Figure(go.Scatter(y=[1, 2]))
     os.mkfifo(tmp_path / "f.json")
@@ -358,4 +359,4 @@ def test_export_refuses_a_fifo_and_writes_through_a_symlink(tmp_path):
     (tmp_path / "store").mkdir()
     (tmp_path / "g.json").symlink_to(tmp_path / "store" / "real.json")
     X.export_figure(fig, tmp_path / "g.json")
-    assert (tmp_path / "g.json").is_symlink() and X.read_metadata(tmp_path / "store" / "real.json")
+    assert (tmp_path / "g.json").is_symlink() and read_metadata(tmp_path / "store" / "real.json")

@@ -37,3 +37,24 @@ def test_cli_help_does_not_import_torch(argv, tmp_path):
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     heavy = sorted(m for m in imported if m.split(".")[0] in ("torch", "tensordict", "torchrl"))
     assert not heavy, f"python -m workbench {' '.join(argv)} imported {heavy[:5]}"
+
+
+def test_provenance_import_does_not_load_torch(tmp_path):
+    """``import workbench.provenance`` (what ``--version`` reads) leaves torch, tensordict and torchrl unloaded."""
+    code = (
+        "import sys, workbench.provenance\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'tensordict', 'torchrl')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"workbench.provenance loaded {result.stdout.strip()[:200]}"
+
+
+def test_version_does_not_import_torch(tmp_path):
+    """``python -m workbench --version`` prints the version without importing torch."""
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "workbench", "--version"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("python -m workbench ")
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert not sorted(m for m in imported if m.split(".")[0] in ("torch", "tensordict", "torchrl"))

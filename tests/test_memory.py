@@ -18,7 +18,8 @@ from workbench.probes import probe_suite
 from workbench.replay import replay_hidden, replay_policy
 from workbench.envs import EnvSpec, make_env
 from workbench.keys import KEYS
-from workbench.policy import build_policy, load_checkpoint
+from workbench.checkpoints import load_checkpoint
+from workbench.policy import build_policy
 from workbench.rollout import rollout
 from workbench.tasks import cue_decisions
 

@@ -15,15 +15,8 @@ from workbench import GRUModule
 from workbench.envs import EnvSpec, make_env
 from workbench.errors import ConfigError
 from workbench.keys import KEYS
-from workbench.policy import (
-    PolicyIO,
-    PolicySpec,
-    build_policy,
-    load_checkpoint,
-    recurrent_modules,
-    resolve_device,
-    save_checkpoint,
-)
+from workbench.checkpoints import load_checkpoint, save_checkpoint
+from workbench.policy import PolicyIO, PolicySpec, build_policy, recurrent_modules, resolve_device
 
 
 def _batch(io: PolicyIO, n: int = 16, layers: int = 1, hidden: int = 8, seed: int = 0) -> TensorDict:

@@ -9,7 +9,8 @@ import torch
 
 from workbench import GRUModule, __version__, provenance
 from workbench.envs import EnvSpec, make_env
-from workbench.policy import PolicySpec, build_policy, checkpoint_of, load_checkpoint, save_checkpoint
+from workbench.checkpoints import checkpoint_of, load_checkpoint, save_checkpoint
+from workbench.policy import PolicySpec, build_policy
 from workbench.rollout import rollout, trajectory_metadata
 
 

@@ -161,7 +161,8 @@ class TestCheckpoint:
         assert open_parallel() == before and session._env is None
 
     def test_checkpoint_without_env_and_no_env_spec(self, tmp_path):
-        from workbench.policy import build_policy, save_checkpoint
+        from workbench.checkpoints import save_checkpoint
+        from workbench.policy import build_policy
 
         policy = build_policy(SMALL, policy_io(EnvSpec()), device="cpu")
         path = save_checkpoint(policy, SMALL, tmp_path / "bare.pt")
@@ -187,7 +188,7 @@ class TestProvenance:
         assert loaded == {"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
     def test_export_through_the_session(self, tmp_path):
-        from workbench.export import read_metadata
+        from workbench.embedded_metadata import read_metadata
         from workbench.rollout import load_trajectory, trajectory_metadata
 
         spec = PolicySpec(hidden_size=8, python_based=True, record_gates=True)

@@ -83,7 +83,7 @@ def test_cue_task_is_deterministic_under_seed_and_draws_both_cues():
 
 
 def test_tiny_training_run_writes_a_checkpoint_that_evaluates(tmp_path):
-    from workbench.policy import checkpoint_metadata, load_checkpoint
+    from workbench.checkpoints import checkpoint_metadata, load_checkpoint
     from workbench.train import TrainConfig, evaluate, train
 
     rows = []
@@ -142,7 +142,7 @@ def test_shipped_cartpole_checkpoint_balances():
 
 
 def test_tiny_training_run_with_continuous_actions(tmp_path):
-    from workbench.policy import load_checkpoint
+    from workbench.checkpoints import load_checkpoint
     from workbench.train import TrainConfig, evaluate, train
 
     cfg = TrainConfig(env_id="workbench/PendulumNoVel-v1", total_frames=256, num_envs=2, frames_per_batch=256,

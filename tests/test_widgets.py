@@ -28,7 +28,7 @@ from workbench import timing
 from workbench.episodes import episode_and_step
 from workbench.envs import EnvSpec
 from workbench.errors import ConfigError
-from workbench.export import read_metadata
+from workbench.embedded_metadata import read_metadata
 from workbench.keys import KEYS
 from workbench.policy import PolicySpec
 

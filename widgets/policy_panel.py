@@ -20,16 +20,8 @@ import ipywidgets as w
 
 from workbench.envs import VELOCITY_MASKS, EnvSpec
 from workbench.files import check_output_path, free_name, is_shipped_asset
-from workbench.policy import (
-    PolicyIO,
-    PolicySpec,
-    build_policy,
-    checkpoint_metadata,
-    load_checkpoint,
-    policy_spec_of,
-    recurrent_modules,
-    save_checkpoint,
-)
+from workbench.checkpoints import checkpoint_metadata, load_checkpoint, save_checkpoint
+from workbench.policy import PolicyIO, PolicySpec, build_policy, policy_spec_of, recurrent_modules
 from workbench.specs import settings
 from workbench.session import policy_io
 from workbench.tasks import TASKS

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .bench_cli import ARGUMENTS as BENCH_ARGUMENTS, bench  # light: the suite loads when the command runs
+from .provenance import workbench_version  # light: no torch
 
 __all__ = ["main", "command", "arg"]
 
@@ -334,7 +335,7 @@ def evaluate(args: argparse.Namespace, extra: list[str]) -> int:
     import statistics
 
     from .errors import ConfigError, EnvMismatchError, WorkbenchError
-    from .policy import checkpoint_metadata, load_checkpoint
+    from .checkpoints import checkpoint_metadata, load_checkpoint
     from .tasks import cue_success_rate
     from .train import evaluate as run_evaluate
 
@@ -399,28 +400,13 @@ def check_gpu(args: argparse.Namespace, extra: list[str]) -> int:
 command(*BENCH_ARGUMENTS)(bench)  # registered here: listed after check-gpu
 
 
-class _VersionAction(argparse.Action):
-    """``--version``: prints ``python -m workbench <version>`` and exits; the version is read only then
-    (:mod:`workbench.provenance` loads torch, which ``--help`` must not wait for)."""
-
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
-                 help="show program's version number and exit"):
-        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        from .provenance import workbench_version
-
-        print(f"{parser.prog} {workbench_version()}", flush=True)
-        parser.exit()
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subparser per registered command."""
     parser = argparse.ArgumentParser(
         prog="python -m workbench",
         description="GRU Workbench: an interactive workbench for recurrent RL policies.",
     )
-    parser.add_argument("--version", action=_VersionAction)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {workbench_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, cmd in _COMMANDS.items():
         doc = (cmd.run.__doc__ or "").strip()

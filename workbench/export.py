@@ -14,10 +14,12 @@ Formats:
 
 Every file is written atomically: to a temporary file in the same directory,
 then ``os.replace``; a failed export leaves no partial file and never damages
-an earlier one. :func:`read_metadata` reads the metadata back from any format.
+an earlier one. How the metadata sits inside each format, and reading it back
+(:func:`~workbench.embedded_metadata.read_metadata`), is :mod:`workbench.embedded_metadata`.
 
 Examples:
     >>> import tempfile, plotly.graph_objects as go
+    >>> from workbench.embedded_metadata import read_metadata
     >>> fig = go.Figure(go.Scatter(y=[1, 3, 2]), layout=dict(title=dict(text="A line")))
     >>> tmp = tempfile.TemporaryDirectory()
     >>> paths = export_figure(fig, tmp.name, ("html", "json"), metadata={"seed": 3})
@@ -28,17 +30,13 @@ Examples:
 
 from __future__ import annotations
 
-import binascii
 import contextlib
-import datetime as _dt
 import html as _html
 import json
 import os
 import re
 import shutil
-import struct
 import warnings
-import zlib
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -46,6 +44,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from ._compat import kaleido_server
+from .embedded_metadata import READABLE, SIDECAR_SUFFIX, embed_in_image, html_metadata_script
 from .errors import OutputPathError, WorkbenchError
 from .files import atomic_write
 from .provenance import complete
@@ -55,21 +54,17 @@ __all__ = [
     "ChromiumNotFoundError",
     "FORMATS",
     "STATIC_FORMATS",
-    "METADATA_ID",
     "find_chromium",
     "image_server",
     "export_figure",
     "export_figures",
-    "read_metadata",
     "load_figure",
 ]
 
-FORMATS = ("html", "json", "png", "svg", "pdf")
-"""What :func:`export_figure` writes."""
+FORMATS = READABLE
+"""What :func:`export_figure` writes (each with its metadata inside, :mod:`workbench.embedded_metadata`)."""
 STATIC_FORMATS = ("png", "svg", "pdf")
 """The formats rendered by kaleido in Chromium."""
-METADATA_ID = "workbench-metadata"
-"""HTML element id, PNG ``tEXt`` keyword and SVG ``<metadata>`` id of the embedded metadata."""
 PLOTLY_BUNDLE = "plotly.min.js"
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 900, 500
 
@@ -87,11 +82,6 @@ _NO_CHROMIUM = (
     "found{detail}. Install the Debian package `chromium` (`apt-get install chromium`), or set "
     "BROWSER_PATH to a Chrome/Chromium executable. HTML and JSON export work without it."
 )
-
-
-# ---------------------------------------------------------------------------- metadata
-def _metadata_json(meta: Mapping[str, Any]) -> str:
-    return json.dumps(meta, ensure_ascii=True, sort_keys=False)
 
 
 # ---------------------------------------------------------------------------- files
@@ -137,11 +127,10 @@ def _title(fig: go.Figure) -> str | None:
 def _render_html(fig: go.Figure, meta: Mapping[str, Any], stem: str, include_plotlyjs) -> bytes:
     page = pio.to_html(fig, include_plotlyjs=include_plotlyjs, full_html=True, div_id=f"workbench-{stem}",
                        config={"displaylogo": False, "toImageButtonOptions": {"filename": stem}})
-    payload = _metadata_json(meta).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     version = _html.escape(str(meta.get("versions", {}).get("workbench")))
     head = (f"<title>{_html.escape(_title(fig) or stem)}</title>\n"
             f'<meta name="generator" content="GRU Workbench {version}">\n'
-            f'<script type="application/json" id="{METADATA_ID}">{payload}</script>\n')
+            f"{html_metadata_script(meta)}\n")
     index = page.find("</head>")
     page = page[:index] + head + page[index:] if index >= 0 else head + page
     return page.encode("utf-8")
@@ -230,88 +219,6 @@ def _render_static(fig: go.Figure, fmt: str, *, width, height, scale) -> bytes:
         raise
 
 
-# ---------------------------------------------------------------------------- metadata in images
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def _png_with_text(png: bytes, entries: Mapping[str, str]) -> bytes:
-    """Inserts ``tEXt`` chunks before ``IEND``."""
-    if not png.startswith(_PNG_MAGIC) or png[-8:-4] != b"IEND":
-        raise ExportError("kaleido returned bytes that are not a PNG.")
-    chunks = b"".join(_png_chunk(b"tEXt", k.encode("latin-1") + b"\0" + v.encode("latin-1"))
-                      for k, v in entries.items())
-    return png[:-12] + chunks + png[-12:]
-
-
-def _png_text(png: bytes) -> dict[str, str]:
-    out, pos = {}, len(_PNG_MAGIC)
-    while pos + 8 <= len(png):
-        (length,) = struct.unpack(">I", png[pos:pos + 4])
-        kind = png[pos + 4:pos + 8]
-        if kind == b"tEXt":
-            key, _, value = png[pos + 8:pos + 8 + length].partition(b"\0")
-            out[key.decode("latin-1")] = value.decode("latin-1")
-        pos += 12 + length
-    return out
-
-
-def _svg_with_metadata(svg: bytes, meta_json: str) -> bytes:
-    text = svg.decode("utf-8")
-    match = re.search(r"<svg\b[^>]*>", text)
-    if match is None:
-        raise ExportError("kaleido returned text that is not an SVG.")
-    block = f'<metadata id="{METADATA_ID}">{_html.escape(meta_json, quote=False)}</metadata>'
-    return (text[:match.end()] + block + text[match.end():]).encode("utf-8")
-
-
-def _pdf_string(text: str) -> bytes:
-    """A PDF text string: literal if ASCII, else UTF-16BE hex with a BOM."""
-    if text.isascii():
-        esc = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        esc = esc.replace("\r", "\\r").replace("\n", "\\n")
-        return b"(" + esc.encode("ascii") + b")"
-    return b"<FEFF" + text.encode("utf-16-be").hex().upper().encode("ascii") + b">"
-
-
-def _pdf_with_info(pdf: bytes, meta_json: str, title: str) -> bytes | None:
-    """Appends an incremental update with a new document information dictionary (None if not possible)."""
-    tail = pdf[-4096:]
-    starts = list(re.finditer(rb"startxref\s+(\d+)", tail))
-    trailers = list(re.finditer(rb"trailer\s*<<(.*?)>>\s*startxref", pdf[-8192:], re.S))
-    if not starts or not trailers:
-        return None  # e.g. cross-reference streams: use a sidecar
-    trailer = trailers[-1].group(1)
-    size = re.search(rb"/Size\s+(\d+)", trailer)
-    root = re.search(rb"/Root\s+(\d+\s+\d+\s+R)", trailer)
-    if size is None or root is None:
-        return None
-    ident = re.search(rb"/ID\s*\[[^\]]*\]", trailer)
-    producer = re.search(rb"/Producer\s*(\([^)]*\))", pdf[:4096])
-    n = int(size.group(1))
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("D:%Y%m%d%H%M%SZ")
-    info = (b"<< /Title " + _pdf_string(title) + b" /Creator (GRU Workbench)"
-            + (b" /Producer " + producer.group(1) if producer else b"")
-            + b" /ModDate (" + now.encode() + b") /WorkbenchMetadata <"
-            + binascii.hexlify(meta_json.encode("ascii")) + b"> >>")
-    body = pdf if pdf.endswith(b"\n") else pdf + b"\n"
-    obj_offset = len(body)
-    obj = b"%d 0 obj\n" % n + info + b"\nendobj\n"
-    xref_offset = obj_offset + len(obj)
-    xref = b"xref\n%d 1\n%010d 00000 n \n" % (n, obj_offset)
-    new_trailer = (b"trailer\n<< /Size %d /Root " % (n + 1) + root.group(1) + b" /Info %d 0 R /Prev " % n
-                   + starts[-1].group(1) + (b" " + ident.group(0) if ident else b"") + b" >>\n")
-    return body + obj + xref + new_trailer + b"startxref\n%d\n%%%%EOF\n" % xref_offset
-
-
-def _pdf_metadata(pdf: bytes) -> dict | None:
-    found = list(re.finditer(rb"/WorkbenchMetadata\s*<([0-9A-Fa-f\s]*)>", pdf))
-    return json.loads(binascii.unhexlify(re.sub(rb"\s", b"", found[-1].group(1)))) if found else None
-
-
 # ---------------------------------------------------------------------------- export
 def _formats(formats, default: tuple[str, ...]) -> tuple[str, ...]:
     if formats is None:
@@ -351,7 +258,6 @@ def _write_bundle(directory: Path) -> Path:
 def _render(fig: go.Figure, fmts: Sequence[str], *, stem: str, meta: Mapping[str, Any], include_plotlyjs,
             width, height, scale) -> dict[str, tuple[bytes, bytes | None]]:
     """Every format's bytes (and a sidecar's, if any), before anything is written."""
-    meta_json = _metadata_json(meta)
     out: dict[str, tuple[bytes, bytes | None]] = {}
     for fmt in fmts:
         sidecar = None
@@ -361,16 +267,10 @@ def _render(fig: go.Figure, fmts: Sequence[str], *, stem: str, meta: Mapping[str
             data = _render_json(fig, meta)
         else:
             data = _render_static(fig, fmt, width=width, height=height, scale=scale)
-            if fmt == "png":
-                data = _png_with_text(data, {METADATA_ID: meta_json, "Software": "GRU Workbench"})
-            elif fmt == "svg":
-                data = _svg_with_metadata(data, meta_json)
-            else:
-                updated = _pdf_with_info(data, meta_json, _title(fig) or stem)
-                if updated is None:
-                    sidecar = json.dumps(meta, indent=2).encode("utf-8")
-                else:
-                    data = updated
+            try:
+                data, sidecar = embed_in_image(fmt, data, meta, title=_title(fig) or stem)
+            except ValueError as e:
+                raise ExportError(f"kaleido returned {e}.") from None
         out[fmt] = (data, sidecar)
     return out
 
@@ -448,7 +348,7 @@ def export_figure(
     for fmt, (data, sidecar) in rendered.items():
         written.append(_atomic_write(paths[fmt], data))
         if sidecar is not None:
-            written.append(_atomic_write(paths[fmt].with_name(paths[fmt].name + ".metadata.json"), sidecar))
+            written.append(_atomic_write(paths[fmt].with_name(paths[fmt].name + SIDECAR_SUFFIX), sidecar))
     if "html" in fmts and include_plotlyjs == "directory":
         written.append(_write_bundle(directory))
     return written
@@ -507,41 +407,6 @@ def export_figures(
                                      width=width, height=height, scale=scale)
     bundle = [p for p in written if p.name == PLOTLY_BUNDLE]
     return [p for p in written if p.name != PLOTLY_BUNDLE] + bundle[:1]
-
-
-# ---------------------------------------------------------------------------- reading back
-def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The metadata embedded in an exported file (HTML, JSON, PNG, SVG or PDF), or ``None``.
-
-    Examples:
-        >>> import tempfile, plotly.graph_objects as go
-        >>> tmp = tempfile.TemporaryDirectory()
-        >>> path = export_figure(go.Figure(), tmp.name, "json", metadata={"seed": 7})[0]
-        >>> read_metadata(path)["seed"]
-        7
-        >>> tmp.cleanup()
-    """
-    path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
-    data = path.read_bytes()
-    if fmt == "json":
-        return json.loads(data).get("metadata")
-    if fmt == "html":
-        m = re.search(rf'<script type="application/json" id="{METADATA_ID}">(.*?)</script>'.encode(), data, re.S)
-        return json.loads(m.group(1)) if m else None
-    if fmt == "png":
-        text = _png_text(data).get(METADATA_ID)
-        return json.loads(text) if text is not None else None
-    if fmt == "svg":
-        m = re.search(rf'<metadata id="{METADATA_ID}">(.*?)</metadata>'.encode(), data, re.S)
-        return json.loads(_html.unescape(m.group(1).decode("utf-8"))) if m else None
-    if fmt == "pdf":
-        found = _pdf_metadata(data)
-        sidecar = path.with_name(path.name + ".metadata.json")
-        if found is None and sidecar.is_file():
-            return json.loads(sidecar.read_text())
-        return found
-    raise ValueError(f"cannot read metadata from {path}: unknown format {fmt!r}; expected one of {list(FORMATS)}.")
 
 
 def load_figure(path: str | os.PathLike) -> tuple[go.Figure, dict[str, Any] | None]:

@@ -1,4 +1,4 @@
-"""Recurrent policies: :class:`PolicySpec` → :func:`build_policy`; checkpoints.
+"""Recurrent policies: :class:`PolicySpec` → :func:`build_policy` (checkpoint files: :mod:`workbench.checkpoints`).
 
 A policy is a torchrl ``ProbabilisticActor`` around ``GRUModule → MLPHead``:
 
@@ -23,21 +23,16 @@ Examples:
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import weakref
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
 
-from .errors import CheckpointError, ConfigError
-from .files import atomic_torch_save, load_tagged
+from .errors import ConfigError
 from .gru import GRUModule
 from .keys import KEYS
-from .provenance import checkpoint_identity, versions
 from .specs import Spec, setting
 
 __all__ = [
@@ -45,13 +40,10 @@ __all__ = [
     "PolicyIO",
     "MLPHead",
     "build_policy",
-    "save_checkpoint",
-    "load_checkpoint",
+    "expected_weight_shapes",
     "recurrent_modules",
     "policy_spec_of",
-    "checkpoint_of",
     "resolve_device",
-    "checkpoint_metadata",
 ]
 
 FEATURES_KEY = "features"
@@ -59,9 +51,6 @@ FEATURES_KEY = "features"
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 """activation names a :class:`PolicySpec` accepts"""
-
-CHECKPOINT_FORMAT = "gru-workbench-checkpoint"
-CHECKPOINT_VERSION = 1
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -364,6 +353,20 @@ def _assemble(spec: PolicySpec, io: PolicyIO, *, meta: bool = False):
     )
 
 
+def expected_weight_shapes(spec: PolicySpec, io: PolicyIO) -> dict[str, tuple[int, ...]]:
+    """The ``state_dict`` names and shapes :func:`build_policy` makes for ``spec`` and ``io``, allocating nothing.
+
+    The policy is assembled on the meta device, so a huge ``hidden_size`` costs no memory
+    (:func:`workbench.checkpoints.load_checkpoint` checks stored weights against it).
+
+    Examples:
+        >>> shapes = expected_weight_shapes(PolicySpec(hidden_size=10**6), PolicyIO(4, "categorical", 2))
+        >>> shapes["module.0.module.0.gru.weight_ih_l0"]
+        (3000000, 4)
+    """
+    return {k: tuple(v.shape) for k, v in _assemble(spec, io, meta=True).state_dict().items()}
+
+
 _POLICY_SPECS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 """the one record of which spec and IO built which policy (nothing is stuck on torchrl's objects)"""
 
@@ -374,12 +377,6 @@ def policy_spec_of(policy) -> tuple[PolicySpec, PolicyIO] | None:
         return _POLICY_SPECS.get(policy)
     except TypeError:  # not weak-referenceable: not one of ours
         return None
-
-
-def checkpoint_of(policy) -> dict[str, str] | None:
-    """The checkpoint a policy was loaded from (:func:`~workbench.provenance.checkpoint_identity`: path and
-    sha256), or None when it was built here."""
-    return getattr(policy, "_workbench_checkpoint", None)
 
 
 def recurrent_modules(policy: nn.Module) -> list[nn.Module]:
@@ -395,141 +392,3 @@ def recurrent_modules(policy: nn.Module) -> list[nn.Module]:
         if hasattr(module, "make_tensordict_primer") and hasattr(module, "in_keys") and module not in found:
             found.append(module)
     return found
-
-
-def save_checkpoint(
-    policy: nn.Module,
-    spec: PolicySpec,
-    path: str | os.PathLike,
-    *,
-    io: PolicyIO | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> Path:
-    """Writes the weights, the spec and the IO (as JSON-able dicts) to one file, atomically.
-
-    Args:
-        policy: a policy from :func:`build_policy`.
-        spec: its spec.
-        path: the file to write (``torch.save`` format, loadable with ``weights_only=True``).
-
-    Keyword Args:
-        io: the policy's :class:`PolicyIO`; read from the policy when omitted.
-        metadata: extra JSON-able entries (e.g. the training environment and
-            command); :func:`checkpoint_metadata` reads them back.
-
-    Returns:
-        The path written.
-
-    Examples:
-        >>> import tempfile
-        >>> from workbench.envs import EnvSpec, make_env
-        >>> spec = PolicySpec(hidden_size=4)
-        >>> policy = build_policy(spec, make_env(EnvSpec("CartPole-v1")), device="cpu")
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     path = save_checkpoint(policy, spec, Path(tmp) / "policy.pt")
-        ...     loaded, loaded_spec = load_checkpoint(path)
-        >>> loaded_spec == spec
-        True
-    """
-    if not isinstance(spec, PolicySpec):
-        raise TypeError(f"save_checkpoint: 'spec' must be a PolicySpec; got {type(spec).__name__}.")
-    if io is None:
-        built = policy_spec_of(policy)
-        io = built[1] if built is not None else None
-        if io is None:
-            raise ValueError("save_checkpoint: pass io=PolicyIO.from_env(env); this policy was not made by build_policy.")
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": CHECKPOINT_VERSION,
-        "spec": json.dumps(spec.to_dict()),
-        "io": json.dumps(io.to_dict()),
-        "versions": json.dumps(versions()),
-        "metadata": json.dumps(metadata or {}),
-        "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
-    }
-    path = Path(path)
-    atomic_torch_save(payload, path)
-    return path
-
-
-def _load_payload(path: str | os.PathLike, caller: str) -> dict[str, Any]:
-    return load_tagged(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, caller, "checkpoint")
-
-
-def _json_entry(payload: dict[str, Any], name: str, path, caller: str, default: str | None = None) -> Any:
-    """The JSON text stored under ``name``, parsed; a :class:`CheckpointError` when absent or malformed."""
-    text = payload.get(name, default)
-    try:
-        if not isinstance(text, str):
-            raise ValueError(f"expected JSON text; got {type(text).__name__}")
-        return json.loads(text)
-    except ValueError as error:
-        raise CheckpointError(f"{caller}: {str(path)!r}: the stored '{name}' is unreadable ({error})") from None
-
-
-def _check_weights(stored: Any, spec: PolicySpec, io: PolicyIO, path, caller: str) -> None:
-    """Refuses stored weights that do not fit ``spec`` and ``io`` before anything is allocated.
-
-    The expected shapes come from the policy assembled on the meta device (no memory).
-    """
-    where = f"{caller}: {str(path)!r}"
-    if not isinstance(stored, dict) or not all(isinstance(v, torch.Tensor) for v in stored.values()):
-        raise CheckpointError(f"{where}: the stored 'state_dict' must map names to tensors; got {type(stored).__name__}")
-    least = 4 * spec.num_layers + 2 * (len(spec.head_cells) + 1)
-    if len(stored) < least:
-        raise CheckpointError(
-            f"{where}: its spec (num_layers={spec.num_layers}, head_cells={list(spec.head_cells)}) needs at least "
-            f"{least} weight tensors; the file stores {len(stored)}"
-        )
-    expected = {k: tuple(v.shape) for k, v in _assemble(spec, io, meta=True).state_dict().items()}
-    for name, shape in expected.items():
-        if name not in stored:
-            raise CheckpointError(f"{where}: parameter {name!r} (shape {list(shape)}) is missing from the stored weights")
-        if tuple(stored[name].shape) != shape:
-            raise CheckpointError(
-                f"{where}: parameter {name!r} should have shape {list(shape)} for its spec (hidden_size="
-                f"{spec.hidden_size}, observation_size={io.observation_size}); stored {list(stored[name].shape)}"
-            )
-        if not stored[name].is_floating_point():
-            raise CheckpointError(f"{where}: parameter {name!r} should be floating point; stored {stored[name].dtype}")
-    unexpected = sorted(set(stored) - set(expected))
-    if unexpected:
-        raise CheckpointError(f"{where}: the stored weights have entries its spec does not make: {unexpected[:5]}")
-
-
-def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> tuple[nn.Module, PolicySpec]:
-    """Rebuilds a policy saved by :func:`save_checkpoint`; its outputs equal the original's bit for bit.
-
-    Raises :class:`~workbench.errors.CheckpointError` for a file that is not a readable
-    checkpoint, and for stored weights that do not fit the stored spec (checked before the
-    policy is built, so a corrupt ``hidden_size`` never allocates memory).
-
-    Keyword Args:
-        device: where to put the policy (``"auto"``, ``"cpu"``, ``"cuda"``). Default: ``"cpu"``.
-
-    Returns:
-        ``(policy, spec)``; :func:`checkpoint_of` gives the file's path and sha256.
-    """
-    caller = "load_checkpoint"
-    payload = _load_payload(path, caller)
-    try:
-        spec = PolicySpec.from_dict(_json_entry(payload, "spec", path, caller))
-        io = PolicyIO.from_dict(_json_entry(payload, "io", path, caller))
-    except CheckpointError:
-        raise
-    except (ValueError, TypeError) as error:
-        raise CheckpointError(f"{caller}: {str(path)!r}: the stored spec is invalid: {error}") from None
-    _check_weights(payload.get("state_dict"), spec, io, path, caller)
-    policy = build_policy(spec, io, device="cpu")
-    policy.load_state_dict(payload["state_dict"])
-    policy._workbench_checkpoint = checkpoint_identity(path)
-    return policy.to(resolve_device(device)), spec
-
-
-def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The extra entries :func:`save_checkpoint` stored (``{}`` when none)."""
-    meta = _json_entry(_load_payload(path, "checkpoint_metadata"), "metadata", path, "checkpoint_metadata", "{}")
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"checkpoint_metadata: {str(path)!r}: the stored 'metadata' must be a JSON object; "
-                              f"got {type(meta).__name__}")
-    return meta

@@ -12,7 +12,11 @@ say about their origin:
   the caller's entries made JSON-ready); :func:`complete` lays an existing record
   (e.g. a trajectory's) over a fresh one, which is what an export embeds.
 
+Importing this module is light: it never imports torch (a tensor or module can
+only reach it once torch is loaded), so ``python -m workbench --version`` stays fast.
+
 Examples:
+    >>> import torch
     >>> sorted(versions())
     ['tensordict', 'torch', 'torchrl', 'workbench']
     >>> meta = record(seed=3, steps=torch.arange(3))
@@ -32,9 +36,10 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "DISTRIBUTION",
@@ -106,6 +111,7 @@ def describe_module(module: torch.nn.Module) -> dict[str, Any]:
     else from the module itself (``torch.nn.GRU``).
 
     Examples:
+        >>> import torch
         >>> from workbench import GRUModule
         >>> info = describe_module(GRUModule(3, 4, in_key="x", out_key="y"))
         >>> info["class"], info["input_size"], info["hidden_size"], info["python_based"], info["in_keys"]
@@ -151,6 +157,7 @@ def jsonable(value: Any) -> Any:
     """A JSON-ready copy of ``value`` (tensors: small ones as lists, big ones as shape + dtype + sha256).
 
     Examples:
+        >>> import torch
         >>> jsonable({"t": torch.zeros(100, dtype=torch.bool), "p": Path("/x"), "k": ("next", "h")})["t"]["shape"]
         [100]
         >>> jsonable([float("nan"), torch.float32, ("next", "h")])
@@ -168,16 +175,20 @@ def jsonable(value: Any) -> Any:
         return jsonable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
     if isinstance(value, (list, tuple, set, frozenset)):
         return [jsonable(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        t = value.detach().cpu()
-        if t.numel() <= 64:
-            return jsonable(t.tolist())
-        raw = t.contiguous().view(torch.uint8) if t.dtype != torch.bool else t.to(torch.uint8)
-        return {"shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", ""),
-                "sha256": hashlib.sha256(raw.numpy().tobytes()).hexdigest()}
-    if isinstance(value, torch.nn.Module):
-        return describe_module(value)
-    if isinstance(value, (torch.dtype, torch.device, Path)):
+    torch = sys.modules.get("torch")  # a tensor, dtype or module exists only once torch is loaded
+    if torch is not None:
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu()
+            if t.numel() <= 64:
+                return jsonable(t.tolist())
+            raw = t.contiguous().view(torch.uint8) if t.dtype != torch.bool else t.to(torch.uint8)
+            return {"shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", ""),
+                    "sha256": hashlib.sha256(raw.numpy().tobytes()).hexdigest()}
+        if isinstance(value, torch.nn.Module):
+            return describe_module(value)
+        if isinstance(value, (torch.dtype, torch.device)):
+            return str(value)
+    if isinstance(value, Path):
         return str(value)
     if hasattr(value, "tolist"):  # numpy arrays and scalars
         return jsonable(value.tolist())

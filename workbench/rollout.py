@@ -31,7 +31,8 @@ from tensordict import TensorDict, TensorDictBase
 from .episodes import episode_and_step
 from .files import atomic_torch_save, load_tagged
 from .keys import KEYS
-from .policy import checkpoint_of, policy_spec_of, recurrent_modules, resolve_device
+from .checkpoints import checkpoint_of
+from .policy import policy_spec_of, recurrent_modules, resolve_device
 from .provenance import describe_module, record
 from .wiring import WiringWarning, check_wiring
 from .workers import WORKER_TIMEOUT_S, WorkerWatch

@@ -35,7 +35,8 @@ from tensordict import TensorDictBase
 from .envs import VELOCITY_MASKS, EnvSpec, make_env
 from .errors import ConfigError, WorkbenchError
 from .keys import KEYS
-from .policy import PolicyIO, PolicySpec, build_policy, load_checkpoint, policy_spec_of, recurrent_modules, resolve_device
+from .checkpoints import load_checkpoint
+from .policy import PolicyIO, PolicySpec, build_policy, policy_spec_of, recurrent_modules, resolve_device
 from .workers import WORKER_TIMEOUT_S, close_env
 
 __all__ = ["Session", "SessionError", "policy_io"]
@@ -105,7 +106,7 @@ class Session:
         policy_spec: the policy to build (exactly one of ``policy_spec`` and ``checkpoint``).
 
     Keyword Args:
-        checkpoint: a file from :func:`~workbench.policy.save_checkpoint` (or :meth:`save_checkpoint`);
+        checkpoint: a file from :func:`~workbench.checkpoints.save_checkpoint` (or :meth:`save_checkpoint`);
             its sizes come from the file, so no environment is made until the rollout.
         device: where the policy runs: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
 
@@ -139,7 +140,7 @@ class Session:
         self.device = resolve_device(device)
         self.checkpoint: Path | None = None
         if checkpoint is not None:
-            from .policy import checkpoint_metadata
+            from .checkpoints import checkpoint_metadata
 
             self.checkpoint = Path(checkpoint)
             self.policy, policy_spec = load_checkpoint(self.checkpoint, device=self.device)
@@ -331,7 +332,7 @@ class Session:
 
     def save_checkpoint(self, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None) -> Path:
         """Saves the policy with its environment (``Session(checkpoint=path)`` rebuilds both)."""
-        from .policy import save_checkpoint
+        from .checkpoints import save_checkpoint
 
         meta = {"env_id": self.env_spec.env_id, "env": self.env_spec.to_dict(), **(metadata or {})}
         return save_checkpoint(self.policy, self.policy_spec, path, io=self.io, metadata=meta)

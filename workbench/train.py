@@ -128,7 +128,7 @@ def train(
 
     Args:
         config: the run.
-        out: the checkpoint to write (:func:`workbench.policy.save_checkpoint`,
+        out: the checkpoint to write (:func:`workbench.checkpoints.save_checkpoint`,
             with the environment and config in its metadata).
 
     Keyword Args:
@@ -295,7 +295,7 @@ class Bookkeeper:
     def save(self, policy_spec, target: str | Path, interrupted: bool) -> tuple[Path | None, OSError | None]:
         """Writes the actor's checkpoint with the run's metadata to ``target`` (or a fallback): ``(written, failure)``."""
         from .files import save_or_fallback
-        from .policy import save_checkpoint
+        from .checkpoints import save_checkpoint
 
         config, best = self.config, self.best
         metadata = {

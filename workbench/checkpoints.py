@@ -1,0 +1,195 @@
+"""Checkpoint files: a policy's weights, spec and IO in one file, and the checks that read it back.
+
+:func:`save_checkpoint` writes one ``torch.save`` file atomically (loadable with
+``weights_only=True``); :func:`load_checkpoint` refuses a file that is not a readable
+checkpoint, or whose weights do not fit its stored spec, with one
+:class:`~workbench.errors.CheckpointError` before anything is built;
+:func:`checkpoint_metadata` reads the extra entries back, and :func:`checkpoint_of`
+names the file (path and sha256) a loaded policy came from.
+
+Examples:
+    >>> import tempfile
+    >>> from workbench.policy import PolicyIO, PolicySpec, build_policy
+    >>> spec = PolicySpec(hidden_size=4)
+    >>> policy = build_policy(spec, PolicyIO(4, "categorical", 2), device="cpu")
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = save_checkpoint(policy, spec, Path(tmp) / "p.pt", metadata={"env_id": "CartPole-v1"})
+    ...     loaded, loaded_spec = load_checkpoint(path)
+    ...     checkpoint_metadata(path), checkpoint_of(loaded)["sha256"] == checkpoint_identity(path)["sha256"]
+    ({'env_id': 'CartPole-v1'}, True)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+from .files import atomic_torch_save, load_tagged
+from .policy import PolicyIO, PolicySpec, build_policy, expected_weight_shapes, policy_spec_of, resolve_device
+from .provenance import checkpoint_identity, versions
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "save_checkpoint",
+    "load_checkpoint",
+    "checkpoint_metadata",
+    "checkpoint_of",
+]
+
+CHECKPOINT_FORMAT = "gru-workbench-checkpoint"
+"""the tag every checkpoint file carries (``payload["format"]``)"""
+CHECKPOINT_VERSION = 1
+"""the newest ``format_version`` this code reads and the one it writes"""
+
+
+def save_checkpoint(
+    policy: nn.Module,
+    spec: PolicySpec,
+    path: str | os.PathLike,
+    *,
+    io: PolicyIO | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Writes the weights, the spec and the IO (as JSON-able dicts) to one file, atomically.
+
+    Args:
+        policy: a policy from :func:`~workbench.policy.build_policy`.
+        spec: its spec.
+        path: the file to write (``torch.save`` format, loadable with ``weights_only=True``).
+
+    Keyword Args:
+        io: the policy's :class:`~workbench.policy.PolicyIO`; read from the policy when omitted.
+        metadata: extra JSON-able entries (e.g. the training environment and
+            command); :func:`checkpoint_metadata` reads them back.
+
+    Returns:
+        The path written.
+
+    Examples:
+        >>> import tempfile
+        >>> from workbench.envs import EnvSpec, make_env
+        >>> spec = PolicySpec(hidden_size=4)
+        >>> policy = build_policy(spec, make_env(EnvSpec("CartPole-v1")), device="cpu")
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = save_checkpoint(policy, spec, Path(tmp) / "policy.pt")
+        ...     loaded, loaded_spec = load_checkpoint(path)
+        >>> loaded_spec == spec
+        True
+    """
+    if not isinstance(spec, PolicySpec):
+        raise TypeError(f"save_checkpoint: 'spec' must be a PolicySpec; got {type(spec).__name__}.")
+    if io is None:
+        built = policy_spec_of(policy)
+        io = built[1] if built is not None else None
+        if io is None:
+            raise ValueError("save_checkpoint: pass io=PolicyIO.from_env(env); this policy was not made by build_policy.")
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "spec": json.dumps(spec.to_dict()),
+        "io": json.dumps(io.to_dict()),
+        "versions": json.dumps(versions()),
+        "metadata": json.dumps(metadata or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
+    }
+    path = Path(path)
+    atomic_torch_save(payload, path)
+    return path
+
+
+def _load_payload(path: str | os.PathLike, caller: str) -> dict[str, Any]:
+    return load_tagged(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, caller, "checkpoint")
+
+
+def _json_entry(payload: dict[str, Any], name: str, path, caller: str, default: str | None = None) -> Any:
+    """The JSON text stored under ``name``, parsed; a :class:`CheckpointError` when absent or malformed."""
+    text = payload.get(name, default)
+    try:
+        if not isinstance(text, str):
+            raise ValueError(f"expected JSON text; got {type(text).__name__}")
+        return json.loads(text)
+    except ValueError as error:
+        raise CheckpointError(f"{caller}: {str(path)!r}: the stored '{name}' is unreadable ({error})") from None
+
+
+def _check_weights(stored: Any, spec: PolicySpec, io: PolicyIO, path, caller: str) -> None:
+    """Refuses stored weights that do not fit ``spec`` and ``io`` before anything is allocated.
+
+    The expected shapes come from the policy assembled on the meta device (no memory).
+    """
+    where = f"{caller}: {str(path)!r}"
+    if not isinstance(stored, dict) or not all(isinstance(v, torch.Tensor) for v in stored.values()):
+        raise CheckpointError(f"{where}: the stored 'state_dict' must map names to tensors; got {type(stored).__name__}")
+    least = 4 * spec.num_layers + 2 * (len(spec.head_cells) + 1)
+    if len(stored) < least:
+        raise CheckpointError(
+            f"{where}: its spec (num_layers={spec.num_layers}, head_cells={list(spec.head_cells)}) needs at least "
+            f"{least} weight tensors; the file stores {len(stored)}"
+        )
+    expected = expected_weight_shapes(spec, io)
+    for name, shape in expected.items():
+        if name not in stored:
+            raise CheckpointError(f"{where}: parameter {name!r} (shape {list(shape)}) is missing from the stored weights")
+        if tuple(stored[name].shape) != shape:
+            raise CheckpointError(
+                f"{where}: parameter {name!r} should have shape {list(shape)} for its spec (hidden_size="
+                f"{spec.hidden_size}, observation_size={io.observation_size}); stored {list(stored[name].shape)}"
+            )
+        if not stored[name].is_floating_point():
+            raise CheckpointError(f"{where}: parameter {name!r} should be floating point; stored {stored[name].dtype}")
+    unexpected = sorted(set(stored) - set(expected))
+    if unexpected:
+        raise CheckpointError(f"{where}: the stored weights have entries its spec does not make: {unexpected[:5]}")
+
+
+def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> tuple[nn.Module, PolicySpec]:
+    """Rebuilds a policy saved by :func:`save_checkpoint`; its outputs equal the original's bit for bit.
+
+    Raises :class:`~workbench.errors.CheckpointError` for a file that is not a readable
+    checkpoint, and for stored weights that do not fit the stored spec (checked before the
+    policy is built, so a corrupt ``hidden_size`` never allocates memory).
+
+    Keyword Args:
+        device: where to put the policy (``"auto"``, ``"cpu"``, ``"cuda"``). Default: ``"cpu"``.
+
+    Returns:
+        ``(policy, spec)``; :func:`checkpoint_of` gives the file's path and sha256.
+    """
+    caller = "load_checkpoint"
+    payload = _load_payload(path, caller)
+    try:
+        spec = PolicySpec.from_dict(_json_entry(payload, "spec", path, caller))
+        io = PolicyIO.from_dict(_json_entry(payload, "io", path, caller))
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"{caller}: {str(path)!r}: the stored spec is invalid: {error}") from None
+    _check_weights(payload.get("state_dict"), spec, io, path, caller)
+    policy = build_policy(spec, io, device="cpu")
+    policy.load_state_dict(payload["state_dict"])
+    policy._workbench_checkpoint = checkpoint_identity(path)
+    return policy.to(resolve_device(device)), spec
+
+
+def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The extra entries :func:`save_checkpoint` stored (``{}`` when none)."""
+    meta = _json_entry(_load_payload(path, "checkpoint_metadata"), "metadata", path, "checkpoint_metadata", "{}")
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint_metadata: {str(path)!r}: the stored 'metadata' must be a JSON object; "
+                              f"got {type(meta).__name__}")
+    return meta
+
+
+def checkpoint_of(policy) -> dict[str, str] | None:
+    """The checkpoint a policy was loaded from (:func:`~workbench.provenance.checkpoint_identity`: path and
+    sha256), or None when it was built here."""
+    return getattr(policy, "_workbench_checkpoint", None)
+
+
