@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ __all__ = [
     "load_checkpoint",
     "checkpoint_metadata",
     "checkpoint_of",
+    "recorded_env",
 ]
 
 CHECKPOINT_FORMAT = "gru-workbench-checkpoint"
@@ -174,7 +176,7 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     _check_weights(payload.get("state_dict"), spec, io, path, caller)
     policy = build_policy(spec, io, device="cpu")
     policy.load_state_dict(payload["state_dict"])
-    policy._workbench_checkpoint = checkpoint_identity(path)
+    _LOADED_FROM[policy] = checkpoint_identity(path)
     return policy.to(resolve_device(device)), spec
 
 
@@ -187,9 +189,38 @@ def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+_LOADED_FROM: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""the one record of which file each loaded policy came from (nothing is stuck on torchrl's objects)"""
+
+
 def checkpoint_of(policy) -> dict[str, str] | None:
     """The checkpoint a policy was loaded from (:func:`~workbench.provenance.checkpoint_identity`: path and
     sha256), or None when it was built here."""
-    return getattr(policy, "_workbench_checkpoint", None)
+    try:
+        return _LOADED_FROM.get(policy)
+    except TypeError:  # not weak-referenceable: not one of ours
+        return None
+
+
+def recorded_env(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The environment a checkpoint's metadata records, as ``EnvSpec`` fields (None when it records none).
+
+    ``workbench train`` records ``env_id``, a :class:`~workbench.session.Session` its whole
+    ``env`` spec, the policy panel ``panel_env``; this reads any of them.
+
+    Examples:
+        >>> recorded_env({"env_id": "workbench/CueMemory-v0"})
+        {'env_id': 'workbench/CueMemory-v0'}
+        >>> recorded_env({"panel_env": {"env_id": "CartPole-v1", "hide_velocity": True}})["hide_velocity"]
+        True
+        >>> recorded_env({}) is None
+        True
+    """
+    for key in ("env", "panel_env"):
+        if isinstance(metadata.get(key), dict) and isinstance(metadata[key].get("env_id"), str):
+            return dict(metadata[key])
+    if isinstance(metadata.get("env_id"), str):
+        return {"env_id": metadata["env_id"]}
+    return None
 
 

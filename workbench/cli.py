@@ -335,7 +335,7 @@ def evaluate(args: argparse.Namespace, extra: list[str]) -> int:
     import statistics
 
     from .errors import ConfigError, EnvMismatchError, WorkbenchError
-    from .checkpoints import checkpoint_metadata, load_checkpoint
+    from .checkpoints import checkpoint_metadata, load_checkpoint, recorded_env
     from .tasks import cue_success_rate
     from .train import evaluate as run_evaluate
 
@@ -345,7 +345,8 @@ def evaluate(args: argparse.Namespace, extra: list[str]) -> int:
         _check_env_id("--env", args.env)
     try:
         policy, _ = load_checkpoint(args.checkpoint)
-        env_id = args.env or checkpoint_metadata(args.checkpoint).get("env_id")
+        recorded = recorded_env(checkpoint_metadata(args.checkpoint))
+        env_id = args.env or (recorded or {}).get("env_id")
         if not env_id:
             raise ConfigError(f"--env: {args.checkpoint!r} names no environment; pass --env")
         try:

@@ -54,12 +54,12 @@ def run_demo(
         A :class:`DemoResult`: paths written, the diagnostics report, probes.
     """
     from .envs import EnvSpec
-    from .export import _formats, _prepare_dir
+    from .export import check_formats, prepare_folder
     from .policy import PolicySpec
     from .session import Session
 
-    formats = _formats(formats, ("html",))  # bad formats and folders fail now, not after the rollout
-    out = _prepare_dir(Path(out))
+    formats = check_formats(formats, ("html",))  # bad formats and folders fail now, not after the rollout
+    out = prepare_folder(Path(out))
     torch.manual_seed(seed)
     env_spec = EnvSpec(env_id, hide_velocity=hide_velocity, num_envs=num_envs, seed=seed)
     policy_spec = PolicySpec(

@@ -26,6 +26,8 @@ __all__ = [
     "EnvMismatchError",
     "WorkerTimeoutError",
     "AnalysisError",
+    "ExportError",
+    "ChromiumNotFoundError",
 ]
 
 
@@ -60,3 +62,11 @@ class WorkerTimeoutError(WorkbenchError, TimeoutError):
 
 class AnalysisError(WorkbenchError, ValueError):
     """Inputs that the analysis cannot use (wrong shape, too few episodes...)."""
+
+
+class ExportError(WorkbenchError, RuntimeError):
+    """An export that could not be done: a path that cannot be written, a bad option."""
+
+
+class ChromiumNotFoundError(ExportError):
+    """Static export (PNG/SVG/PDF) needs Chromium and none was found."""

@@ -45,7 +45,7 @@ import plotly.io as pio
 
 from ._compat import kaleido_server
 from .embedded_metadata import READABLE, SIDECAR_SUFFIX, embed_in_image, html_metadata_script
-from .errors import OutputPathError, WorkbenchError
+from .errors import ChromiumNotFoundError, ConfigError, ExportError, OutputPathError
 from .files import atomic_write
 from .provenance import complete
 
@@ -54,6 +54,9 @@ __all__ = [
     "ChromiumNotFoundError",
     "FORMATS",
     "STATIC_FORMATS",
+    "check_formats",
+    "prepare_folder",
+    "write_file",
     "find_chromium",
     "image_server",
     "export_figure",
@@ -69,14 +72,6 @@ PLOTLY_BUNDLE = "plotly.min.js"
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 900, 500
 
 
-class ExportError(WorkbenchError, RuntimeError):
-    """An export that could not be done: a path that cannot be written, a bad option."""
-
-
-class ChromiumNotFoundError(ExportError):
-    """Static export (PNG/SVG/PDF) needs Chromium and none was found."""
-
-
 _NO_CHROMIUM = (
     "Static export to {formats} renders the figure in Chromium through kaleido, and no Chromium was "
     "found{detail}. Install the Debian package `chromium` (`apt-get install chromium`), or set "
@@ -85,8 +80,8 @@ _NO_CHROMIUM = (
 
 
 # ---------------------------------------------------------------------------- files
-def _atomic_write(path: Path, data: bytes) -> Path:
-    """:func:`workbench.files.atomic_write`, with an :class:`ExportError` that names the path."""
+def write_file(path: Path, data: bytes) -> Path:
+    """Writes ``data`` to ``path`` atomically (:func:`workbench.files.atomic_write`); an :class:`ExportError` names the path."""
     try:
         return atomic_write(path, data, what="export")
     except OutputPathError as e:
@@ -97,8 +92,8 @@ def _atomic_write(path: Path, data: bytes) -> Path:
         raise ExportError(f"cannot write {path}: {e.strerror or e}; the previous file, if any, is unchanged.") from e
 
 
-def _prepare_dir(directory: Path) -> Path:
-    """Creates ``directory`` if needed; a clear error naming it when it cannot be written."""
+def prepare_folder(directory: Path) -> Path:
+    """Creates the export folder ``directory`` if needed; an :class:`ExportError` naming it when it cannot be written."""
     if directory.exists() and not directory.is_dir():
         raise ExportError(f"cannot export into {directory}: it is a file, not a directory.")
     try:
@@ -220,7 +215,8 @@ def _render_static(fig: go.Figure, fmt: str, *, width, height, scale) -> bytes:
 
 
 # ---------------------------------------------------------------------------- export
-def _formats(formats, default: tuple[str, ...]) -> tuple[str, ...]:
+def check_formats(formats, default: tuple[str, ...]) -> tuple[str, ...]:
+    """``formats`` (one name or several, any case, ``None`` for ``default``) as a tuple of known formats."""
     if formats is None:
         return default
     items = [formats] if isinstance(formats, str) else list(formats)
@@ -228,11 +224,11 @@ def _formats(formats, default: tuple[str, ...]) -> tuple[str, ...]:
     for f in items:
         f = str(f).lower().lstrip(".")
         if f not in FORMATS:
-            raise ValueError(f"unknown export format {f!r}; expected some of {list(FORMATS)}.")
+            raise ConfigError(f"unknown export format {f!r}; expected some of {list(FORMATS)}.")
         if f not in out:
             out.append(f)
     if not out:
-        raise ValueError(f"no export format given; expected some of {list(FORMATS)}.")
+        raise ConfigError(f"no export format given; expected some of {list(FORMATS)}.")
     return tuple(out)
 
 
@@ -252,7 +248,7 @@ def _write_bundle(directory: Path) -> Path:
     data = get_plotlyjs().encode("utf-8")
     if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
         return path
-    return _atomic_write(path, data)
+    return write_file(path, data)
 
 
 def _render(fig: go.Figure, fmts: Sequence[str], *, stem: str, meta: Mapping[str, Any], include_plotlyjs,
@@ -327,14 +323,14 @@ def export_figure(
     target = Path(path_or_dir).expanduser()
     suffix = target.suffix.lower().lstrip(".")
     if suffix in FORMATS and not target.is_dir():
-        directory, stem, fmts = target.parent, name or target.stem, _formats(formats, (suffix,))
+        directory, stem, fmts = target.parent, name or target.stem, check_formats(formats, (suffix,))
     else:
-        directory, stem, fmts = target, name or _slug(_title(fig)) or "figure", _formats(formats, ("html",))
+        directory, stem, fmts = target, name or _slug(_title(fig)) or "figure", check_formats(formats, ("html",))
     if not stem or "/" in stem or "\\" in stem or stem in (".", ".."):
         raise ValueError(f"name must be a plain file stem, got {stem!r}.")
     meta = complete(metadata)
     meta.setdefault("figure", stem)
-    _prepare_dir(directory)
+    prepare_folder(directory)
     paths = {fmt: directory / f"{stem}.{fmt}" for fmt in fmts}
     for path in paths.values():
         if path.is_dir():
@@ -346,9 +342,9 @@ def export_figure(
                        width=width, height=height, scale=scale)
     written = []
     for fmt, (data, sidecar) in rendered.items():
-        written.append(_atomic_write(paths[fmt], data))
+        written.append(write_file(paths[fmt], data))
         if sidecar is not None:
-            written.append(_atomic_write(paths[fmt].with_name(paths[fmt].name + SIDECAR_SUFFIX), sidecar))
+            written.append(write_file(paths[fmt].with_name(paths[fmt].name + SIDECAR_SUFFIX), sidecar))
     if "html" in fmts and include_plotlyjs == "directory":
         written.append(_write_bundle(directory))
     return written
@@ -392,8 +388,8 @@ def export_figures(
         >>> tmp.cleanup()
     """
     _check_plotlyjs(include_plotlyjs)
-    fmts = _formats(formats, ("html",))
-    directory = _prepare_dir(Path(out_dir).expanduser())
+    fmts = check_formats(formats, ("html",))
+    directory = prepare_folder(Path(out_dir).expanduser())
     shared = complete(metadata)
     static = [f for f in fmts if f in STATIC_FORMATS]
     if static:

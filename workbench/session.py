@@ -63,17 +63,16 @@ def policy_io(env_spec: EnvSpec) -> PolicyIO:
 
 
 def _checkpoint_env(path: Path, metadata: dict[str, Any]) -> EnvSpec:
-    """The environment a checkpoint records: a Session's ``env``, the panel's ``panel_env``, or ``env_id``."""
-    if isinstance(metadata.get("env"), dict):
-        return EnvSpec.from_dict(metadata["env"])
-    if isinstance(metadata.get("panel_env"), dict):
-        return EnvSpec(**metadata["panel_env"])
-    if isinstance(metadata.get("env_id"), str):
-        return EnvSpec(metadata["env_id"])
-    raise ConfigError(
-        f"Session: 'env_spec' is None and the checkpoint {str(path)!r} records no environment "
-        f"(its metadata has {sorted(metadata)}); pass env_spec=EnvSpec(...)."
-    )
+    """The environment a checkpoint records (:func:`workbench.checkpoints.recorded_env`)."""
+    from .checkpoints import recorded_env
+
+    fields = recorded_env(metadata)
+    if fields is None:
+        raise ConfigError(
+            f"Session: 'env_spec' is None and the checkpoint {str(path)!r} records no environment "
+            f"(its metadata has {sorted(metadata)}); pass env_spec=EnvSpec(...)."
+        )
+    return EnvSpec.from_dict(fields) if "env" in metadata else EnvSpec(**fields)
 
 
 def _provenance(session: Session) -> dict[str, Any]:
@@ -317,17 +316,17 @@ class Session:
         Returns:
             The paths written: figures first, then the trajectory and the report.
         """
-        from .export import _atomic_write, _formats, _prepare_dir, export_figures
+        from .export import check_formats, export_figures, prepare_folder, write_file
         from .rollout import save_trajectory
 
         traj = self._need_trajectory("export")
-        formats = _formats(formats, ("html",))
-        out = _prepare_dir(Path(folder))
+        formats = check_formats(formats, ("html",))
+        out = prepare_folder(Path(folder))
         meta = self.provenance
         paths = export_figures(self.figures(), out, formats, metadata=meta)
         paths.append(save_trajectory(traj, out / "trajectory.pt", metadata=meta))
         if self.report is not None:
-            paths.append(_atomic_write(out / "diagnostics.txt", (self.report.summary() + "\n").encode()))
+            paths.append(write_file(out / "diagnostics.txt", (self.report.summary() + "\n").encode()))
         return paths
 
     def save_checkpoint(self, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None) -> Path:
