@@ -16,7 +16,7 @@ import torch
 from tensordict import TensorDict
 
 from workbench import set_recurrent_mode
-from workbench.gru import fast, kernels
+from workbench.gru import fast, kernels, packed
 
 
 def _grads(res, leaves, params, dtype, seed=3):
@@ -56,7 +56,7 @@ def test_kernel_matches_loop_reference(kernel, bias, layers, dtype):
     gru = torch.nn.GRU(f, hidden, num_layers=layers, bias=bias, batch_first=True, dtype=dtype)
     x, h, is_init = _data(n, t, f, layers, hidden, dtype, 0.25, seed=layers)
     params = list(gru.parameters())
-    fn = fast.fused_sequence if kernel == "fused" else fast.packed_sequence
+    fn = fast.fused_sequence if kernel == "fused" else packed.packed_sequence
     got = fn(gru, x, h, is_init)
     ref = kernels.loop_sequence(gru, x, h, is_init)
     tol = _tol(dtype)
@@ -77,7 +77,7 @@ def test_kernel_without_resets_reads_only_the_first_state(kernel):
     gru = torch.nn.GRU(3, 4, num_layers=2, batch_first=True, dtype=dtype)
     x, h, is_init = _data(4, 6, 3, 2, 4, dtype, 0.3)
     h0 = torch.randn(4, 2, 4, dtype=dtype, requires_grad=True)
-    fn = fast.fused_sequence if kernel == "fused" else fast.packed_sequence
+    fn = fast.fused_sequence if kernel == "fused" else packed.packed_sequence
     for args in ((x, h0.unsqueeze(1)), (x, h, is_init)):
         got, ref = fn(gru, *args), kernels.loop_sequence(gru, *args)
         torch.testing.assert_close(got.output, ref.output, **_tol(dtype))

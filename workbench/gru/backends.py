@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from . import fast, kernels
+from . import fast, kernels, packed
 from .cell import PythonGRU
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ __all__ = ["SEQUENCE_KERNELS", "select_backend"]
 
 SEQUENCE_KERNELS = {
     "native": kernels.native_sequence,
-    "packed": fast.packed_sequence,
+    "packed": packed.packed_sequence,
     "fused": fast.fused_sequence,
     "loop": kernels.loop_sequence,
 }
