@@ -225,7 +225,7 @@ class Session:
                 worker_timeout: float = WORKER_TIMEOUT_S, metadata: dict[str, Any] | None = None) -> TensorDictBase:
         """Rolls the policy out (see :func:`workbench.rollout.rollout`) and stores ``.trajectory``.
 
-        The first call checks the wiring (:func:`~workbench.diagnostics.check_wiring`, strict) and
+        The first call checks the wiring (:func:`~workbench.wiring.check_wiring`, strict) and
         keeps its findings in ``.wiring``; :meth:`diagnose` reuses them. On any error the
         environment is closed.
         """
@@ -258,7 +258,7 @@ class Session:
         return self.report
 
     def replay(self, *, resets: bool = True, deterministic: bool = True) -> TensorDictBase:
-        """The policy's outputs when a loss replays the trajectory (:func:`~workbench.diagnostics.replay_policy`)."""
+        """The policy's outputs when a loss replays the trajectory (:func:`~workbench.replay.replay_policy`)."""
         from .replay import replay_policy
 
         return replay_policy(self.policy, self._need_trajectory("replay"), resets=resets, deterministic=deterministic)
