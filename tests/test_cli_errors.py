@@ -248,6 +248,8 @@ def test_evaluate_library_call_raises_env_mismatch(cartpole_checkpoint):
 def test_train_checks_out_before_training(tmp_path, capsys, monkeypatch):
     """``train --out`` that cannot be written fails before any environment is built."""
     import workbench.envs
+    import workbench.session  # noqa: F401  (imported first: it binds make_env, which must stay the real one)
+    import workbench.train  # noqa: F401
 
     def forbidden(*args, **kwargs):
         raise AssertionError("training started")

@@ -184,27 +184,6 @@ def _check_device(flag: str, device: str) -> None:
         raise ConfigError(f"{flag}: expected cpu or auto (CUDA is not available here); got {device!r}")
 
 
-def _check_out_folder(flag: str, folder: str) -> Path:
-    """Raises :class:`OutputPathError` unless files can be written into ``folder`` (created if missing)."""
-    import tempfile
-
-    from .errors import OutputPathError
-
-    path = Path(folder).expanduser()
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise OutputPathError(f"{flag}: expected a folder to write into; {str(existing)!r} is a file, not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(dir=existing, prefix=".workbench-probe.", suffix=".tmp")
-    except OSError as error:
-        raise OutputPathError(f"{flag}: cannot write into {str(existing)!r} ({error.strerror or error})") from None
-    os.close(fd)
-    os.unlink(probe)
-    return path
-
-
 @command(
     arg("--env", default="CartPole-v1", help="gymnasium id (default: %(default)s)"),
     arg("--steps", type=int, default=500, help="rollout steps per environment, >= 3 (default: %(default)s)"),
@@ -236,7 +215,9 @@ def demo(args: argparse.Namespace, extra: list[str]) -> int:
         raise ConfigError(f"--hide-velocity: expected --env to be one of {', '.join(sorted(VELOCITY_MASKS))}; "
                           f"got {args.env!r}")
     _check_device("--device", args.device)
-    _check_out_folder("--out", args.out)
+    from .files import check_output_folder
+
+    check_output_folder(args.out, what="--out")
     try:
         result = run_demo(
             args.env, args.steps, args.out, formats, hidden_size=args.hidden_size, num_envs=args.num_envs,

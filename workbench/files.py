@@ -33,8 +33,8 @@ import torch
 from .errors import CheckpointError, OutputPathError
 
 __all__ = [
-    "atomic_write", "atomic_torch_save", "check_output_path", "clean_stale_temp_files", "free_name",
-    "is_shipped_asset", "load_tagged", "save_or_fallback",
+    "atomic_write", "atomic_torch_save", "check_output_folder", "check_output_path", "clean_stale_temp_files",
+    "free_name", "is_shipped_asset", "load_tagged", "save_or_fallback",
 ]
 
 _CHUNK = 1 << 20
@@ -81,20 +81,47 @@ def check_output_path(path: str | os.PathLike, *, what: str = "output", overwrit
     target = _real_target(path, what)
     if target.exists() and not overwrite:
         raise OutputPathError(f"{what}: {given!r} exists and would be overwritten; choose another name")
-    folder = target.parent
-    while not folder.exists():
-        folder = folder.parent
+    folder = _nearest_existing(target.parent)
     if not folder.is_dir():
         raise OutputPathError(f"{what}: cannot create a file under {given!r}: {str(folder)!r} is not a folder")
+    _probe_folder(folder, what, given)
+    return target
+
+
+def check_output_folder(folder: str | os.PathLike, *, what: str = "output") -> Path:
+    """Checks, before long work starts, that files can be written into ``folder`` (created later if missing).
+
+    Examples:
+        >>> check_output_folder("/proc/workbench-out", what="--out")
+        Traceback (most recent call last):
+        ...
+        workbench.errors.OutputPathError: --out: cannot write '/proc/workbench-out': '/proc' does not accept new files (No such file or directory)
+    """
+    path = Path(folder).expanduser()
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        raise OutputPathError(f"{what}: expected a folder to write into; {str(existing)!r} is a file, not a folder")
+    _probe_folder(existing, what, str(folder))
+    return path
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _probe_folder(folder: Path, what: str, given: str) -> None:
+    """Creates and removes a temporary file in ``folder``: the only sure test that it accepts new files."""
     try:
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".workbench-probe.", suffix=".tmp")
     except OSError as error:
         raise OutputPathError(
-            f"{what}: cannot write {given!r}: {str(folder)!r} does not accept new files ({error.strerror})"
+            f"{what}: cannot write {given!r}: {str(folder)!r} does not accept new files ({error.strerror or error})"
         ) from None
     os.close(fd)
     os.unlink(probe)
-    return target
 
 
 def _kind(path: Path) -> str:
