@@ -19,7 +19,7 @@ __all__ = ["ARGUMENTS", "bench"]
 ARGUMENTS: tuple[tuple[tuple, dict], ...] = (
     (("--quick",), dict(action="store_true", help="fewer rounds and shapes (under a minute)")),
     (("--json",), dict(metavar="FILE", default=None, help="also write the results as JSON to FILE")),
-    (("--device",), dict(default="cpu", help="cpu (default) or cuda: cuDNN against the reset-aware paths")),
+    (("--device",), dict(default="cpu", help="cpu (default), cuda (cuDNN against the reset-aware paths) or auto (cuda when present)")),
     (("--threads",), dict(type=int, default=1, help="torch threads for every contestant (default: 1)")),
     (("--sections",), dict(default=None, help="comma-separated subset of step,recurrent,scaling,python,rollout")),
 )

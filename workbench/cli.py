@@ -174,14 +174,16 @@ def _check_env_id(flag: str, env_id: str) -> None:
         ) from None
 
 
-def _check_device(flag: str, device: str) -> None:
-    """Raises :class:`ConfigError` when ``device`` names CUDA and this machine has none."""
-    import torch
-
+def check_device_option(flag: str, device: str) -> None:
+    """The one device rule (:func:`workbench.policy.resolve_device`) for a command-line option: its error,
+    named after ``flag`` (e.g. CUDA asked for where there is none)."""
     from .errors import ConfigError
+    from .policy import resolve_device
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"{flag}: expected cpu or auto (CUDA is not available here); got {device!r}")
+    try:
+        resolve_device(device)
+    except ConfigError as error:
+        raise type(error)(f"{flag}: {str(error).removeprefix('device: ')}") from None
 
 
 @command(
@@ -214,7 +216,7 @@ def demo(args: argparse.Namespace, extra: list[str]) -> int:
     if args.hide_velocity and args.env not in VELOCITY_MASKS:
         raise ConfigError(f"--hide-velocity: expected --env to be one of {', '.join(sorted(VELOCITY_MASKS))}; "
                           f"got {args.env!r}")
-    _check_device("--device", args.device)
+    check_device_option("--device", args.device)
     from .files import check_output_folder
 
     check_output_folder(args.out, what="--out")

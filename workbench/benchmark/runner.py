@@ -18,7 +18,9 @@ import torch
 
 from .. import measure
 from ..bench_cli import ARGUMENTS
+from ..cli import check_device_option
 from ..errors import ConfigError, OutputPathError, WorkbenchError
+from ..policy import resolve_device
 from ..files import atomic_write, check_output_path, save_or_fallback
 from .report import Report
 from .sections import (SCALING_STEPS, section_python, section_recurrent, section_rollout, section_scaling,
@@ -137,10 +139,9 @@ def check_args(args: argparse.Namespace) -> list[str] | None:
     """Checks the options before anything runs (one-line :class:`ConfigError`); returns the sections asked for."""
     if args.threads < 1:
         raise ConfigError(f"--threads: expected an integer >= 1; got {args.threads}")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", args.device):
-        raise ConfigError(f"--device: expected cpu, cuda or cuda:N; got {args.device!r}")
-    if args.device != "cpu" and not torch.cuda.is_available():
-        raise ConfigError(f"--device: expected cpu (CUDA is not available here); got {args.device!r}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device):
+        raise ConfigError(f"--device: expected auto, cpu, cuda or cuda:N; got {args.device!r}")
+    check_device_option("--device", args.device)  # CUDA asked for where there is none
     if args.device.startswith("cuda:") and int(args.device[5:]) >= torch.cuda.device_count():
         raise ConfigError(f"--device: expected one of the {torch.cuda.device_count()} CUDA devices; got {args.device!r}")
     sections = None
@@ -158,6 +159,7 @@ def check_args(args: argparse.Namespace) -> list[str] | None:
 def run_args(args: argparse.Namespace) -> int:
     """Runs the suite with parsed options (:func:`check_args` first); the exit code is 1 when a correctness check failed."""
     sections = check_args(args)
-    report = run(quick=args.quick, device=args.device, threads=args.threads, json_path=args.json,
+    device = str(resolve_device(args.device))  # "auto": CUDA when present
+    report = run(quick=args.quick, device=device, threads=args.threads, json_path=args.json,
                  sections=sections)
     return 0 if all(c.ok for c in report.checks) else 1
