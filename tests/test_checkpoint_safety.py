@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from tensordict import TensorDict
 
 import workbench.checkpoints
+import workbench.files
 from workbench.cli import main
 from workbench.errors import CheckpointError
 from workbench.checkpoints import checkpoint_metadata, load_checkpoint, save_checkpoint
@@ -31,7 +32,7 @@ SPEC = PolicySpec(hidden_size=4, head_cells=(8,))
 def checkpoint_versions(path):
     """The library versions a checkpoint was written with: a third loader for these tests (the library reads them nowhere)."""
     payload = workbench.checkpoints._load_payload(path, "checkpoint_versions")
-    return workbench.checkpoints._json_entry(payload, "versions", path, "checkpoint_versions", "{}")
+    return workbench.files.json_entry(payload, "versions", path, "checkpoint_versions", "{}")
 
 
 LOADERS = [load_checkpoint, checkpoint_metadata, checkpoint_versions]

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError
-from .files import atomic_torch_save, load_tagged
+from .files import atomic_torch_save, json_entry, load_tagged
 from .policy import PolicyIO, PolicySpec, build_policy, expected_weight_shapes, policy_spec_of, resolve_device
 from .provenance import checkpoint_identity, versions
 
@@ -110,17 +110,6 @@ def _load_payload(path: str | os.PathLike, caller: str) -> dict[str, Any]:
     return load_tagged(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, caller, "checkpoint")
 
 
-def _json_entry(payload: dict[str, Any], name: str, path, caller: str, default: str | None = None) -> Any:
-    """The JSON text stored under ``name``, parsed; a :class:`CheckpointError` when absent or malformed."""
-    text = payload.get(name, default)
-    try:
-        if not isinstance(text, str):
-            raise ValueError(f"expected JSON text; got {type(text).__name__}")
-        return json.loads(text)
-    except ValueError as error:
-        raise CheckpointError(f"{caller}: {str(path)!r}: the stored '{name}' is unreadable ({error})") from None
-
-
 def _check_weights(stored: Any, spec: PolicySpec, io: PolicyIO, path, caller: str) -> None:
     """Refuses stored weights that do not fit ``spec`` and ``io`` before anything is allocated.
 
@@ -167,8 +156,8 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     caller = "load_checkpoint"
     payload = _load_payload(path, caller)
     try:
-        spec = PolicySpec.from_dict(_json_entry(payload, "spec", path, caller))
-        io = PolicyIO.from_dict(_json_entry(payload, "io", path, caller))
+        spec = PolicySpec.from_dict(json_entry(payload, "spec", path, caller))
+        io = PolicyIO.from_dict(json_entry(payload, "io", path, caller))
     except CheckpointError:
         raise
     except (ValueError, TypeError) as error:
@@ -182,11 +171,8 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
 
 def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The extra entries :func:`save_checkpoint` stored (``{}`` when none)."""
-    meta = _json_entry(_load_payload(path, "checkpoint_metadata"), "metadata", path, "checkpoint_metadata", "{}")
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"checkpoint_metadata: {str(path)!r}: the stored 'metadata' must be a JSON object; "
-                              f"got {type(meta).__name__}")
-    return meta
+    payload = _load_payload(path, "checkpoint_metadata")
+    return json_entry(payload, "metadata", path, "checkpoint_metadata", "{}", expect=dict)
 
 
 _LOADED_FROM: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
 import os
 import pickle
 import re
@@ -34,7 +35,7 @@ from .errors import CheckpointError, OutputPathError
 
 __all__ = [
     "atomic_write", "atomic_torch_save", "check_output_folder", "check_output_path", "clean_stale_temp_files",
-    "free_name", "is_shipped_asset", "load_tagged", "save_or_fallback",
+    "free_name", "is_shipped_asset", "json_entry", "load_tagged", "save_or_fallback",
 ]
 
 _CHUNK = 1 << 20
@@ -399,6 +400,34 @@ def load_tagged(path: str | os.PathLike, tag: str, version: int, caller: str, ki
             f"{where} has format version {found}; this workbench reads up to {version}. Upgrade gru-workbench."
         )
     return payload
+
+
+def json_entry(payload: dict[str, Any], name: str, path, caller: str, default: str | None = None, *,
+               expect: type | None = None) -> Any:
+    """The JSON text a :func:`load_tagged` payload stores under ``name``, parsed (``default`` when absent).
+
+    A :class:`CheckpointError` naming ``caller``, the path and the entry when it is missing, not
+    JSON, or (with ``expect``) not of that type.
+
+    Examples:
+        >>> json_entry({"meta": '{"seed": 3}'}, "meta", "run.pt", "load_run", expect=dict)
+        {'seed': 3}
+        >>> json_entry({"meta": "[1]"}, "meta", "run.pt", "load_run", expect=dict)
+        Traceback (most recent call last):
+        ...
+        workbench.errors.CheckpointError: load_run: 'run.pt': the stored 'meta' must be a JSON object; got list
+    """
+    text = payload.get(name, default)
+    try:
+        if not isinstance(text, str):
+            raise ValueError(f"expected JSON text; got {type(text).__name__}")
+        value = json.loads(text)
+    except ValueError as error:
+        raise CheckpointError(f"{caller}: {str(path)!r}: the stored '{name}' is unreadable ({error})") from None
+    if expect is not None and not isinstance(value, expect):
+        kind = "a JSON object" if expect is dict else f"JSON {expect.__name__}"
+        raise CheckpointError(f"{caller}: {str(path)!r}: the stored '{name}' must be {kind}; got {type(value).__name__}")
+    return value
 
 
 def save_or_fallback(save, path: str | os.PathLike) -> tuple[Path, OSError | None]:

@@ -29,7 +29,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from .episodes import episode_and_step
-from .files import atomic_torch_save, load_tagged
+from .files import atomic_torch_save, json_entry, load_tagged
 from .keys import KEYS
 from .checkpoints import checkpoint_of
 from .policy import policy_spec_of, recurrent_modules, resolve_device
@@ -271,12 +271,7 @@ def load_trajectory(path: str | os.PathLike) -> TensorDictBase:
                 f"{list(value.shape)}"
             )
         td.set(key, value)
-    try:
-        meta = json.loads(payload.get("metadata", "{}"))
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{where}: the stored 'metadata' is unreadable ({error})") from None
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{where}: the stored 'metadata' must be a JSON object; got {type(meta).__name__}")
+    meta = json_entry(payload, "metadata", path, "load_trajectory", "{}", expect=dict)
     if meta:
         td.set_non_tensor(METADATA_KEY, meta)
     return td
