@@ -145,9 +145,7 @@ def controls_for(spec, fields: Sequence[str], *, style: Mapping[str, Any] | None
             options = [(text, choice) for choice, text in info.choice_labels.items()]
         if info.choices is not None and isinstance(value, tuple):
             control = w.SelectMultiple(options=options, value=value, rows=len(options), description=label, **boxed)
-        elif info.choice_labels is not None:
-            control = w.Dropdown(options=options, value=value, description=label, **boxed)
-        elif info.choices is not None:
+        elif info.choices is not None or info.choice_labels is not None:
             control = w.Dropdown(options=options, value=value, description=label, **boxed)
         elif info.kind == "bool":
             control = w.Checkbox(value=value, description=label, style=style)
@@ -157,10 +155,8 @@ def controls_for(spec, fields: Sequence[str], *, style: Mapping[str, Any] | None
             control = w.IntText(value=value, description=label, **boxed)
         elif info.kind == "float":
             control = w.FloatText(value=value, description=label, **boxed)
-        elif info.kind == "ints":
-            control = w.Text(value=", ".join(map(str, value)), description=label, **boxed)
-        elif info.kind == "floats":
-            control = w.Text(value=", ".join(f"{v:g}" for v in value), description=label, **boxed)
+        elif info.kind in ("ints", "floats"):
+            control = w.Text(value=_numbers_text(value), description=label, **boxed)
         else:
             control = w.Text(value=str(value), description=label, **boxed)
         controls[name] = control
@@ -195,7 +191,12 @@ def set_controls(controls: Mapping[str, w.Widget], spec) -> None:
     """Sets the controls of :func:`controls_for` from a config instance."""
     for name, control in controls.items():
         value = getattr(spec, name)
-        control.value = ", ".join(map(str, value)) if isinstance(control, w.Text) and isinstance(value, tuple) else value
+        control.value = _numbers_text(value) if isinstance(control, w.Text) and isinstance(value, tuple) else value
+
+
+def _numbers_text(values: Sequence[float]) -> str:
+    """A tuple of numbers as a text control shows it: ``"32, 32"``, ``"0, 0.05"``."""
+    return ", ".join(str(v) if isinstance(v, int) else f"{v:g}" for v in values)
 
 
 class Panel(w.VBox):
