@@ -214,7 +214,7 @@ def step(gru: nn.Module, x: Tensor, h: Tensor, is_init: Tensor | None = None, *,
     ws = weight_list(gru) if weights is None else weights
     rows, layers, hidden = h.shape
     if layers == 1:
-        h = h.view(rows, hidden) if h.is_contiguous() else h.reshape(rows, hidden)
+        h = h.reshape(rows, hidden)  # a view of a contiguous state
         if is_init is not None:
             h = h.masked_fill(is_init, 0)
         h1 = torch.gru_cell(x, h, ws[0], ws[1], ws[2], ws[3])

@@ -382,6 +382,10 @@ class GRUModule(TensorDictModuleBase):
         Like other TensorDict modules it can also be called with the input
         tensors as keyword arguments named after the keys (``module(x=..., is_init=...)``).
         """
+        if isinstance(tensordict, TensorDictBase) and not args and not kwargs:  # the common call: no dispatch
+            if self.recurrent_mode:
+                return self._forward_sequence(tensordict)
+            return self._forward_step(tensordict)
         if not isinstance(tensordict, TensorDictBase) and not (tensordict is None and kwargs and not args):
             keys = ", ".join(repr(k) for k in self.in_keys)
             raise TypeError(
