@@ -17,7 +17,7 @@ import torch
 from tensordict import TensorDict
 
 from widgets._panel import Panel
-from workbench.hidden import episode_summary
+from workbench.episodes import episode_summary
 from widgets.app import WorkbenchApp
 from widgets.explorer_panel import ExplorerPanel
 from widgets.export_panel import ExportPanel

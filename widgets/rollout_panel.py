@@ -18,7 +18,7 @@ import ipywidgets as w
 from workbench import figures
 from workbench.diagnostics import DiagnosticsReport
 from workbench.envs import EnvSpec
-from workbench.hidden import episode_summary
+from workbench.episodes import episode_summary
 from workbench.session import Session
 
 from ._panel import Panel, box, call_in_output, device_choice, device_info_html, device_options, html_table, in_kernel

@@ -45,6 +45,7 @@ __all__ = [
     "episode_spans",
     "episode_returns",
     "RunningReturns",
+    "episode_summary",
 ]
 
 
@@ -265,3 +266,37 @@ class RunningReturns:
                     finished.append((env, self.running[env]))
                     self.running[env] = 0.0
         return finished
+
+
+def episode_summary(trajectory) -> list[dict]:
+    """Per env: finished episodes, their mean / best return and mean length, and the steps of the open one.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> done = torch.tensor([[0, 1, 0, 0, 1, 0]], dtype=torch.bool).unsqueeze(-1)
+        >>> td = TensorDict({"episode": torch.tensor([[0, 0, 1, 1, 1, 2]]), ("next", "done"): done,
+        ...                  ("next", "reward"): torch.ones(1, 6, 1)}, [1, 6])
+        >>> episode_summary(td)
+        [{'env': 0, 'finished': 2, 'mean_return': 2.5, 'best_return': 3.0, 'mean_length': 2.5, 'open_steps': 1}]
+    """
+    e_count, t = trajectory.batch_size[:2]
+    episode = trajectory.get(KEYS.episode).reshape(e_count, t)
+    reward = trajectory.get(KEYS.reward).reshape(e_count, t)
+    done = trajectory.get(KEYS.done).reshape(e_count, t)
+    all_returns = episode_returns(episode, reward)
+    rows = []
+    for e in range(e_count):
+        n = int(episode[e].max()) + 1
+        returns = all_returns[e, :n]
+        lengths = torch.bincount(episode[e], minlength=n)
+        finished = torch.unique(episode[e][done[e]])
+        open_steps = 0 if bool(done[e, -1]) else int(lengths[int(episode[e, -1])])
+        rows.append({
+            "env": e,
+            "finished": int(finished.numel()),
+            "mean_return": float(returns[finished].mean()) if finished.numel() else math.nan,
+            "best_return": float(returns[finished].max()) if finished.numel() else math.nan,
+            "mean_length": float(lengths[finished].double().mean()) if finished.numel() else math.nan,
+            "open_steps": open_steps,
+        })
+    return rows
