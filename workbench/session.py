@@ -72,7 +72,7 @@ def _checkpoint_env(path: Path, metadata: dict[str, Any]) -> EnvSpec:
             f"Session: 'env_spec' is None and the checkpoint {str(path)!r} records no environment "
             f"(its metadata has {sorted(metadata)}); pass env_spec=EnvSpec(...)."
         )
-    return EnvSpec.from_dict(fields) if "env" in metadata else EnvSpec(**fields)
+    return EnvSpec.from_dict(fields)
 
 
 def _provenance(session: Session) -> dict[str, Any]:
