@@ -28,6 +28,7 @@ __all__ = [
     "AnalysisError",
     "ExportError",
     "ChromiumNotFoundError",
+    "Cancelled",
 ]
 
 
@@ -70,3 +71,23 @@ class ExportError(WorkbenchError, RuntimeError):
 
 class ChromiumNotFoundError(ExportError):
     """Static export (PNG/SVG/PDF) needs Chromium and none was found."""
+
+
+class Cancelled(WorkbenchError):
+    """Long work stopped on request (a Cancel button, Kernel → Interrupt, Ctrl-C) between two of its steps.
+
+    ``partial`` holds what was finished before the stop (a shorter trajectory, the timing records
+    measured so far, ...) or ``None`` when nothing usable was kept; ``done`` and ``total`` count
+    the steps (or cases, batches) finished and planned.
+
+    Examples:
+        >>> err = Cancelled("rollout", done=3, total=10, partial=[1, 2, 3])
+        >>> str(err), err.partial
+        ('rollout: cancelled after 3 of 10 steps', [1, 2, 3])
+    """
+
+    def __init__(self, what: str = "work", *, done: int | None = None, total: int | None = None,
+                 unit: str = "steps", partial=None):
+        self.what, self.done, self.total, self.unit, self.partial = what, done, total, unit, partial
+        count = "" if done is None else f" after {done:,}" + ("" if total is None else f" of {total:,}") + f" {unit}"
+        super().__init__(f"{what}: cancelled{count}")
