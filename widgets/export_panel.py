@@ -1,8 +1,11 @@
-"""Export: a figure of any panel, formats, folder and name → ``workbench.export.export_figure``.
+"""Export: a figure of any panel, formats, folder, name and size → ``workbench.export.export_figure``.
 
-Shows the paths written, or the error (an unwritable folder, a missing Chromium for PNG/SVG/PDF).
-Figures come from the panels registered with :meth:`ExportPanel.add_source`; the metadata of the
-last rollout (env, seed, module config, versions) goes into every file.
+Shows the paths written, or the error (an unwritable folder, a size out of range, a missing
+Chromium for PNG/SVG/PDF). Figures come from the panels registered with
+:meth:`ExportPanel.add_source`; the metadata of the last rollout (the checkpoint's path and sha256,
+env, seed, sizes, device, versions) goes into every file. The exported figure shows the data, not
+the UI: the time cursor and the selection boxes are left out unless *include cursor and selection*
+is ticked. :meth:`ExportPanel.export` is the one entry point (the button, a notebook, a background job).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from typing import Any, Mapping
 
 import ipywidgets as w
 
-from workbench.export import FORMATS, export_figure
+from workbench.errors import Cancelled
+from workbench.export import DEFAULT_SCALE, FORMATS, check_size, export_figure, figure_size
+from workbench.jobs import CancelToken, Progress
 
 from ._panel import Panel
 
@@ -25,8 +30,17 @@ def _size(path: Path) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
+def _listing(paths: list[Path]) -> str:
+    items = "".join(f"<li><code>{html.escape(str(p.resolve()))}</code> ({_size(p)})</li>" for p in paths)
+    return f"<ul class='wb-written' style='margin:2px 0;font-size:13px'>{items}</ul>"
+
+
 class ExportPanel(Panel):
-    """Writes the chosen figure; ``export()`` is the button, ``paths`` the files it wrote last."""
+    """Writes the chosen figure; ``export()`` is the button, ``paths`` the files it wrote last.
+
+    ``width`` and ``height`` (CSS pixels, every format) follow the chosen figure's own size
+    until you change them; ``scale`` is the PNG's pixel density.
+    """
 
     def __init__(self, *, folder: str = "exports", formats: tuple[str, ...] = ("html",)):
         super().__init__(title="Export", css="wb-export")
@@ -41,13 +55,30 @@ class ExportPanel(Panel):
                              style={"description_width": "60px"})
         self.name = w.Text(value="", description="name", placeholder="default: the figure's name",
                            layout=w.Layout(width="300px"), style={"description_width": "50px"})
+        small = dict(layout=w.Layout(width="150px"), style={"description_width": "50px"})
+        self.width = w.IntText(value=1000, description="width", tooltip="CSS pixels, every format", **small)
+        self.height = w.IntText(value=600, description="height", tooltip="CSS pixels, every format", **small)
+        self.scale = w.FloatText(value=DEFAULT_SCALE, description="scale", step=0.5,
+                                 tooltip="PNG pixel density: pixels = width·scale × height·scale", **small)
+        self.size_note = w.HTML("<span style='color:#555;font-size:12px'>CSS px; scale: PNG pixel density</span>")
+        self.include_marks = w.Checkbox(value=False, description="include cursor and selection", indent=False,
+                                        layout=w.Layout(width="230px"))
+        self.footer = w.Checkbox(value=True, description="provenance footer (HTML)", indent=False,
+                                 layout=w.Layout(width="210px"))
         self.export_button = w.Button(description="Export", button_style="primary", icon="download")
         self.written = w.HTML()
         self.buttons.append(self.export_button)
         self.export_button.on_click(lambda _: self.export())
+        self._size_follows_figure = True
+        self._setting_size = False
+        self.figure.observe(lambda _: self._follow_figure_size(), "value")
+        for box in (self.width, self.height):
+            box.observe(self._size_edited, "value")
         self.children = [
             self.header,
             w.HBox([self.figure, w.HBox(list(self.format_boxes.values()))]),
+            w.HBox([self.width, self.height, self.scale, self.size_note]),
+            w.HBox([self.include_marks, self.footer]),
             w.HBox([self.folder, self.name, self.export_button]),
             self.status,
             self.written,
@@ -74,33 +105,74 @@ class ExportPanel(Panel):
                 self.figure.value = values[0]
         if options and self.message.startswith("No figure yet"):
             self.clear_message()
+        self._follow_figure_size()
 
     def set_metadata(self, metadata: Mapping[str, Any]) -> None:
-        """Run metadata written into every exported file (the app passes the rollout's)."""
+        """Run metadata written into every exported file (the app passes the rollout's: its ``checkpoint``
+        says which file the policy came from, ``None`` when it was built in this session)."""
         self.metadata = dict(metadata)
 
     def formats(self) -> tuple[str, ...]:
         """The ticked formats."""
         return tuple(fmt for fmt, box in self.format_boxes.items() if box.value)
 
+    def chosen_figure(self):
+        """``(source name, figure name, figure)`` of the chosen figure, or ``None`` when there is none."""
+        if not self.figure.value:
+            return None
+        src, name = self.figure.value.split(":", 1)
+        panel = self.sources.get(src)
+        fig = None if panel is None else panel.figures.get(name)
+        return None if fig is None else (src, name, fig)
+
+    # ------------------------------------------------------------------ size
+    def _follow_figure_size(self) -> None:
+        """Shows the chosen figure's own size, until the user types another."""
+        chosen = self.chosen_figure()
+        if not self._size_follows_figure or chosen is None:
+            return
+        self._setting_size = True
+        try:
+            self.width.value, self.height.value = figure_size(chosen[2])
+        finally:
+            self._setting_size = False
+
+    def _size_edited(self, _change) -> None:
+        if not self._setting_size:
+            self._size_follows_figure = False
+
     # ------------------------------------------------------------------ action
-    def export(self) -> list[Path]:
-        """Writes the chosen figure in the ticked formats; shows and returns the paths."""
+    def export(self, *, cancel: CancelToken | None = None, on_progress: Progress | None = None) -> list[Path]:
+        """Writes the chosen figure in the ticked formats; shows and returns the paths.
+
+        ``cancel`` and ``on_progress`` go to :func:`~workbench.export.export_figure` (checked between
+        formats); a cancelled export writes nothing and says so.
+        """
         with self.busy("Exporting…"):
-            if not self.figure.value:
+            chosen = self.chosen_figure()
+            if chosen is None:
                 raise RuntimeError("No figure to export yet: run a rollout (or a timing) first.")
-            src, name = self.figure.value.split(":", 1)
-            fig = self.sources[src].figures[name]
+            src, name, fig = chosen
             formats = self.formats()
             if not formats:
                 raise ValueError(f"Tick at least one format ({', '.join(f.upper() for f in FORMATS)}).")
+            check_size(self.width.value, self.height.value, self.scale.value)
             stem = self.name.value.strip() or name
             self.paths = []
             self.written.value = ""
-            paths = export_figure(fig, Path(self.folder.value).expanduser(), formats, name=stem,
-                                  metadata={**self.metadata, "panel": src})
+            try:
+                paths = export_figure(fig, Path(self.folder.value).expanduser(), formats, name=stem,
+                                      metadata={**self.metadata, "panel": src}, width=self.width.value,
+                                      height=self.height.value, scale=self.scale.value,
+                                      include_marks=self.include_marks.value, footer=self.footer.value,
+                                      cancel=cancel, on_progress=on_progress)
+            except Cancelled as err:
+                self.paths = list(err.partial or [])
+                self.written.value = _listing(self.paths) if self.paths else ""
+                kept = f"kept {len(self.paths)} file(s)" if self.paths else "nothing was written"
+                self.show_message(f"Export cancelled ({err}); {kept}.", "warning")
+                return self.paths
             self.paths = paths
-            items = "".join(f"<li><code>{html.escape(str(p.resolve()))}</code> ({_size(p)})</li>" for p in paths)
-            self.written.value = f"<ul class='wb-written' style='margin:2px 0;font-size:13px'>{items}</ul>"
+            self.written.value = _listing(paths)
             self.show_message(f"Wrote {len(paths)} file(s).", "ok")
         return self.paths

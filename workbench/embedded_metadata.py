@@ -3,7 +3,8 @@
 One JSON object (a provenance record) travels inside the file it describes:
 
 - HTML: a ``<script type="application/json" id="workbench-metadata">`` block
-  (:func:`html_metadata_script`);
+  (:func:`html_metadata_script`), and, visible under the plot, a small footer saying
+  which checkpoint and which rollout the figure came from (:func:`html_origin_footer`);
 - JSON: a ``"metadata"`` field next to the figure;
 - PNG: a ``tEXt`` chunk with keyword :data:`METADATA_ID`, before ``IEND``;
 - SVG: a ``<metadata id="workbench-metadata">`` element after ``<svg ...>``;
@@ -37,11 +38,15 @@ import zlib
 from pathlib import Path
 from typing import Any, Mapping
 
+from .provenance import origin_lines
+
 __all__ = [
     "METADATA_ID",
     "SIDECAR_SUFFIX",
     "metadata_json",
     "html_metadata_script",
+    "html_origin_footer",
+    "FOOTER_ID",
     "embed_in_image",
     "png_text",
     "read_metadata",
@@ -51,6 +56,8 @@ METADATA_ID = "workbench-metadata"
 """HTML element id, PNG ``tEXt`` keyword and SVG ``<metadata>`` id of the embedded metadata."""
 SIDECAR_SUFFIX = ".metadata.json"
 """appended to a PDF's file name for the sidecar written when the PDF cannot hold the metadata"""
+FOOTER_ID = "workbench-origin"
+"""HTML id of the visible provenance footer of an exported page"""
 READABLE = ("html", "json", "png", "svg", "pdf")
 """the formats :func:`read_metadata` reads: every format :mod:`workbench.export` writes"""
 
@@ -74,6 +81,22 @@ def html_metadata_script(meta: Mapping[str, Any]) -> str:
     """
     payload = metadata_json(meta).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return f'<script type="application/json" id="{METADATA_ID}">{payload}</script>'
+
+
+def html_origin_footer(meta: Mapping[str, Any], *, width: int | None = None) -> str:
+    """A small ``<footer>`` that says where a page's figure came from (:func:`~workbench.provenance.origin_lines`).
+
+    Keyword Args:
+        width: the plot's width in CSS pixels (the footer wraps at it); ``None``: the page's.
+
+    Examples:
+        >>> print(html_origin_footer({"checkpoint": None}))
+        <footer id="workbench-origin" style="font:11px/1.4 sans-serif;color:#666;margin:4px 8px;max-width:100%"><div>Checkpoint: none (built in this session, not saved)</div></footer>
+    """
+    lines = "".join(f"<div>{_html.escape(line)}</div>" for line in origin_lines(meta))
+    wide = "100%" if width is None else f"{int(width)}px"
+    style = f"font:11px/1.4 sans-serif;color:#666;margin:4px 8px;max-width:{wide}"
+    return f'<footer id="{FOOTER_ID}" style="{style}">{lines}</footer>'
 
 
 def embed_in_image(fmt: str, data: bytes, meta: Mapping[str, Any], *, title: str = "") -> tuple[bytes, bytes | None]:

@@ -12,6 +12,19 @@ Formats:
   document information (``/WorkbenchMetadata``, appended as an incremental
   update; a ``.metadata.json`` sidecar if the PDF's layout does not allow it).
 
+What a file shows and says:
+
+- the data, not the UI: the time cursor and the selection boxes (the marks named
+  in :data:`workbench.figures.marks.MARKS`) are left out of a copy of the figure
+  unless ``include_marks`` asks for them; the figure passed in is never changed;
+- its size: ``width`` × ``height`` CSS pixels in every format (the HTML page's
+  plot, the JSON layout, the images), ``scale`` the PNG's pixel density;
+- where it came from: the metadata (a rollout's record, laid over
+  :func:`workbench.provenance.record`) with ``"checkpoint"`` (path and sha256, or
+  a note such as "built in this session, not saved") and ``"rollout"`` (env,
+  seed, sizes, device, time, versions) from :func:`workbench.provenance.origin`,
+  and ``"exported"`` (when); an HTML page also shows it in a small footer.
+
 Every file is written atomically: to a temporary file in the same directory,
 then ``os.replace``; a failed export leaves no partial file and never damages
 an earlier one. How the metadata sits inside each format, and reading it back
@@ -31,8 +44,11 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import html as _html
 import json
+import math
+import numbers
 import os
 import re
 import shutil
@@ -44,10 +60,12 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from ._compat import kaleido_server
-from .embedded_metadata import READABLE, SIDECAR_SUFFIX, embed_in_image, html_metadata_script
-from .errors import ChromiumNotFoundError, ConfigError, ExportError, OutputPathError
+from .embedded_metadata import READABLE, SIDECAR_SUFFIX, embed_in_image, html_metadata_script, html_origin_footer
+from .errors import Cancelled, ChromiumNotFoundError, ConfigError, ExportError, OutputPathError
+from .figures.marks import MARKS, without_marks
 from .files import atomic_write
-from .provenance import complete
+from .jobs import CancelToken, Progress, check, report
+from .provenance import complete, origin
 
 __all__ = [
     "ExportError",
@@ -55,6 +73,9 @@ __all__ = [
     "FORMATS",
     "STATIC_FORMATS",
     "check_formats",
+    "check_size",
+    "figure_size",
+    "export_metadata",
     "prepare_folder",
     "write_file",
     "find_chromium",
@@ -69,7 +90,16 @@ FORMATS = READABLE
 STATIC_FORMATS = ("png", "svg", "pdf")
 """The formats rendered by kaleido in Chromium."""
 PLOTLY_BUNDLE = "plotly.min.js"
-DEFAULT_WIDTH, DEFAULT_HEIGHT = 900, 500
+DEFAULT_WIDTH, DEFAULT_HEIGHT = 1000, 600
+"""the size (CSS pixels) of a figure that sets none, in the images and the export panel"""
+DEFAULT_SCALE = 2
+"""the PNG's pixel density: a ``width`` × ``height`` figure is ``width·scale`` × ``height·scale`` pixels"""
+SIZE_RANGE = (10, 8000)
+"""the ``width`` and ``height`` an export accepts, CSS pixels (plotly draws nothing under 10)"""
+SCALE_RANGE = (0.1, 8.0)
+"""the ``scale`` an export accepts"""
+MAX_PNG_SIDE = 16384
+"""the largest PNG side, pixels, ``width·scale`` or ``height·scale`` (Chromium's canvas limit)"""
 
 
 _NO_CHROMIUM = (
@@ -118,16 +148,64 @@ def _title(fig: go.Figure) -> str | None:
     return title.text if title is not None and title.text else None
 
 
+# ---------------------------------------------------------------------------- size
+def check_size(width=None, height=None, scale=None) -> None:
+    """Raises :class:`ConfigError` naming ``width``, ``height`` or ``scale`` when it is out of range.
+
+    ``None`` means "the figure's own" (see :func:`figure_size`) and passes.
+
+    Examples:
+        >>> check_size(800, 400, 2)
+        >>> check_size(width=5)
+        Traceback (most recent call last):
+        ...
+        workbench.errors.ConfigError: width must be a whole number of CSS pixels in [10, 8000]; got 5.
+    """
+    for arg, value in (("width", width), ("height", height)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+                or not SIZE_RANGE[0] <= value <= SIZE_RANGE[1]:
+            raise ConfigError(f"{arg} must be a whole number of CSS pixels in [{SIZE_RANGE[0]}, {SIZE_RANGE[1]}]; "
+                              f"got {value!r}.")
+    if scale is not None:
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale) \
+                or not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
+            raise ConfigError(f"scale (the PNG's pixel density) must be a number in [{SCALE_RANGE[0]}, "
+                              f"{SCALE_RANGE[1]}]; got {scale!r}.")
+        for arg, value in (("width", width), ("height", height)):
+            if value is not None and value * scale > MAX_PNG_SIDE:
+                raise ConfigError(f"{arg} × scale = {value} × {scale} = {value * scale:g} pixels, more than a PNG "
+                                  f"side can be ({MAX_PNG_SIDE}); lower {arg} or scale.")
+
+
+def figure_size(fig) -> tuple[int, int]:
+    """The figure's own ``(width, height)`` in CSS pixels, else :data:`DEFAULT_WIDTH` × :data:`DEFAULT_HEIGHT`.
+
+    Examples:
+        >>> figure_size(go.Figure(layout=dict(height=300)))
+        (1000, 300)
+    """
+    layout = fig.layout if hasattr(fig, "layout") else go.Layout(dict(fig).get("layout") or {})
+    return int(layout.width or DEFAULT_WIDTH), int(layout.height or DEFAULT_HEIGHT)
+
+
 # ---------------------------------------------------------------------------- renderers
-def _render_html(fig: go.Figure, meta: Mapping[str, Any], stem: str, include_plotlyjs) -> bytes:
+def _render_html(fig: go.Figure, meta: Mapping[str, Any], stem: str, include_plotlyjs, *, footer: bool,
+                 scale: float) -> bytes:
+    image = {"filename": stem, "scale": scale}  # the page's camera button: the same pixel density
     page = pio.to_html(fig, include_plotlyjs=include_plotlyjs, full_html=True, div_id=f"workbench-{stem}",
-                       config={"displaylogo": False, "toImageButtonOptions": {"filename": stem}})
+                       config={"displaylogo": False, "toImageButtonOptions": image})
     version = _html.escape(str(meta.get("versions", {}).get("workbench")))
     head = (f"<title>{_html.escape(_title(fig) or stem)}</title>\n"
             f'<meta name="generator" content="GRU Workbench {version}">\n'
             f"{html_metadata_script(meta)}\n")
     index = page.find("</head>")
     page = page[:index] + head + page[index:] if index >= 0 else head + page
+    if footer:
+        foot = html_origin_footer(meta, width=fig.layout.width) + "\n"
+        index = page.rfind("</body>")
+        page = page[:index] + foot + page[index:] if index >= 0 else page + foot
     return page.encode("utf-8")
 
 
@@ -195,13 +273,13 @@ def image_server() -> Iterator[None]:
             kaleido.stop_sync_server(silence_warnings=True)
 
 
-def _render_static(fig: go.Figure, fmt: str, *, width, height, scale) -> bytes:
+def _render_static(fig: go.Figure, fmt: str, *, scale: float) -> bytes:
+    """``fig`` as ``fmt`` at its layout size (else the default); ``scale`` applies to PNG only."""
     import kaleido
 
     spec = fig.to_dict()
-    layout = spec.get("layout", {})
-    opts = dict(format=fmt, width=width or layout.get("width") or DEFAULT_WIDTH,
-                height=height or layout.get("height") or DEFAULT_HEIGHT, scale=scale or 1)
+    width, height = figure_size(fig)
+    opts = dict(format=fmt, width=width, height=height, scale=scale if fmt == "png" else 1)
     server = kaleido_server()
     kopts = {} if server is not None and server.is_running() else {"mathjax": False}
     try:
@@ -252,23 +330,54 @@ def _write_bundle(directory: Path) -> Path:
 
 
 def _render(fig: go.Figure, fmts: Sequence[str], *, stem: str, meta: Mapping[str, Any], include_plotlyjs,
-            width, height, scale) -> dict[str, tuple[bytes, bytes | None]]:
-    """Every format's bytes (and a sidecar's, if any), before anything is written."""
+            footer: bool, scale: float, cancel: CancelToken | None,
+            on_progress: Progress | None) -> dict[str, tuple[bytes, bytes | None]]:
+    """Every format's bytes (and a sidecar's, if any), before anything is written; checks ``cancel`` between."""
     out: dict[str, tuple[bytes, bytes | None]] = {}
-    for fmt in fmts:
+    for i, fmt in enumerate(fmts):
+        check(cancel, f"export of {stem!r}", done=i, total=len(fmts), unit="formats", partial=[])
         sidecar = None
         if fmt == "html":
-            data = _render_html(fig, meta, stem, include_plotlyjs)
+            data = _render_html(fig, meta, stem, include_plotlyjs, footer=footer, scale=scale)
         elif fmt == "json":
             data = _render_json(fig, meta)
         else:
-            data = _render_static(fig, fmt, width=width, height=height, scale=scale)
+            data = _render_static(fig, fmt, scale=scale)
             try:
                 data, sidecar = embed_in_image(fmt, data, meta, title=_title(fig) or stem)
             except ValueError as e:
                 raise ExportError(f"kaleido returned {e}.") from None
         out[fmt] = (data, sidecar)
+        report(on_progress, i + 1, len(fmts))
     return out
+
+
+def export_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What an exported file embeds: ``metadata`` over a fresh record, with its origin and the export time.
+
+    ``"checkpoint"`` and ``"rollout"`` come from :func:`workbench.provenance.origin`; the other
+    entries of ``metadata`` (e.g. a rollout's ``seed``, ``steps``, ``created``) stay as they are.
+
+    Examples:
+        >>> meta = export_metadata({"checkpoint": None, "seed": 3, "steps": 50, "num_envs": 2})
+        >>> meta["checkpoint"]["note"], meta["rollout"]["seed"], meta["seed"], "exported" in meta
+        ('built in this session, not saved', 3, 3, True)
+    """
+    meta = complete(metadata)
+    meta.update(origin(metadata))
+    meta["exported"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return meta
+
+
+def _keep(include_marks) -> tuple[str, ...]:
+    if include_marks is True:
+        return MARKS
+    if include_marks is False or include_marks is None:
+        return ()
+    keep = (include_marks,) if isinstance(include_marks, str) else tuple(include_marks)
+    if any(k not in MARKS for k in keep):
+        raise ConfigError(f"include_marks must be True, False or some of {list(MARKS)}; got {include_marks!r}.")
+    return keep
 
 
 def export_figure(
@@ -281,7 +390,11 @@ def export_figure(
     include_plotlyjs: bool | str = True,
     width: int | None = None,
     height: int | None = None,
-    scale: float | None = None,
+    scale: float = DEFAULT_SCALE,
+    include_marks: bool | Sequence[str] = False,
+    footer: bool = True,
+    cancel: CancelToken | None = None,
+    on_progress: Progress | None = None,
 ) -> list[Path]:
     """Writes one figure in one or more formats, with the run metadata embedded.
 
@@ -298,15 +411,26 @@ def export_figure(
             dict is merged into the collected one).
         include_plotlyjs: ``True`` embeds plotly.js; ``"directory"`` writes
             ``plotly.min.js`` beside the page (returned last). Never a CDN.
-        width, height, scale: size of static images in layout pixels
-            (default: the figure's, else 900 × 500).
+        width, height: the size in CSS pixels in every format (in :data:`SIZE_RANGE`; default: the
+            figure's own; else the images are 1000 × 600 and the HTML plot fills the page's width).
+        scale: the PNG's pixel density (in :data:`SCALE_RANGE`): its pixels are ``width·scale`` ×
+            ``height·scale``; SVG and PDF are vector images of ``width`` × ``height``.
+        include_marks: ``True`` keeps the time cursor and the selection boxes (:data:`MARKS`),
+            or some of their names; default: a copy of the figure without them.
+        footer: an HTML page shows where it came from (checkpoint, rollout, versions) under the
+            plot; the metadata is embedded in every format either way.
+        cancel: a :class:`~workbench.jobs.CancelToken` checked before each format is rendered;
+            on cancel nothing of this figure is written (``Cancelled.partial == []``).
+        on_progress: ``on_progress(formats rendered, formats)`` after each format.
 
     Returns:
         The paths written, in the order of ``formats``.
 
     Raises:
+        ConfigError: ``width``, ``height``, ``scale`` or ``include_marks`` out of range (named).
         ExportError: a path cannot be written (the message names it).
         ChromiumNotFoundError: a static format without Chromium.
+        Cancelled: ``cancel`` was set.
 
     Examples:
         >>> import tempfile, plotly.graph_objects as go
@@ -317,9 +441,11 @@ def export_figure(
         ['empty.json']
         >>> tmp.cleanup()
     """
-    if isinstance(fig, Mapping):
-        fig = go.Figure(fig)
     _check_plotlyjs(include_plotlyjs)
+    check_size(width, height, scale)
+    fig = without_marks(fig, keep=_keep(include_marks))  # a copy: the caller's figure is never changed
+    if width is not None or height is not None:
+        fig.update_layout(width=width, height=height)  # None leaves that side as it was
     target = Path(path_or_dir).expanduser()
     suffix = target.suffix.lower().lstrip(".")
     if suffix in FORMATS and not target.is_dir():
@@ -328,7 +454,7 @@ def export_figure(
         directory, stem, fmts = target, name or _slug(_title(fig)) or "figure", check_formats(formats, ("html",))
     if not stem or "/" in stem or "\\" in stem or stem in (".", ".."):
         raise ValueError(f"name must be a plain file stem, got {stem!r}.")
-    meta = complete(metadata)
+    meta = export_metadata(metadata)
     meta.setdefault("figure", stem)
     prepare_folder(directory)
     paths = {fmt: directory / f"{stem}.{fmt}" for fmt in fmts}
@@ -338,8 +464,8 @@ def export_figure(
     static = [f for f in fmts if f in STATIC_FORMATS]
     if static:
         _require_chromium(static)
-    rendered = _render(fig, fmts, stem=stem, meta=meta, include_plotlyjs=include_plotlyjs,
-                       width=width, height=height, scale=scale)
+    rendered = _render(fig, fmts, stem=stem, meta=meta, include_plotlyjs=include_plotlyjs, footer=footer,
+                       scale=scale, cancel=cancel, on_progress=on_progress)
     written = []
     for fmt, (data, sidecar) in rendered.items():
         written.append(write_file(paths[fmt], data))
@@ -359,7 +485,11 @@ def export_figures(
     include_plotlyjs: bool | str = "directory",
     width: int | None = None,
     height: int | None = None,
-    scale: float | None = None,
+    scale: float = DEFAULT_SCALE,
+    include_marks: bool | Sequence[str] = False,
+    footer: bool = True,
+    cancel: CancelToken | None = None,
+    on_progress: Progress | None = None,
 ) -> list[Path]:
     """Writes several figures into one directory; ``plotly.min.js`` once for the HTML pages.
 
@@ -374,7 +504,10 @@ def export_figures(
     Keyword Args:
         metadata: run metadata shared by every file.
         include_plotlyjs: ``"directory"`` (default: one shared bundle) or ``True`` (each page standalone).
-        width, height, scale: as :func:`export_figure`.
+        width, height, scale, include_marks, footer: as :func:`export_figure`.
+        cancel: checked before each format of each figure; on cancel the figures already written
+            stay, and ``Cancelled.partial`` lists their paths (a figure is written whole or not at all).
+        on_progress: ``on_progress(formats rendered, figures × formats)``.
 
     Returns:
         Every path written, figure by figure, then ``plotly.min.js`` if written.
@@ -388,21 +521,36 @@ def export_figures(
         >>> tmp.cleanup()
     """
     _check_plotlyjs(include_plotlyjs)
+    check_size(width, height, scale)
+    _keep(include_marks)
     fmts = check_formats(formats, ("html",))
     directory = prepare_folder(Path(out_dir).expanduser())
-    shared = complete(metadata)
+    shared = export_metadata(metadata)
     static = [f for f in fmts if f in STATIC_FORMATS]
     if static:
         _require_chromium(static)
     many_images = len(static) * len(figures) >= 2
     written: list[Path] = []
+    total = len(figures) * len(fmts)
+
+    def ordered(paths: list[Path]) -> list[Path]:
+        bundle = [p for p in paths if p.name == PLOTLY_BUNDLE]
+        return [p for p in paths if p.name != PLOTLY_BUNDLE] + bundle[:1]
+
     with image_server() if many_images else contextlib.nullcontext():
-        for name, fig in figures.items():
-            written += export_figure(fig, directory, fmts, name=name, metadata={**shared, "figure": name},
-                                     include_plotlyjs=True if include_plotlyjs is True else "directory",
-                                     width=width, height=height, scale=scale)
-    bundle = [p for p in written if p.name == PLOTLY_BUNDLE]
-    return [p for p in written if p.name != PLOTLY_BUNDLE] + bundle[:1]
+        for i, (name, fig) in enumerate(figures.items()):
+            check(cancel, "export", done=i, total=len(figures), unit="figures", partial=ordered(written))
+            done = i * len(fmts)
+            try:
+                written += export_figure(
+                    fig, directory, fmts, name=name, metadata={**shared, "figure": name},
+                    include_plotlyjs=True if include_plotlyjs is True else "directory", width=width,
+                    height=height, scale=scale, include_marks=include_marks, footer=footer, cancel=cancel,
+                    on_progress=None if on_progress is None else lambda d, _t: on_progress(done + d, total))
+            except Cancelled:
+                raise Cancelled("export", done=i, total=len(figures), unit="figures",
+                                partial=ordered(written)) from None
+    return ordered(written)
 
 
 def load_figure(path: str | os.PathLike) -> tuple[go.Figure, dict[str, Any] | None]:

@@ -10,7 +10,9 @@ say about their origin:
   exact weights it came from;
 - :func:`record`: one provenance record (creation time, versions, platform, plus
   the caller's entries made JSON-ready); :func:`complete` lays an existing record
-  (e.g. a trajectory's) over a fresh one, which is what an export embeds.
+  (e.g. a trajectory's) over a fresh one, which is what an export embeds;
+- :func:`origin`: which checkpoint and which rollout a result came from, read from
+  such a record (:func:`origin_lines` says it in words, e.g. an HTML export's footer).
 
 Importing this module is light: it never imports torch (a tensor or module can
 only reach it once torch is loaded), so ``python -m workbench --version`` stays fast.
@@ -52,6 +54,11 @@ __all__ = [
     "jsonable",
     "record",
     "complete",
+    "NOT_SAVED",
+    "NOT_RECORDED",
+    "ROLLOUT_FIELDS",
+    "origin",
+    "origin_lines",
 ]
 
 DISTRIBUTION = "gru-workbench"
@@ -235,3 +242,92 @@ def complete(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         else:
             meta[key] = value
     return meta
+
+
+NOT_SAVED = "built in this session, not saved"
+"""what :func:`origin` says of the checkpoint of a policy that was built, not loaded from a file"""
+NOT_RECORDED = "not recorded"
+"""what :func:`origin` says of the checkpoint when the metadata does not say (e.g. no rollout was given)"""
+ROLLOUT_FIELDS = ("env_id", "env", "seed", "steps", "num_envs", "deterministic", "device", "created", "versions")
+"""what :func:`origin` keeps of a rollout: environment id and spec, seed, sizes, action mode, device, time, versions"""
+
+
+def _checkpoint(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    found = metadata.get("checkpoint", ...)
+    if isinstance(found, Mapping) and found.get("sha256"):
+        return {"path": found.get("path"), "sha256": found["sha256"]}
+    if isinstance(found, Mapping) and "note" in found:  # already stated by origin()
+        return dict(found)
+    note = NOT_SAVED if found is None else NOT_RECORDED
+    return {"path": None, "sha256": None, "note": note}
+
+
+def origin(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Which checkpoint and which rollout a result came from: ``{"checkpoint": ..., "rollout": ...}``.
+
+    ``metadata`` is a rollout's record (:func:`workbench.rollout.trajectory_metadata`) or a
+    session's provenance. The checkpoint is its path and sha256, or ``path``/``sha256`` ``None``
+    with a ``note``: :data:`NOT_SAVED` for a policy built in this session (the record says
+    ``checkpoint: None``), :data:`NOT_RECORDED` when the record does not say. ``"rollout"`` (the
+    :data:`ROLLOUT_FIELDS`) is there when the record describes one (it has ``steps``).
+
+    Examples:
+        >>> origin({"checkpoint": {"path": "/w/p.pt", "sha256": "ab12"}})
+        {'checkpoint': {'path': '/w/p.pt', 'sha256': 'ab12'}}
+        >>> found = origin({"checkpoint": None, "env_id": "CartPole-v1", "seed": 3, "steps": 200, "num_envs": 2})
+        >>> found["checkpoint"]["note"], found["rollout"]["steps"], found["rollout"]["env_id"]
+        ('built in this session, not saved', 200, 'CartPole-v1')
+        >>> origin(None)["checkpoint"]["note"]
+        'not recorded'
+    """
+    metadata = metadata or {}
+    out: dict[str, Any] = {"checkpoint": _checkpoint(metadata)}
+    if isinstance(metadata.get("rollout"), Mapping):  # already stated by origin()
+        out["rollout"] = dict(metadata["rollout"])
+    elif metadata.get("steps") is not None:
+        env = metadata.get("env")
+        spec = env if isinstance(env, Mapping) else metadata.get("env_spec")
+        env_id = metadata.get("env_id") or (env if isinstance(env, str) else None)
+        if env_id is None and isinstance(spec, Mapping):
+            env_id = spec.get("env_id")
+        found = {**{k: metadata[k] for k in ROLLOUT_FIELDS if k in metadata}, "env_id": env_id, "env": spec}
+        out["rollout"] = jsonable({k: found.get(k) for k in ROLLOUT_FIELDS})
+    return out
+
+
+def origin_lines(metadata: Mapping[str, Any] | None) -> list[str]:
+    """:func:`origin` in words: a line for the checkpoint, one for the rollout (if any), one for the versions.
+
+    Examples:
+        >>> meta = {"checkpoint": {"path": "/w/p.pt", "sha256": "ab12"}, "env_id": "CartPole-v1", "seed": 3,
+        ...         "steps": 200, "num_envs": 2, "deterministic": False, "device": "cpu",
+        ...         "created": "2025-01-02T03:04:05+00:00", "versions": {"workbench": "0.1", "torch": "2.5"}}
+        >>> for line in origin_lines(meta): print(line)
+        Checkpoint: /w/p.pt (sha256 ab12)
+        Rollout: CartPole-v1, seed 3, 2 envs × 200 steps, sampled actions, policy on cpu, 2025-01-02T03:04:05+00:00
+        Versions: workbench 0.1, torch 2.5
+        >>> origin_lines({"checkpoint": None})[0]
+        'Checkpoint: none (built in this session, not saved)'
+    """
+    found = origin(metadata)
+    ckpt = found["checkpoint"]
+    if ckpt.get("sha256"):
+        lines = [f"Checkpoint: {ckpt.get('path')} (sha256 {ckpt['sha256']})"]
+    else:
+        lines = [f"Checkpoint: none ({ckpt.get('note', NOT_RECORDED)})"]
+    run = found.get("rollout")
+    if run is not None:
+        parts = [str(run.get("env_id") or "unknown env"),
+                 f"seed {run.get('seed')}",
+                 f"{run.get('num_envs') or '?'} env{'s' if run.get('num_envs') != 1 else ''} × {run.get('steps')} steps"]
+        if run.get("deterministic") is not None:
+            parts.append("greedy actions" if run["deterministic"] else "sampled actions")
+        if run.get("device"):
+            parts.append(f"policy on {run['device']}")
+        if run.get("created"):
+            parts.append(str(run["created"]))
+        lines.append("Rollout: " + ", ".join(parts))
+    vers = (run or {}).get("versions") or (metadata or {}).get("versions")
+    if isinstance(vers, Mapping) and vers:
+        lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items() if v is not None))
+    return lines

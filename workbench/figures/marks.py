@@ -3,7 +3,8 @@
 Panels call these instead of looking up trace names or editing shapes. Each
 mark has a name (a ``"cursor"`` shape or trace, ``"selection"`` shapes), so a
 second call moves or replaces it rather than adding another. Every function
-changes the figure in place and returns it.
+changes the figure in place and returns it, except :func:`without_marks`, which
+returns a copy without them (what an export shows: the data, not the UI).
 
 Examples:
     >>> fig = go.Figure(go.Heatmap(z=[[0.0, 1.0, 2.0]]))
@@ -13,13 +14,17 @@ Examples:
 
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import plotly.graph_objects as go
 
 from ._style import CURSOR_LINE, SELECTION_LINE, _env_trace_name
 
-__all__ = ["set_time_cursor", "set_pca_cursor", "outline_units", "zoom_time"]
+__all__ = ["MARKS", "set_time_cursor", "set_pca_cursor", "outline_units", "zoom_time", "without_marks"]
+
+MARKS = ("cursor", "selection")
+"""the names of the marks that follow the user (shapes or traces): the time/PCA cursor, the unit outlines"""
 
 
 def set_time_cursor(fig: go.Figure, step: int) -> go.Figure:
@@ -108,3 +113,33 @@ def zoom_time(fig: go.Figure, span: tuple[int, int] | None) -> go.Figure:
     else:
         fig.update_xaxes(autorange=False, range=[span[0] - 0.5, span[1] + 0.5])
     return fig
+
+
+def without_marks(fig, keep: Sequence[str] = ()) -> go.Figure:
+    """A copy of ``fig`` without the shapes, traces and annotations named in :data:`MARKS` (except ``keep``).
+
+    ``fig`` itself (a ``go.Figure``, a ``FigureWidget`` or a figure dict) is not changed.
+
+    Args:
+        fig: a figure with marks from :func:`set_time_cursor`, :func:`set_pca_cursor`, :func:`outline_units`.
+        keep: names from :data:`MARKS` to leave in, e.g. ``("cursor",)``.
+
+    Examples:
+        >>> fig = outline_units(set_time_cursor(go.Figure(go.Heatmap(z=[[0.0] * 5] * 3)), 2), [1], 0, 3)
+        >>> [s.name for s in without_marks(fig).layout.shapes], len(fig.layout.shapes)
+        ([], 2)
+        >>> [s.name for s in without_marks(fig, keep=("cursor",)).layout.shapes]
+        ['cursor']
+    """
+    keep = (keep,) if isinstance(keep, str) else tuple(keep)
+    unknown = [k for k in keep if k not in MARKS]
+    if unknown:
+        raise ValueError(f"without_marks: 'keep' must be some of {list(MARKS)}; got {unknown!r}.")
+    drop = set(MARKS) - set(keep)
+    spec = fig.to_dict() if hasattr(fig, "to_dict") else copy.deepcopy(dict(fig))  # to_dict copies
+    spec["data"] = [t for t in spec.get("data") or () if t.get("name") not in drop]
+    layout = spec.setdefault("layout", {})
+    for key in ("shapes", "annotations"):
+        if key in layout:
+            layout[key] = [item for item in layout[key] if item.get("name") not in drop]
+    return go.Figure(spec)
