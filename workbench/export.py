@@ -444,8 +444,7 @@ def export_figure(
     _check_plotlyjs(include_plotlyjs)
     check_size(width, height, scale)
     fig = without_marks(fig, keep=_keep(include_marks))  # a copy: the caller's figure is never changed
-    if width is not None or height is not None:
-        fig.update_layout(width=width, height=height)  # None leaves that side as it was
+    fig.update_layout({k: v for k, v in (("width", width), ("height", height)) if v is not None})  # None: as it was
     target = Path(path_or_dir).expanduser()
     suffix = target.suffix.lower().lstrip(".")
     if suffix in FORMATS and not target.is_dir():
