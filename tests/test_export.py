@@ -434,6 +434,16 @@ class TestOrigin:
         assert FOOTER_ID not in path.read_text()
         self.check_origin(read_metadata(path), runs)
 
+    def test_a_session_record(self, tmp_path):
+        """A Session's provenance (``env`` an id, ``env_spec`` a dict) reads the same way."""
+        record = {"env": "CartPole-v1", "env_spec": {"env_id": "CartPole-v1", "num_envs": 2}, "seed": 4,
+                  "steps": 20, "num_envs": 2, "device": "cpu", "checkpoint": {"path": "/p.pt", "sha256": "ab"}}
+        found = provenance.origin(record)
+        assert found["checkpoint"] == {"path": "/p.pt", "sha256": "ab"}
+        assert found["rollout"]["env_id"] == "CartPole-v1" and found["rollout"]["env"]["num_envs"] == 2
+        assert (found["rollout"]["seed"], found["rollout"]["steps"], found["rollout"]["deterministic"]) == (4, 20, None)
+        assert provenance.origin(found) == found  # stating it twice changes nothing (export_figures → export_figure)
+
     @needs_chromium
     def test_images_name_the_checkpoint_and_rollout(self, runs, fig, tmp_path):
         """PNG (tEXt), SVG (<metadata>) and PDF (document info) carry the same origin; no footer drawn."""
