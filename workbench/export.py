@@ -442,6 +442,7 @@ def export_figure(
         >>> tmp.cleanup()
     """
     _check_plotlyjs(include_plotlyjs)
+    scale = DEFAULT_SCALE if scale is None else scale
     check_size(width, height, scale)
     fig = without_marks(fig, keep=_keep(include_marks))  # a copy: the caller's figure is never changed
     fig.update_layout({k: v for k, v in (("width", width), ("height", height)) if v is not None})  # None: as it was
