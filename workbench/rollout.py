@@ -315,13 +315,16 @@ def save_trajectory(trajectory: TensorDictBase, path: str | os.PathLike, *, meta
 
 
 def load_trajectory(path: str | os.PathLike) -> TensorDictBase:
-    """Reads a trajectory written by :func:`save_trajectory` (on CPU).
+    """Reads a trajectory written by :func:`save_trajectory` (on CPU), or the folder of a
+    ``rollout(..., storage="memmap")`` (read from disk; a cancelled run's folder gives the steps it finished).
 
     Raises :class:`~workbench.errors.CheckpointError` naming the path and what is wrong for a
     file that is not a readable trajectory (empty, truncated, text, foreign, inconsistent shapes).
     """
     from .errors import CheckpointError
 
+    if Path(path).is_dir():
+        return _load_memmap_folder(Path(path))
     payload = load_tagged(path, TRAJECTORY_FORMAT, TRAJECTORY_VERSION, "load_trajectory", "trajectory")
     where = f"load_trajectory: {str(path)!r}"
     batch_size, data = payload.get("batch_size"), payload.get("data")
@@ -342,3 +345,26 @@ def load_trajectory(path: str | os.PathLike) -> TensorDictBase:
     if meta:
         td.set_non_tensor(METADATA_KEY, meta)
     return td
+
+
+def _load_memmap_folder(folder: Path) -> TensorDictBase:
+    """The trajectory in a memmap folder of :func:`rollout`: its first ``metadata["steps"]`` steps, unlocked."""
+    from .errors import CheckpointError
+
+    where = f"load_trajectory: {str(folder)!r}"
+    if not (folder / "meta.json").is_file():
+        raise CheckpointError(f"{where}: a folder, but not a memory-mapped trajectory (no meta.json in it)")
+    try:
+        td = TensorDict.load_memmap(folder)
+    except Exception as error:
+        raise CheckpointError(f"{where}: cannot read the memory-mapped trajectory ({type(error).__name__}: "
+                              f"{error})") from None
+    meta = trajectory_metadata(td)
+    steps = meta.get("steps")
+    if td.batch_dims != 2 or not isinstance(steps, int) or not 0 < steps <= td.batch_size[1]:
+        raise CheckpointError(f"{where}: expected a [envs, steps] trajectory with its metadata (a folder written by "
+                              f"rollout(..., storage='memmap')); got batch size {list(td.batch_size)} and "
+                              f"steps={steps!r}")
+    if steps < td.batch_size[1]:
+        td = td[:, :steps]
+    return td.unlock_()

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import NonTensorData, NonTensorStack, TensorDict, TensorDictBase
 
 from .errors import ConfigError, OutputPathError
 
@@ -93,6 +93,11 @@ def stored_bytes(td: TensorDictBase) -> int:
     return sum(v.numel() * v.element_size() for v in td.values(True, True) if isinstance(v, torch.Tensor))
 
 
+def _is_leaf(cls: type) -> bool:
+    """Tensors and non-tensor data are leaves (``items(True, True)`` leaves the latter out by default)."""
+    return not issubclass(cls, TensorDictBase) or issubclass(cls, (NonTensorData, NonTensorStack))
+
+
 class StepStorage:
     """Streams the frames of a rollout into ``[E, steps]`` storage allocated at the first frame.
 
@@ -132,7 +137,7 @@ class StepStorage:
         self.envs = max(1, frame.batch_size[:bd].numel()) if bd else 1
         shape = (self.envs, self.steps)
         leaves, template = {}, TensorDict({}, batch_size=shape)
-        for key, value in frame.items(True, True):
+        for key, value in frame.items(True, True, is_leaf=_is_leaf):
             if not isinstance(value, torch.Tensor):
                 self._other_keys.append(key)
                 continue
@@ -165,8 +170,6 @@ class StepStorage:
         for key, value in frame.items(True, True):
             target = dest.get(key)
             if target is None:
-                if key in self._other_keys:
-                    continue
                 raise ConfigError(f"rollout: step {t} has the entry {key!r} that the first step had not; "
                                   f"every step must hold the same entries")
             if bd > 1:
@@ -212,8 +215,8 @@ class StepStorage:
         for key, value in (non_tensor or {}).items():
             td.set_non_tensor(key, value)
         td.memmap_(prefix=str(self.folder), existsok=True)  # writes the new entries and meta.json; the rest stays
-        td.lock_()
-        return td if n == self.steps else td[:, :n]
+        # unlocked like a trajectory in memory: entries set later stay in memory; in-place edits write to the files
+        return (td if n == self.steps else td[:, :n]).unlock_()
 
     def discard(self) -> None:
         """Removes what a failed run wrote to its memmap folder (a folder that was empty before is kept, empty)."""
