@@ -226,6 +226,7 @@ def rollout(
             extra.update(cancelled=True, steps_planned=steps)
         meta = _metadata(policy, env, done, seed, deterministic, target, extra)
         traj = store.finish(done, _trajectory_entries(store, done), {METADATA_KEY: meta})
+        store.release()  # a Cancelled's traceback keeps this frame: not the whole storage with it
     except BaseException:  # an error, Ctrl-C, or a Cancel before the first step: no half-written folder stays
         store.discard()
         raise

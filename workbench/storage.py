@@ -218,9 +218,14 @@ class StepStorage:
         # unlocked like a trajectory in memory: entries set later stay in memory; in-place edits write to the files
         return (td if n == self.steps else td[:, :n]).unlock_()
 
-    def discard(self) -> None:
-        """Removes what a failed run wrote to its memmap folder (a folder that was empty before is kept, empty)."""
+    def release(self) -> None:
+        """Drops this object's references to the storage (what :meth:`finish` returned stays valid)."""
         self.td, self._dest, self._others = None, {}, []
+
+    def discard(self) -> None:
+        """Releases the storage and removes what a failed run wrote to its memmap folder (a folder that was
+        empty before is kept, empty)."""
+        self.release()
         if self.kind != "memmap" or self.folder is None or not self.folder.exists():
             return
         if self._made_folder:
