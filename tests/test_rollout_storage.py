@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -292,6 +293,21 @@ class TestCancel:
         assert meta_part == {**meta_full, "steps": 9, "cancelled": True, "steps_planned": 20}
         assert part[KEYS.episode].max() >= 1  # reset inside the partial run: episode/step computed on it
         assert all(v.is_contiguous() for v in part.values(True, True) if isinstance(v, torch.Tensor))
+
+    def test_the_exception_does_not_hold_the_whole_storage(self):
+        """A Cancelled kept (by a panel) holds the [E, done] partial, not the [E, steps] allocation via its traceback."""
+        import gc
+
+        policy, env = policy_and_env(EnvSpec("CartPole-v1", num_envs=2))
+        token = CancelToken()
+        with pytest.raises(Cancelled) as info:
+            rollout(policy, env, 777, progress=False, device="cpu", cancel=token, on_progress=cancel_at(token, 5, []))
+        gc.collect()
+        assert info.value.partial.batch_size == (2, 5)
+        with warnings.catch_warnings():  # isinstance on every object touches deprecated torch aliases
+            warnings.simplefilter("ignore", FutureWarning)
+            alive = [o for o in gc.get_objects() if isinstance(o, torch.Tensor) and o.dim() > 1 and o.shape[1] == 777]
+        assert not alive
 
     def test_cancelled_before_the_first_step(self, tmp_path):
         policy, env = policy_and_env()
