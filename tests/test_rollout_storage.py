@@ -22,7 +22,8 @@ from workbench.errors import Cancelled, ConfigError, OutputPathError
 from workbench.jobs import CancelToken
 from workbench.keys import KEYS
 from workbench.policy import PolicySpec, recurrent_modules
-from workbench.rollout import METADATA_KEY, _metadata, load_trajectory, rollout, trajectory_metadata
+from workbench.rollout import (METADATA_KEY, _metadata, load_trajectory, rollout, save_trajectory,
+                               trajectory_metadata)
 from workbench.storage import StepStorage, check_storage, stored_bytes
 from workbench.testing import policy_and_env
 
@@ -308,6 +309,19 @@ class TestCancel:
             warnings.simplefilter("ignore", FutureWarning)
             alive = [o for o in gc.get_objects() if isinstance(o, torch.Tensor) and o.dim() > 1 and o.shape[1] == 777]
         assert not alive
+
+    @pytest.mark.parametrize("storage", ["memory", "memmap"])
+    def test_a_saved_partial_holds_only_its_steps(self, tmp_path, storage):
+        policy, env = policy_and_env()
+        token = CancelToken()
+        folder = tmp_path / "r" if storage == "memmap" else None
+        with pytest.raises(Cancelled) as info:
+            rollout(policy, env, 4000, seed=0, progress=False, device="cpu", cancel=token, storage=storage,
+                    memmap_folder=folder, on_progress=cancel_at(token, 5, []))
+        part = info.value.partial
+        path = save_trajectory(part, tmp_path / "part.pt")
+        assert path.stat().st_size < stored_bytes(part) + 40_000  # 4,000 slots would be > 1 MB
+        assert_same_trajectory(load_trajectory(path), part)
 
     def test_cancelled_before_the_first_step(self, tmp_path):
         policy, env = policy_and_env()

@@ -302,7 +302,10 @@ def save_trajectory(trajectory: TensorDictBase, path: str | os.PathLike, *, meta
     data = {}
     for key, value in trajectory.items(include_nested=True, leaves_only=True):
         if isinstance(value, torch.Tensor):
-            data[key] = value.detach().cpu()
+            value = value.detach().cpu()
+            if value.untyped_storage().nbytes() != value.numel() * value.element_size():
+                value = value.clone()  # a view (e.g. a cancelled memmap run's first steps): torch.save writes whole storages
+            data[key] = value
     payload = {
         "format": TRAJECTORY_FORMAT,
         "format_version": TRAJECTORY_VERSION,

@@ -197,7 +197,7 @@ class StepStorage:
             raise ValueError("StepStorage.finish: nothing was written")
         td = self.td
         if self.kind == "memory":
-            td = td if n == self.steps else td[:, :n].contiguous()
+            td = td if n == self.steps else td[:, :n].clone()  # compact: not a view of the whole allocation
             if self._others:
                 td.update(torch.stack(self._others[:n], dim=1))
             for key, value in (entries or {}).items():
