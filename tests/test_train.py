@@ -179,3 +179,60 @@ def test_cue_decisions_judges_each_decision():
     assert cue_decisions(td, one_hot).tolist() == expected
     with pytest.raises(ValueError, match=r"'action' must be \[E, T\] like the trajectory \(1, 9\).*got \(9,\)"):
         cue_decisions(td, td["action"][0])
+
+
+def _tiny_cue_config(**overrides):
+    from workbench.train import TrainConfig
+
+    base = dict(env_id="workbench/CueMemory-v0", total_frames=384, num_envs=4, frames_per_batch=128, epochs=1,
+                hidden_size=8, head_cells=(8,), progress=False)
+    return TrainConfig(**{**base, **overrides})
+
+
+def test_cancel_between_batches_keeps_the_history_and_the_weights(tmp_path):
+    from workbench.checkpoints import checkpoint_metadata, load_checkpoint
+    from workbench.errors import Cancelled
+    from workbench.jobs import CancelToken
+    from workbench.train import train
+
+    token, rows, progress = CancelToken(), [], []
+
+    def on_progress(done, total):
+        progress.append((done, total))
+        token.cancel("test")
+    with pytest.raises(Cancelled) as info:
+        train(_tiny_cue_config(), tmp_path / "cue.pt", callback=rows.append, cancel=token, on_progress=on_progress)
+    err = info.value
+    assert (err.what, err.done, err.total, err.unit) == ("train", 128, 384, "frames")
+    assert str(err) == "train: cancelled after 128 of 384 frames"
+    assert progress == [(128, 384)] and err.partial == rows and [r["frames"] for r in rows] == [128]
+    assert err.checkpoint == tmp_path / "cue.partial.pt" and not (tmp_path / "cue.pt").exists()
+    meta = checkpoint_metadata(err.checkpoint)
+    assert meta["frames"] == 128 and meta["interrupted"] is True
+    assert load_checkpoint(err.checkpoint)[1].hidden_size == 8
+
+
+def test_cancel_before_the_first_batch_and_inside_an_update(tmp_path, monkeypatch):
+    from workbench import ppo
+    from workbench.checkpoints import checkpoint_metadata
+    from workbench.errors import Cancelled
+    from workbench.jobs import CancelToken
+    from workbench.train import train
+
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled, match="cancelled after 0 of 384 frames") as info:
+        train(_tiny_cue_config(), tmp_path / "a.pt", cancel=token)
+    assert info.value.partial == [] and info.value.checkpoint is None and list(tmp_path.iterdir()) == []
+
+    token, update = CancelToken(), ppo.PPOUpdate.__call__
+
+    def cancel_in_second_update(self, data, index, **kwargs):
+        if index == 1:
+            token.cancel("during the update")
+        return update(self, data, index, **kwargs)
+    monkeypatch.setattr(ppo.PPOUpdate, "__call__", cancel_in_second_update)
+    with pytest.raises(Cancelled) as info:
+        train(_tiny_cue_config(epochs=2), tmp_path / "b.pt", cancel=token)
+    assert info.value.done == 128 and [r["frames"] for r in info.value.partial] == [128]  # batch 2 did not count
+    assert checkpoint_metadata(info.value.checkpoint)["frames"] == 128

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .jobs import CancelToken, check
 from .keys import KEYS
 
 if TYPE_CHECKING:
@@ -103,8 +104,11 @@ class PPOUpdate:
         """The learning rate of the last update."""
         return self.optim.param_groups[0]["lr"]
 
-    def __call__(self, data, index: int) -> dict[str, float]:
+    def __call__(self, data, index: int, *, cancel: CancelToken | None = None) -> dict[str, float]:
         """Updates on batch number ``index`` (``data``: ``[num_envs, T]``, rewards unscaled; scaled in place).
+
+        ``cancel`` is checked before each epoch (:class:`~workbench.errors.Cancelled` leaves the weights
+        part-updated: :func:`~workbench.train.train` puts back those of the last finished batch).
 
         Returns:
             The mean over the minibatches of ``loss_objective``, ``loss_critic`` and ``entropy`` (when computed).
@@ -119,7 +123,8 @@ class PPOUpdate:
                 group["lr"] = config.lr * (1.0 - index / self.batches)
         sums: dict[str, float] = {}
         count = 0
-        for _ in range(config.epochs):
+        for epoch in range(config.epochs):
+            check(cancel, "PPO update", done=epoch, total=config.epochs, unit="epochs")
             with torch.no_grad(), set_recurrent_mode(True):
                 self.advantage(data)
             order = torch.randperm(config.num_envs)

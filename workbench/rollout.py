@@ -29,11 +29,14 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from .episodes import episode_and_step
+from .errors import Cancelled
 from .files import atomic_torch_save, json_entry, load_tagged
 from .keys import KEYS
 from .checkpoints import checkpoint_of
 from .policy import policy_spec_of, recurrent_modules, resolve_device
+from .jobs import CancelToken, Progress, report
 from .provenance import describe_module, record
+from .storage import StepStorage, check_storage
 from .wiring import WiringWarning, check_wiring
 from .workers import WORKER_TIMEOUT_S, WorkerWatch
 
@@ -90,13 +93,20 @@ def rollout(
     check: bool = True,
     metadata: dict[str, Any] | None = None,
     worker_timeout: float = WORKER_TIMEOUT_S,
+    storage: str = "memory",
+    memmap_folder: str | os.PathLike | None = None,
+    cancel: CancelToken | None = None,
+    on_progress: Progress | None = None,
 ) -> TensorDictBase:
     """Runs ``policy`` in ``env`` for ``steps`` steps per env, single-step mode, no gradients.
 
     Episodes that end are reset inside the rollout (torchrl's
     ``break_when_any_done=False``), so several episodes and their resets
     appear. The policy runs on ``device`` and the environment on its own
-    device; data moves between them at each step.
+    device; data moves between them at each step. Each step is copied into
+    CPU storage ``[envs, steps]`` allocated once at the first step
+    (:class:`workbench.storage.StepStorage`): memory grows by the bytes the
+    trajectory stores, and no more.
 
     Args:
         policy: a recurrent policy (e.g. :func:`workbench.policy.build_policy`).
@@ -119,6 +129,13 @@ def rollout(
             take to answer one reset or step; past it the workers are killed, the
             environment is closed and :class:`~workbench.errors.WorkerTimeoutError` names
             the worker (index and pid). A step normally takes milliseconds.
+        storage: ``"memory"`` (CPU tensors) or ``"memmap"``: memory-mapped files in
+            ``memmap_folder``, for runs larger than RAM; the trajectory returned reads from
+            them, and :func:`load_trajectory` (or ``TensorDict.load_memmap``) reopens the folder.
+        memmap_folder: the folder of ``storage="memmap"``: new, or empty (a folder with files
+            in it is refused before any step); removed again if the rollout fails.
+        cancel: a :class:`~workbench.jobs.CancelToken`, checked before every step.
+        on_progress: ``on_progress(done, steps)`` after every step.
 
     Returns:
         The trajectory, batch size ``[envs, steps]`` (one env: ``[1, steps]``):
@@ -130,7 +147,28 @@ def rollout(
 
     Raises:
         ConfigError: a bad argument, e.g. ``device="cuda"`` where CUDA is not available.
+        OutputPathError: a ``memmap_folder`` that has files in it or cannot be written.
         WorkerTimeoutError: a worker did not answer within ``worker_timeout``.
+        Cancelled: ``cancel`` was set; its ``partial`` is the trajectory ``[envs, done]`` of
+            the steps finished (metadata ``cancelled: True``, ``steps: done``,
+            ``steps_planned: steps``; a memmap folder keeps them), ``None`` before the first step.
+
+    Examples:
+        >>> from workbench.envs import EnvSpec, make_env
+        >>> from workbench.jobs import CancelToken
+        >>> from workbench.policy import PolicySpec, build_policy
+        >>> spec = EnvSpec("CartPole-v1", hide_velocity=True, max_steps=10)
+        >>> policy = build_policy(PolicySpec(hidden_size=8), make_env(spec), device="cpu")
+        >>> token = CancelToken()
+        >>> def stop_at_7(done, total):
+        ...     if done == 7:
+        ...         token.cancel("enough")
+        >>> try:
+        ...     rollout(policy, make_env(spec, policy), 25, progress=False, device="cpu",
+        ...             cancel=token, on_progress=stop_at_7)
+        ... except Cancelled as stopped:
+        ...     print(stopped, stopped.partial.batch_size, trajectory_metadata(stopped.partial)["cancelled"])
+        rollout: cancelled after 7 of 25 steps torch.Size([1, 7]) True
     """
     from torchrl.envs.utils import ExplorationType, set_exploration_type
     from tqdm.auto import tqdm
@@ -141,6 +179,7 @@ def rollout(
         raise ValueError(f"rollout: 'steps' must be an int >= 1; got {steps!r}.")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"rollout: 'seed' must be an int >= 0 or None; got {seed!r}.")
+    folder = check_storage(storage, memmap_folder)
     target = resolve_device(device)
     watch = WorkerWatch(env, worker_timeout)
     if check:
@@ -152,47 +191,76 @@ def rollout(
     move = target != env_device
     exploration = ExplorationType.DETERMINISTIC if deterministic else ExplorationType.RANDOM
     rng_devices = [target] if target.type == "cuda" else []
-    frames = []
-    with torch.random.fork_rng(devices=rng_devices, enabled=seed is not None), torch.no_grad(), \
-            set_recurrent_mode(False), set_exploration_type(exploration), watch:
-        if seed is not None:
-            torch.manual_seed(seed)
-            with watch.call("set_seed"):
-                env.set_seed(seed)
-        with watch.call("reset"):
-            td = env.reset()
-        for _ in tqdm(range(steps), desc="rollout", unit="step", disable=not progress, leave=False):
-            if move:
-                td = policy(td.to(target)).to(env_device)
-            else:
-                td = policy(td)
-            with watch.call("step"):
-                frame, td = env.step_and_maybe_reset(td)
-            frames.append(frame)
-    traj = torch.stack(frames, dim=env.batch_dims)
-    traj = traj.reshape(-1, steps) if env.batch_dims != 1 else traj
-    traj = _with_trajectory_keys(traj, policy)
-    traj.set_non_tensor(METADATA_KEY, _metadata(policy, env, steps, seed, deterministic, target, metadata))
+    store = StepStorage(steps, batch_dims=env.batch_dims, storage=storage, folder=folder,
+                        rename=_hidden_renames(policy))
+    done = 0
+    bar = tqdm(total=steps, desc="rollout", unit="step", disable=not progress, leave=False)
+    try:
+        with torch.random.fork_rng(devices=rng_devices, enabled=seed is not None), torch.no_grad(), \
+                set_recurrent_mode(False), set_exploration_type(exploration), watch:
+            if seed is not None:
+                torch.manual_seed(seed)
+                with watch.call("set_seed"):
+                    env.set_seed(seed)
+            with watch.call("reset"):
+                td = env.reset()
+            for t in range(steps):
+                if cancel is not None and cancel.cancelled:
+                    break
+                if move:
+                    td = policy(td.to(target)).to(env_device)
+                else:
+                    td = policy(td)
+                with watch.call("step"):
+                    frame, td = env.step_and_maybe_reset(td)
+                store.write(t, frame)
+                done = t + 1
+                bar.update(1)
+                report(on_progress, done, steps)
+        if done == 0:
+            raise Cancelled("rollout", done=0, total=steps, unit="steps", partial=None)
+        extra = dict(metadata or {})
+        if storage == "memmap":
+            extra.update(storage="memmap", memmap_folder=str(folder))
+        if done < steps:
+            extra.update(cancelled=True, steps_planned=steps)
+        meta = _metadata(policy, env, done, seed, deterministic, target, extra)
+        traj = store.finish(done, _trajectory_entries(store, done), {METADATA_KEY: meta})
+        store.release()  # a Cancelled's traceback keeps this frame: not the whole storage with it
+    except BaseException:  # an error, Ctrl-C, or a Cancel before the first step: no half-written folder stays
+        store.discard()
+        raise
+    finally:
+        bar.close()
+    if done < steps:
+        raise Cancelled("rollout", done=done, total=steps, unit="steps", partial=traj)
     return traj
 
 
-def _with_trajectory_keys(traj: TensorDictBase, policy) -> TensorDictBase:
-    """Renames the GRU's hidden keys to KEYS names and adds hidden, episode and step entries."""
+def _hidden_renames(policy) -> dict[Any, Any]:
+    """The GRU's hidden keys that differ from the KEYS names, mapped to them (stored under KEYS names)."""
     modules = recurrent_modules(policy)
-    if modules:
-        gru = modules[0]
-        for key, name in ((gru.in_keys[1], KEYS.hidden), (gru.out_keys[1], KEYS.next_hidden)):
-            if key != name and key in traj.keys(True):
-                traj.rename_key_(key, name)
-        if KEYS.hidden not in traj.keys() and KEYS.next_hidden in traj.keys(True):
-            # no primer: the module read zeros at every step
-            traj.set(KEYS.hidden, torch.zeros_like(traj.get(KEYS.next_hidden)))
-    is_init = traj.get(KEYS.is_init, None)
-    if is_init is not None:
-        episode, step = episode_and_step(is_init.reshape(traj.batch_size))
-        traj.set(KEYS.episode, episode)
-        traj.set(KEYS.step, step)
-    return traj
+    if not modules:
+        return {}
+    gru = modules[0]
+    pairs = ((gru.in_keys[1], KEYS.hidden), (gru.out_keys[1], KEYS.next_hidden))
+    return {key: name for key, name in pairs if key != name}
+
+
+def _trajectory_entries(store: StepStorage, n: int) -> dict[Any, torch.Tensor]:
+    """The entries a trajectory adds to the first ``n`` stored steps: ``KEYS.hidden`` (zeros) when the
+    environment carried none, ``KEYS.episode`` and ``KEYS.step`` (from ``KEYS.is_init``)."""
+    stored = store.td[:, :n] if n < store.steps else store.td
+    keys = set(stored.keys(True))
+    entries = {}
+    if KEYS.hidden not in keys and KEYS.next_hidden in keys:
+        # no primer: the module read zeros at every step
+        entries[KEYS.hidden] = torch.zeros_like(stored.get(KEYS.next_hidden), memory_format=torch.contiguous_format)
+    if KEYS.is_init in keys:
+        episode, step = episode_and_step(stored.get(KEYS.is_init).reshape(stored.batch_size))
+        entries[KEYS.episode] = episode
+        entries[KEYS.step] = step
+    return entries
 
 
 def trajectory_metadata(trajectory: TensorDictBase) -> dict[str, Any]:
@@ -234,7 +302,10 @@ def save_trajectory(trajectory: TensorDictBase, path: str | os.PathLike, *, meta
     data = {}
     for key, value in trajectory.items(include_nested=True, leaves_only=True):
         if isinstance(value, torch.Tensor):
-            data[key] = value.detach().cpu()
+            value = value.detach().cpu()
+            if value.untyped_storage().nbytes() != value.numel() * value.element_size():
+                value = value.clone()  # a view (e.g. a cancelled memmap run's first steps): torch.save writes whole storages
+            data[key] = value
     payload = {
         "format": TRAJECTORY_FORMAT,
         "format_version": TRAJECTORY_VERSION,
@@ -248,13 +319,16 @@ def save_trajectory(trajectory: TensorDictBase, path: str | os.PathLike, *, meta
 
 
 def load_trajectory(path: str | os.PathLike) -> TensorDictBase:
-    """Reads a trajectory written by :func:`save_trajectory` (on CPU).
+    """Reads a trajectory written by :func:`save_trajectory` (on CPU), or the folder of a
+    ``rollout(..., storage="memmap")`` (read from disk; a cancelled run's folder gives the steps it finished).
 
     Raises :class:`~workbench.errors.CheckpointError` naming the path and what is wrong for a
     file that is not a readable trajectory (empty, truncated, text, foreign, inconsistent shapes).
     """
     from .errors import CheckpointError
 
+    if Path(path).is_dir():
+        return _load_memmap_folder(Path(path))
     payload = load_tagged(path, TRAJECTORY_FORMAT, TRAJECTORY_VERSION, "load_trajectory", "trajectory")
     where = f"load_trajectory: {str(path)!r}"
     batch_size, data = payload.get("batch_size"), payload.get("data")
@@ -275,3 +349,26 @@ def load_trajectory(path: str | os.PathLike) -> TensorDictBase:
     if meta:
         td.set_non_tensor(METADATA_KEY, meta)
     return td
+
+
+def _load_memmap_folder(folder: Path) -> TensorDictBase:
+    """The trajectory in a memmap folder of :func:`rollout`: its first ``metadata["steps"]`` steps, unlocked."""
+    from .errors import CheckpointError
+
+    where = f"load_trajectory: {str(folder)!r}"
+    if not (folder / "meta.json").is_file():
+        raise CheckpointError(f"{where}: a folder, but not a memory-mapped trajectory (no meta.json in it)")
+    try:
+        td = TensorDict.load_memmap(folder)
+    except Exception as error:
+        raise CheckpointError(f"{where}: cannot read the memory-mapped trajectory ({type(error).__name__}: "
+                              f"{error})") from None
+    meta = trajectory_metadata(td)
+    steps = meta.get("steps")
+    if td.batch_dims != 2 or not isinstance(steps, int) or not 0 < steps <= td.batch_size[1]:
+        raise CheckpointError(f"{where}: expected a [envs, steps] trajectory with its metadata (a folder written by "
+                              f"rollout(..., storage='memmap')); got batch size {list(td.batch_size)} and "
+                              f"steps={steps!r}")
+    if steps < td.batch_size[1]:
+        td = td[:, :steps]
+    return td.unlock_()

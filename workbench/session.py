@@ -222,12 +222,16 @@ class Session:
 
     # ------------------------------------------------------------------ the run
     def rollout(self, steps: int, *, seed: int | None = None, progress: bool = True, deterministic: bool = False,
-                worker_timeout: float = WORKER_TIMEOUT_S, metadata: dict[str, Any] | None = None) -> TensorDictBase:
-        """Rolls the policy out (see :func:`workbench.rollout.rollout`) and stores ``.trajectory``.
+                worker_timeout: float = WORKER_TIMEOUT_S, metadata: dict[str, Any] | None = None,
+                storage: str = "memory", memmap_folder: str | os.PathLike | None = None,
+                cancel=None, on_progress=None) -> TensorDictBase:
+        """Rolls the policy out (see :func:`workbench.rollout.rollout`, which documents ``storage``,
+        ``memmap_folder``, ``cancel`` and ``on_progress``) and stores ``.trajectory``.
 
         The first call checks the wiring (:func:`~workbench.wiring.check_wiring`, strict) and
-        keeps its findings in ``.wiring``; :meth:`diagnose` reuses them. On any error the
-        environment is closed.
+        keeps its findings in ``.wiring``; :meth:`diagnose` reuses them. On any error, and on a
+        Cancel (:class:`~workbench.errors.Cancelled`, whose ``partial`` is the trajectory of the
+        steps finished), the environment is closed and ``.trajectory`` stays what it was.
         """
         from .wiring import check_wiring
         from .rollout import rollout
@@ -237,7 +241,8 @@ class Session:
             if self.wiring is None:
                 self.wiring = check_wiring(self.policy, env, strict=True)
             traj = rollout(self.policy, env, steps, seed=seed, progress=progress, deterministic=deterministic,
-                           device=self.device, check=False, metadata=metadata, worker_timeout=worker_timeout)
+                           device=self.device, check=False, metadata=metadata, worker_timeout=worker_timeout,
+                           storage=storage, memmap_folder=memmap_folder, cancel=cancel, on_progress=on_progress)
         except BaseException:
             self.close()
             raise

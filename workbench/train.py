@@ -35,7 +35,8 @@ from typing import Any, Callable
 import torch
 
 from .episodes import RunningReturns
-from .errors import ConfigError, OutputPathError
+from .jobs import CancelToken, Progress, report
+from .errors import Cancelled, ConfigError, OutputPathError
 from .keys import KEYS
 from .specs import EXPECTED, Spec, setting
 from .wiring import check_env_fits
@@ -123,6 +124,8 @@ def train(
     out: str | Path | None = None,
     *,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    cancel: CancelToken | None = None,
+    on_progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """Trains a recurrent PPO agent; returns the history (one dict per batch) and saves ``out`` if given.
 
@@ -134,6 +137,9 @@ def train(
     Keyword Args:
         callback: called with each history row as it is made (e.g. to draw a
             live reward curve in a notebook).
+        cancel: a :class:`~workbench.jobs.CancelToken`, checked between batches and
+            between the PPO epochs of a batch (a batch stopped inside its update does not count).
+        on_progress: ``on_progress(frames, total_frames)`` after each batch's update.
 
     Returns:
         History rows: ``frames``, ``mean_return`` (of the episodes that ended
@@ -143,6 +149,10 @@ def train(
     Raises:
         TrainingInterrupted: on Ctrl-C, after writing the weights of the last
             finished batch next to ``out`` (never to ``out`` itself).
+        Cancelled: ``cancel`` was set before the last batch: as on Ctrl-C the weights of the last
+            finished batch are written next to ``out`` (its ``checkpoint`` attribute: that path, or
+            ``None`` when nothing was written); ``partial`` is the history of the finished batches
+            (what ``train`` returns), ``done`` their frames.
     """
     from tensordict.nn import TensorDictSequential
 
@@ -165,26 +175,39 @@ def train(
     collector = make_collector(make_env(env_spec, collect_policy), collect_policy, config)
     update = PPOUpdate(actor, critic, config)
 
-    book = Bookkeeper(config, actor, keep_last=out is not None, callback=callback)
-    interrupted = False
+    book = Bookkeeper(config, actor, keep_last=out is not None or cancel is not None, callback=callback)
+    interrupted = cancelled = False
     try:
-        for i, data in enumerate(collector):
+        cancelled = cancel is not None and cancel.cancelled
+        for i, data in enumerate(() if cancelled else collector):
             data = collected_batch(data, config.num_envs)
             finished, window_mean = book.episodes(data)  # before the update: judged on the weights that played
-            losses = update(data, i)
+            losses = update(data, i, cancel=cancel)
             collector.update_policy_weights_()
             book.record(data.numel(), finished, window_mean, losses, update.lr)
+            report(on_progress, book.done_frames, config.total_frames)
+            if cancel is not None and cancel.cancelled and book.done_frames < config.total_frames:
+                cancelled = True
+                break
     except KeyboardInterrupt:
         interrupted = True
+    except Cancelled:  # inside an update: that batch does not count
+        cancelled = True
     finally:
         book.close()
         collector.shutdown()  # closes env too
-    book.restore_weights(interrupted)
+    stopped = interrupted or cancelled
+    book.restore_weights(stopped)
     written, failure = None, None
-    if out is not None and (book.rows or not interrupted):
-        written, failure = book.save(policy_spec, _partial_path(out) if interrupted else out, interrupted)
+    if out is not None and (book.rows or not stopped):
+        written, failure = book.save(policy_spec, _partial_path(out) if stopped else out, stopped)
     if interrupted:
         raise TrainingInterrupted(book.done_frames, config.total_frames, written, out, failure)
+    if cancelled:
+        error = Cancelled("train", done=book.done_frames, total=config.total_frames, unit="frames",
+                          partial=book.rows)
+        error.checkpoint = written
+        raise error
     if failure is not None:
         raise OutputPathError(
             f"out: could not write the checkpoint to {str(out)!r} ({failure.strerror or failure}); "
