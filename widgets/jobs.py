@@ -101,6 +101,11 @@ class Job:
         self.total: int | None = None
         self.started_at: float | None = None
         self.ended_at: float | None = None
+        """``time.perf_counter()`` when ``fn`` returned or raised"""
+        self.cancelled_at: float | None = None
+        """when :meth:`cancel` was first called"""
+        self.closed_at: float | None = None
+        """when ``on_end`` finished"""
         self._thread: threading.Thread | None = None
         self._loop = None
         self._work_ended = threading.Event()
@@ -171,6 +176,7 @@ class Job:
         except BaseException as err:
             self.end_error = err
         finally:
+            self.closed_at = time.perf_counter()
             self._ended.set()
 
     # ------------------------------------------------------------------ asking
@@ -198,6 +204,8 @@ class Job:
 
     def cancel(self, reason: str = "cancelled") -> None:
         """Asks the work to stop at its next check (any thread; the first reason is kept)."""
+        if self.cancelled_at is None:
+            self.cancelled_at = time.perf_counter()
         self.token.cancel(reason)
 
     def wait(self, timeout: float | None = None, *, grace: float = 1.0) -> bool:
