@@ -114,7 +114,7 @@ def test_three_rollouts_leave_no_widget_error(lab_server, page):
     for steps in (300, 1000, 301):  # the old bug showed after 300 and 2000 steps, not after 30
         _set(rollout, "steps per env", str(steps))
         run.click()
-        expect(rollout).to_contain_text(f"Rollout done: 2 env(s) × {steps} steps")
+        expect(rollout).to_contain_text(f"Rollout done: 2 env(s) × {steps:,} steps")
         expect(run).to_be_enabled()
     page.wait_for_function(KERNEL_IDLE)
     assert _widget_errors(page) == []
