@@ -216,11 +216,13 @@ class TestRolloutPanel:
         panel, got = RolloutPanel(steps=STEPS, env_spec=ENV, device="cpu"), []
         panel.on_rollout(got.append)
         panel.run_button.click()
+        panel.wait()  # the button runs it in the background
         assert "No policy to run" in panel.message and not panel.run_button.disabled and got == []
         policy_panel = PolicyPanel(SPEC, ENV)
         policy_panel.on_policy(panel.set_policy)
         policy_panel.build_button.click()
         panel.run_button.click()
+        panel.wait()  # the button runs it in the background
         assert panel.last_error is None, panel.message
         traj = panel.trajectory
         assert traj.batch_size == torch.Size([2, STEPS]) and got[0].trajectory is traj
@@ -236,9 +238,11 @@ class TestRolloutPanel:
         policy_panel.on_policy(panel.set_policy)
         policy_panel.build_button.click()
         panel.run_button.click()
+        panel.wait()  # the button runs it in the background
         assert "'steps' must be an int >= 1; got 0" in panel.message
         panel.steps.value = 20
         panel.run_button.click()
+        panel.wait()  # the button runs it in the background
         assert panel.last_error is None and panel.trajectory.batch_size[1] == 20
 
     def test_device_choices_follow_torch(self):
@@ -343,13 +347,14 @@ class TestTimingPanel:
         panel = TimingPanel(backends=("torch", "workbench:loop"), batch=(2,), steps=(4, 8), hidden=(4,),
                             reset_rate=(0.25,), rounds=2, block_s=0.0005)
         panel.run_button.click()
+        panel.wait()  # the button runs it in the background
         assert panel.last_error is None, panel.message
         assert len(panel.records) == 2 * 2 * len(timing.PASSES)
         fig = panel.figures["timing"]
         assert len(fig.data) == 2 * len(timing.PASSES) and list(fig.data[0].x) == [4, 8]
         assert panel.table.value.count("<tr>") == 1 + len(panel.records)
-        bar = panel.progress.children[0].children[1]
-        assert bar.value == bar.max == 2
+        assert panel.progress.bar.value == panel.progress.bar.max == 2  # cases
+        assert panel.progress.text.startswith("2 / 2 cases") and panel.progress.layout.display == "none"
         panel.x_axis.value = "batch"
         assert list(panel.figures["timing"].data[0].x) == [2]
 
@@ -359,9 +364,11 @@ class TestTimingPanel:
                             passes=("forward",), rounds=2, block_s=0.0005)
         panel.steps.value = "4, many"
         panel.run_button.click()
+        panel.wait()  # the button runs it in the background
         assert "T (steps): expected int values" in panel.message and not panel.run_button.disabled
         panel.steps.value = "4"
         panel.run_button.click()
+        panel.wait()  # the button runs it in the background
         assert panel.last_error is None and len(panel.records) == 1
 
     @pytest.mark.parametrize("control, bad, message", [
@@ -378,10 +385,12 @@ class TestTimingPanel:
         good = getattr(panel, control).value
         getattr(panel, control).value = bad
         panel.run_button.click()
+        panel.wait()  # the button runs it in the background
         assert panel.message == f"ConfigError: {message}"
         assert panel.records == [] and not panel.run_button.disabled
         getattr(panel, control).value = good
         panel.run_button.click()
+        panel.wait()  # the button runs it in the background
         assert panel.last_error is None and len(panel.records) == 1
 
     def test_rounds_control_has_the_config_bounds(self):
@@ -414,6 +423,7 @@ class TestTimingPanelDevice:
         assert "This panel runs on 'cpu' instead." in panel.device_warning
         assert "wb-msg-warning" in panel.device_info.value
         panel.run_button.click()
+        panel.wait()  # the button runs it in the background
         assert panel.last_error is None and [r["device"] for r in panel.records] == ["cpu"]
 
     def test_auto_without_cuda_is_cpu_without_warning(self, no_cuda):

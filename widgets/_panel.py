@@ -16,6 +16,10 @@ Every panel of :mod:`widgets` derives from :class:`Panel`:
   ``panel.show_figure(name, fig)`` stores it and replaces the view's output
   with a static plotly figure (the recipe that works in Lab, Voila and
   headless); every change emits ``"figures"``.
+- ``panel.start_job(work, ...)`` runs long work in the background (:mod:`widgets.jobs`): the
+  panel's :class:`~widgets.jobs.JobControls` (``panel.job_controls``: bar, rate, time left, Cancel)
+  show while it runs, the buttons are disabled, a second job is refused with a message, and
+  ``on_end(job)`` shows the outcome; ``panel.wait()`` blocks until it ended (Ctrl-C cancels it).
 """
 
 from __future__ import annotations
@@ -232,6 +236,9 @@ class Panel(w.VBox):
         self.last_error: BaseException | None = None
         self.message = ""
         self._listeners: dict[str, list[Callable[[Any], Any]]] = {name: [] for name in self.EVENTS}
+        self.job = None
+        """the panel's last background job (:class:`widgets.jobs.Job`), ``None`` before the first"""
+        self._job_controls = None
         kwargs.setdefault("layout", w.Layout(border="1px solid #d0d7de", padding="4px 10px", margin="6px 0"))
         super().__init__(**kwargs)
         self.add_class("wb-panel")
@@ -293,6 +300,82 @@ class Panel(w.VBox):
 
     def refresh_controls(self) -> None:
         """Sets state-dependent ``disabled`` flags; subclasses override (called after every ``busy``)."""
+
+    # ------------------------------------------------------------------ background jobs
+    @property
+    def job_controls(self):
+        """The panel's :class:`~widgets.jobs.JobControls` (built on first use, then reused; place it in
+        ``children``)."""
+        if self._job_controls is None:
+            from .jobs import JobControls
+
+            self._job_controls = JobControls()
+        return self._job_controls
+
+    @property
+    def running(self) -> bool:
+        """Whether a background job of this panel runs now."""
+        return self.job is not None and not self.job.ended
+
+    def refuse_if_running(self) -> bool:
+        """Says in the panel that its job still runs, and returns ``True``, when it does (a second job is
+        refused; the running one goes on)."""
+        if not self.running:
+            return False
+        job = self.job
+        self.show_message(f"A {job.name} is already running ({job.done:,} of "
+                          f"{'?' if job.total is None else f'{job.total:,}'} done): wait for it to end or click "
+                          f"Cancel, then start again.", "warning")
+        return True
+
+    def start_job(self, work: Callable[..., Any], *, name: str, on_end: Callable[[Any], Any], unit: str = "steps",
+                  message: str | None = None):
+        """Runs ``work(cancel=, on_progress=)`` in the background; returns the :class:`~widgets.jobs.Job`,
+        or ``None`` when one still runs (refused, with a message).
+
+        The buttons are disabled and the job controls shown until it ends; then, on the kernel's main
+        thread, ``on_end(job)`` shows a finished or cancelled job (a failed one shows its error without
+        it; an error in ``on_end`` is shown too), the buttons come back and :meth:`refresh_controls` runs.
+        """
+        from .jobs import Job
+
+        if self.refuse_if_running():
+            return None
+        controls = self.job_controls
+        disabled = [b for b in self.buttons if not b.disabled]
+        for b in disabled:
+            b.disabled = True
+        self.last_error = None
+        self.show_message(message or f"Running the {name}…", "info")
+
+        def ended(job) -> None:
+            try:
+                with self.guard():
+                    if job.state == "failed":
+                        self.show_error(job.error)
+                    else:
+                        on_end(job)
+            finally:
+                for b in disabled:
+                    b.disabled = False
+                controls.finish()
+                with self.guard():
+                    self.refresh_controls()
+
+        job = Job(work, name=name, on_progress=controls.update, on_end=ended)
+        controls.attach(job, unit)
+        self.job = job
+        return job.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until the panel's job ended (``True``; ``False`` after ``timeout`` s; ``True`` when there is
+        none). Ctrl-C or Kernel → Interrupt while waiting cancels the job and is re-raised once it stopped."""
+        return True if self.job is None else self.job.wait(timeout)
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Cancels the panel's running job (it stops at its next step and says what it kept)."""
+        if self.running:
+            self.job_controls.cancel(reason)
 
     # ------------------------------------------------------------------ events
     def on(self, event: str, callback: Callable[[Any], Any], remove: bool = False) -> None:

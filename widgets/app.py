@@ -22,6 +22,7 @@ import ipywidgets as w
 
 from workbench.envs import EnvSpec
 from workbench.policy import PolicySpec
+from workbench.rollout import trajectory_metadata
 
 from ._panel import Panel
 from .explorer_panel import ExplorerPanel
@@ -89,7 +90,7 @@ class WorkbenchApp(w.VBox):
         self.add_class("wb-app")
 
     def _rollout_metadata(self, result: RolloutResult) -> None:
-        self.export_panel.set_metadata(result.trajectory.get_non_tensor("metadata"))
+        self.export_panel.set_metadata(trajectory_metadata(result.trajectory))
 
     # ------------------------------------------------------------------ shortcuts for notebooks
     def build(self) -> None:
@@ -97,8 +98,14 @@ class WorkbenchApp(w.VBox):
         self.policy_panel.build_button.click()
 
     def run(self) -> None:
-        """Clicks *Run rollout*."""
-        self.rollout_panel.run_button.click()
+        """Runs the rollout panel's rollout and returns when it is done (*Run rollout* runs it in the
+        background); interrupting the cell cancels it."""
+        self.rollout_panel.run()
+
+    def cancel(self) -> None:
+        """Cancels every panel's running job (as their Cancel buttons do)."""
+        for panel in self.panels.values():
+            panel.cancel("app.cancel()")
 
     @property
     def policy(self):

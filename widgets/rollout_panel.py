@@ -1,8 +1,10 @@
 """Rollout: steps, envs, device, seed → a :class:`workbench.session.Session` → summary and diagnostics.
 
-Shows a progress bar while it runs, an episode summary, and the diagnostics banner (wiring,
-reset audit, replay check) in plain words, with the replay's divergence figure. Emits
-``"rollout"`` with a :class:`RolloutResult`.
+The rollout and its diagnostics run in the background (:mod:`widgets.jobs`): a progress bar with
+the rate and the time left, and a Cancel button (Kernel → Interrupt cancels too). Then an episode
+summary and the diagnostics banner (wiring, reset audit, replay check) in plain words, with the
+replay's divergence figure. Emits ``"rollout"`` with a :class:`RolloutResult`; a cancelled rollout
+emits the steps it finished (without diagnostics) and says so.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from workbench import figures
 from workbench.diagnostics import DiagnosticsReport
 from workbench.envs import EnvSpec
 from workbench.episodes import episode_summary
+from workbench.jobs import check
+from workbench.rollout import trajectory_metadata
 from workbench.session import Session
 
-from ._panel import Panel, box, call_in_output, device_choice, device_info_html, device_options, html_table, in_kernel
+from ._panel import Panel, box, device_choice, device_info_html, device_options, html_table
 from .policy_panel import BuiltPolicy
 
 __all__ = ["RolloutPanel", "RolloutResult", "diagnostics_html"]
@@ -35,8 +39,8 @@ class RolloutResult:
 
     trajectory: Any
     """the ``[envs, T]`` trajectory TensorDict (on CPU)"""
-    report: DiagnosticsReport
-    """wiring, reset audit and replay check"""
+    report: DiagnosticsReport | None
+    """wiring, reset audit and replay check (``None`` for a cancelled rollout: not diagnosed)"""
     built: BuiltPolicy
     """the policy that acted"""
     env_spec: EnvSpec
@@ -45,6 +49,8 @@ class RolloutResult:
     """where the policy ran"""
     seconds: float
     """wall time of the rollout"""
+    cancelled: bool = False
+    """whether the rollout was cancelled (``trajectory`` then holds the steps it finished)"""
 
 
 def diagnostics_html(report: DiagnosticsReport) -> tuple[str, str]:
@@ -77,8 +83,9 @@ def _summary_html(trajectory, result_device: str, seconds: float) -> str:
 class RolloutPanel(Panel):
     """Runs the built policy in its environment; ``set_policy(built)`` gives it the policy.
 
-    Public: ``run()`` (the button), ``result`` (the last :class:`RolloutResult`),
-    ``trajectory``, ``report``, ``on_rollout(cb)``.
+    Public: ``start()`` (the button: in the background), ``run()`` (start and wait: for code),
+    ``cancel()``, ``wait()``, ``result`` (the last :class:`RolloutResult`), ``trajectory``, ``report``,
+    ``on_rollout(cb)``.
     """
 
     EVENTS = ("figures", "rollout")
@@ -99,13 +106,13 @@ class RolloutPanel(Panel):
         self.device = w.Dropdown(options=device_options(), value=choice, description="device", **style)
         self.run_button = w.Button(description="Run rollout", button_style="primary", icon="play")
         self.policy_info = w.HTML(box("No policy yet: build one in the Policy builder.", "warning"))
-        self.progress = w.Output(layout=w.Layout(min_height="0px"))
+        self.progress = self.job_controls  # bar, rate, time left, Cancel: one area, reused by every run
         self.summary = w.HTML()
         self.banner = w.HTML()
         self.buttons.append(self.run_button)
         self.built: BuiltPolicy | None = None
         self.result: RolloutResult | None = None
-        self.run_button.on_click(lambda _: self.run())
+        self.run_button.on_click(lambda _: self.start())
         self.device_info = w.HTML(device_info_html(self.device_warning))
         self.children = [
             self.header,
@@ -145,31 +152,84 @@ class RolloutPanel(Panel):
                        num_envs=self.num_envs.value, parallel=self.parallel.value,
                        max_steps=self.max_steps.value or None, seed=self.seed.value)
 
-    def run(self) -> None:
-        """Rolls the policy out, diagnoses the trajectory, shows both and emits ``"rollout"``."""
-        with self.busy("Running the rollout…"):
-            env_spec, steps = self.env_spec(), self.steps.value
-            checkpoint = None if self.built.source == "built" else self.built.source
-            session = Session.of_policy(env_spec, self.built.policy, device=self.device.value, checkpoint=checkpoint)
-            with session:  # the environment (and its workers) closed on every path
-                try:
-                    started = time.perf_counter()
-                    traj = call_in_output(self.progress, lambda: session.rollout(  # its tqdm bar shows here
-                        steps, seed=self.seed.value, progress=in_kernel(), deterministic=self.deterministic.value))
+    def start(self):
+        """Starts the rollout and its diagnostics in the background (the *Run rollout* button).
+
+        Returns the :class:`~widgets.jobs.Job`, or ``None`` when nothing started (no policy, a job still
+        running: the panel says why). When it ends the panel shows the result and emits ``"rollout"``.
+        """
+        if self.refuse_if_running():
+            return None
+        self.last_error = None
+        with self.guard():
+            env_spec, steps, built = self.env_spec(), self.steps.value, self.built
+            seed, deterministic, device = self.seed.value, self.deterministic.value, self.device.value
+            checkpoint = None if built.source == "built" else built.source
+            where: dict[str, Any] = {}
+
+            def work(cancel, on_progress):
+                session = Session.of_policy(env_spec, built.policy, device=device, checkpoint=checkpoint)
+                where["device"] = str(session.device)
+                with session:  # the environment (and its workers) closed on every path, Cancel included
+                    traj = session.rollout(steps, seed=seed, progress=False, deterministic=deterministic,
+                                           cancel=cancel, on_progress=on_progress)
                     seconds = time.perf_counter() - started
-                finally:
-                    self.progress.outputs = ()
-            report = session.diagnose()
-            device = traj.get_non_tensor("metadata")["device"]
-            self.result = RolloutResult(traj, report, self.built, env_spec, device, seconds)
-            self.summary.value = _summary_html(traj, device, seconds)
-            self.banner.value, _ = diagnostics_html(report)
-            if report.replay is not None:
-                self.show_figure("replay_divergence", figures.divergence_figure(report.replay, height=260))
-            else:
-                self.drop_figure("replay_divergence")
-            self.show_message(f"Rollout done: {traj.batch_size[0]} env(s) × {steps} steps on {device}.", "ok")
-            self.emit("rollout", self.result)
+                    check(cancel, "rollout", done=steps, total=steps, partial=traj)  # before the diagnostics
+                    report = session.diagnose()
+                return traj, report, seconds
+
+            def on_end(job) -> None:
+                if job.state == "cancelled":
+                    self._show_cancelled(job, built, env_spec, where.get("device", device))
+                else:
+                    self._show(RolloutResult(job.result[0], job.result[1], built, env_spec,
+                                             where.get("device", device), job.result[2]), steps)
+
+            started = time.perf_counter()
+            return self.start_job(work, name="rollout", on_end=on_end, unit="steps",
+                                  message=f"Running the rollout: {env_spec.num_envs} env(s) × {steps:,} steps…")
+        return None
+
+    def run(self) -> None:
+        """Rolls the policy out, diagnoses the trajectory, shows both and emits ``"rollout"``; returns when done.
+
+        The same work as the button, waited for: Ctrl-C or Kernel → Interrupt cancels it (the panel
+        says what was kept) and the ``KeyboardInterrupt`` goes on to the caller.
+        """
+        if self.start() is not None:
+            self.wait()
+
+    def _show(self, result: RolloutResult, steps: int) -> None:
+        traj, report = result.trajectory, result.report
+        device = trajectory_metadata(traj).get("device", result.device)
+        self.result = result
+        self.summary.value = _summary_html(traj, device, result.seconds)
+        self.banner.value, _ = diagnostics_html(report)
+        if report.replay is not None:
+            self.show_figure("replay_divergence", figures.divergence_figure(report.replay, height=260))
+        else:
+            self.drop_figure("replay_divergence")
+        self.show_message(f"Rollout done: {traj.batch_size[0]} env(s) × {steps:,} steps on {device}.", "ok")
+        self.emit("rollout", self.result)
+
+    def _show_cancelled(self, job, built: BuiltPolicy, env_spec: EnvSpec, device: str) -> None:
+        """A cancelled rollout: the steps it finished are kept, shown and emitted (not diagnosed), or nothing."""
+        err, traj = job.error, job.partial
+        steps = 0 if traj is None or traj.batch_dims < 2 else int(traj.batch_size[1])
+        done = steps if err.done is None else err.done
+        of = "" if err.total is None else f" of {err.total:,}"
+        head = f"Rollout cancelled ({job.token.reason or 'cancelled'}) after {done:,}{of} steps"
+        if steps == 0:
+            self.show_message(f"{head}: nothing kept; the explorer keeps the previous rollout.", "warning")
+            return
+        self.result = RolloutResult(traj, None, built, env_spec, device, job.seconds, cancelled=True)
+        self.summary.value = _summary_html(traj, device, job.seconds)
+        self.banner.value = box("Diagnostics skipped: the rollout was cancelled. Run it again to diagnose it.",
+                                "warning")
+        self.drop_figure("replay_divergence")
+        kept = f"the {steps:,} steps done are" if steps != 1 else "the 1 step done is"
+        self.show_message(f"{head}: {kept} kept and shown in the explorer.", "warning")
+        self.emit("rollout", self.result)
 
     def on_rollout(self, callback: Callable[[RolloutResult], Any], remove: bool = False) -> None:
         """``callback(result)`` after every rollout."""

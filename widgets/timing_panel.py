@@ -1,14 +1,14 @@
 """Backend timing: backends × batch × T × hidden × reset rate × passes → ``workbench.timing.time_backends``.
 
 cuDNN / native ``nn.GRU`` against the Python cell and the fast reset-aware paths, forward and
-forward+backward, on CPU or CUDA. Each grid cell is one ``time_backends`` call (all backends of a
-cell interleaved), so the progress bar moves cell by cell; then a chart
+forward+backward, on CPU or CUDA. The grid runs in the background (:mod:`widgets.jobs`; all
+backends of a cell interleaved): the progress bar moves case by case, Cancel (or Kernel → Interrupt)
+stops it between two timing rounds and keeps the cases measured so far. Then a chart
 (``workbench.figures.timing_figure``) and a table.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import html
 from typing import Sequence
 
@@ -94,11 +94,11 @@ class TimingPanel(Panel):
                                  style=text["style"], layout=w.Layout(**text["layout"]))
         self.log_y = w.Checkbox(value=False, description="log time axis", indent=False)
         self.run_button = w.Button(description="Run timing", button_style="primary", icon="clock-o")
-        self.progress = w.Box()
+        self.progress = self.job_controls  # bar, rate, time left, Cancel: one area, reused by every run
         self.table = w.HTML()
         self.buttons.append(self.run_button)
         self.records: list[dict] = []
-        self.run_button.on_click(lambda _: self.run())
+        self.run_button.on_click(lambda _: self.start())
         self.x_axis.observe(lambda _: self._redraw(), "value")
         self.log_y.observe(lambda _: self._redraw(), "value")
         self.device_info = w.HTML(device_info_html(self.device_warning))
@@ -124,29 +124,50 @@ class TimingPanel(Panel):
         cfg = self.config()
         return {name: getattr(cfg, name) for name in cfg.AXES}
 
-    def run(self) -> None:
-        """Measures every cell of the grid (one ``time_backends`` call each), then draws the chart and table."""
-        from tqdm.notebook import tqdm
-
-        with self.busy("Timing…"):
+    def start(self):
+        """Starts the grid in the background (the *Run timing* button); returns the
+        :class:`~widgets.jobs.Job`, or ``None`` when nothing started (a value out of range, a job still
+        running: the panel says why). When it ends the chart and table show the records."""
+        if self.refuse_if_running():
+            return None
+        self.last_error = None
+        with self.guard():
             cfg = self.config()  # every range checked before the first cell runs
-            cells = cfg.cases()
-            bar = tqdm(total=len(cells), desc="timing", unit="case", display=False, mininterval=0)
-            self.progress.children = [bar.container]
-            records = []
-            try:
-                for b, t, h, p in cells:
-                    bar.set_postfix_str(f"batch {b}, T {t}, hidden {h}, reset {p:g}", refresh=False)
-                    cell = dataclasses.replace(cfg, batch=(b,), steps=(t,), hidden=(h,), reset_rate=(p,))
-                    records += timing.time_backends(**cell.as_kwargs())
-                    bar.update(1)
-            finally:
-                bar.close()
-            self.records = records
-            self._draw()
-            self.show_message(f"{len(records)} measurements on {cfg.device} "
-                              f"({len(cells)} case(s) × {len(cfg.backends)} backend(s) × "
-                              f"{len(cfg.passes)} pass(es)).", "ok")
+            n_cases = len(cfg.cases())
+            shape = (f"({n_cases} case(s) × {len(cfg.backends)} backend(s) × {len(cfg.passes)} pass(es))")
+
+            def work(cancel, on_progress):
+                return timing.time_backends(**cfg.as_kwargs(), cancel=cancel, on_progress=on_progress)
+
+            def on_end(job) -> None:
+                if job.state == "done":
+                    self.records = job.result
+                    self._draw()
+                    self.show_message(f"{len(self.records)} measurements on {cfg.device} {shape}.", "ok")
+                    return
+                err, records = job.error, job.partial or []
+                head = (f"Timing cancelled ({job.token.reason or 'cancelled'}) after {err.done or 0} of "
+                        f"{err.total if err.total is not None else n_cases} case(s)")
+                if not records:
+                    self.show_message(f"{head}: nothing measured is kept; the chart keeps the previous run.",
+                                      "warning")
+                    return
+                self.records = list(records)
+                self._draw()
+                self.show_message(f"{head}: the {len(records)} measurements done are kept and drawn.", "warning")
+
+            return self.start_job(work, name="timing grid", on_end=on_end, unit="cases",
+                                  message=f"Timing {shape} on {cfg.device}…")
+        return None
+
+    def run(self) -> None:
+        """Measures every cell of the grid, then draws the chart and table; returns when done.
+
+        The same work as the button, waited for: Ctrl-C or Kernel → Interrupt cancels it (the measured
+        cases are kept) and the ``KeyboardInterrupt`` goes on to the caller.
+        """
+        if self.start() is not None:
+            self.wait()
 
     def _redraw(self) -> None:
         if self.records:

@@ -34,6 +34,7 @@ from typing import Callable, Iterator, Mapping
 
 import torch
 
+from .jobs import CancelToken, Progress, check, report
 from .provenance import versions
 
 __all__ = [
@@ -90,6 +91,8 @@ def interleaved(
     warmup: int = 2,
     device: torch.device | str | None = None,
     max_number: int = 10_000,
+    cancel: CancelToken | None = None,
+    on_progress: Progress | None = None,
 ) -> dict[str, Measurement]:
     """Times every callable round-robin with ``torch.utils.benchmark.Timer`` and returns medians per call.
 
@@ -101,6 +104,10 @@ def interleaved(
     quartiles of the per-call time over the rounds. The thread count is left as
     the caller set it (see :func:`threads`); on CUDA every block is
     synchronized.
+
+    ``cancel`` is checked before each warm-up and each round (a block lasts about ``block_s``):
+    :class:`~workbench.errors.Cancelled` counts the finished rounds, with no partial result (a
+    median needs every round). ``on_progress(done, total)`` follows the rounds.
 
     Examples:
         >>> m = interleaved({"a": lambda: sum(range(100)), "b": lambda: sum(range(1000))}, rounds=3, block_s=0.001)
@@ -121,15 +128,18 @@ def interleaved(
         else:
             call = fn
         timers[name] = Timer("call()", globals={"call": call}, num_threads=torch.get_num_threads())
+        check(cancel, "timing", done=0, total=rounds, unit="rounds")
         for _ in range(warmup - 1):
             call()
         once = max(timers[name].timeit(1).mean, 1e-7)  # the last warm-up call calibrates
         numbers[name] = int(min(max_number, max(1, math.ceil(block_s / once))))
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
+        check(cancel, "timing", done=r, total=rounds, unit="rounds")
         k = r % len(names)
         for name in names[k:] + names[:k]:
             times[name].append(timers[name].timeit(numbers[name]).mean)
+        report(on_progress, r + 1, rounds)
     out = {}
     for name in names:
         ts = sorted(times[name])

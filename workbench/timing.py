@@ -27,7 +27,8 @@ from typing import Callable, ClassVar, Iterable, Sequence
 
 import torch
 
-from .errors import ConfigError
+from .errors import Cancelled, ConfigError
+from .jobs import CancelToken, Progress, check, report
 from .measure import TOLERANCES, interleaved, peak_memory, threads, within_tolerance
 from .specs import MUST_BE, Setting, Spec, Wording, _bounds, check_choice, check_float, check_int, setting, settings
 
@@ -419,6 +420,8 @@ def time_backends(
     block_s: float = 0.02,
     memory: bool = True,
     seed: int = 0,
+    cancel: CancelToken | None = None,
+    on_progress: Progress | None = None,
 ) -> list[dict[str, object]]:
     """Measures every backend on a grid; one record per (case, backend, pass).
 
@@ -431,18 +434,42 @@ def time_backends(
     workbench module picked). All backends of a case are timed in one
     interleaved run. The arguments are checked first, as a :class:`TimingConfig`
     (:class:`~workbench.errors.ConfigError` names the first one out of range).
+
+    ``cancel`` (a :class:`~workbench.jobs.CancelToken`) is checked between cases and between the
+    timing rounds inside a case; once cancelled, :class:`~workbench.errors.Cancelled` carries the
+    records of the cases finished (``partial``; ``done``/``total`` count cases). ``on_progress(done,
+    total)`` is called after each case.
+
+    Examples:
+        >>> from workbench.jobs import CancelToken
+        >>> token, seen = CancelToken(), []
+        >>> def stop_after_one(done, total):
+        ...     seen.append((done, total))
+        ...     token.cancel("enough")
+        >>> try:
+        ...     time_backends(backends=("torch",), steps=(2, 4, 8), batch=(1,), hidden=(4,), reset_rate=(0.0,),
+        ...                   passes=("forward",), rounds=1, block_s=0.0001, memory=False, cancel=token,
+        ...                   on_progress=stop_after_one)
+        ... except Cancelled as err:
+        ...     print(err, [r["steps"] for r in err.partial], seen)
+        timing: cancelled after 1 of 3 cases [2] [(1, 3)]
     """
     cfg = TimingConfig(backends=backends, batch=batch, steps=steps, hidden=hidden, reset_rate=reset_rate,
                        passes=passes, layers=layers, input_size=input_size, device=device, dtype=dtype,
                        num_threads=num_threads, rounds=rounds, block_s=block_s, memory=memory, seed=seed)
-    records = []
+    records: list[dict[str, object]] = []
+    cases = cfg.cases()
     with threads(cfg.num_threads):
-        for b, t, hsize, p in cfg.cases():
+        for done, (b, t, hsize, p) in enumerate(cases):
+            check(cancel, "timing", done=done, total=len(cases), unit="cases", partial=records)
             case = make_case(b, t, cfg.input_size, hsize, cfg.layers, p, device=cfg.device, dtype=cfg.dtype,
                              seed=cfg.seed)
             fns = contestants(case, cfg.backends, cfg.passes)
-            timed = interleaved({f"{k[0]}|{k[1]}": v[0] for k, v in fns.items()},
-                                rounds=cfg.rounds, block_s=cfg.block_s, device=cfg.device)
+            try:
+                timed = interleaved({f"{k[0]}|{k[1]}": v[0] for k, v in fns.items()},
+                                    rounds=cfg.rounds, block_s=cfg.block_s, device=cfg.device, cancel=cancel)
+            except Cancelled as err:  # inside a case: the cases finished are the partial result
+                raise Cancelled("timing", done=done, total=len(cases), unit="cases", partial=records) from err
             for (backend, which), (fn, module) in fns.items():
                 m = timed[f"{backend}|{which}"]
                 floor = timed.get(f"torch|{which}")
@@ -465,4 +492,5 @@ def time_backends(
                     "peak_bytes": peak_memory(fn, cfg.device) if cfg.memory else None,
                     "last_backend": getattr(module, "last_backend", None),
                 })
+            report(on_progress, done + 1, len(cases))
     return records
