@@ -650,6 +650,21 @@ class Session:
         field_.fill(value)
         field_.press("Enter")
 
+    def settle(self, what: str, quiet_s: float = 2.0, timeout: float = 300.0) -> None:
+        """Waits until the kernel is idle and the timeline's cursor has not moved for ``quiet_s`` (updates
+        queued by Play or the cursor moves drained); logs and goes on after ``timeout``."""
+        end = time.monotonic() + timeout * self.slow
+        last, since = object(), time.monotonic()
+        while time.monotonic() < end:
+            x, idle = self.page.evaluate(f"() => [window.__wb.cursorX(), ({KERNEL_IDLE})()]")
+            if x != last or not idle:
+                last, since = x, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
+            self._heap()
+            time.sleep(0.2)
+        self.log(f"  (the app did not settle within {timeout * self.slow:.0f} s before {what}; going on)")
+
     def _install(self) -> None:
         self.page.evaluate(PROBES)
 
@@ -756,6 +771,7 @@ class Session:
     # 3
     def cursor_moves(self) -> Measure:
         page = self.page
+        self.settle("the cursor moves")
         handle = page.locator(SEL["time_handle"]).first
         handle.focus()
         times, errors = [], []
@@ -819,8 +835,7 @@ class Session:
         page = self.page
         if self.steps < ZOOM_STEPS + 2:
             return Measure(na=f"needs > {ZOOM_STEPS} steps")
-        time.sleep(1.0)  # Play's last updates
-        self.wait(KERNEL_IDLE, "the kernel to be idle before zooming", 60)
+        self.settle("zooming")  # Play's queued cursor updates
         a = (self.steps // 2) - ZOOM_STEPS // 2
         b = a + ZOOM_STEPS - 1
         js = """async ([a, b, timeoutMs]) => { const wb = window.__wb; const gd = wb.timeline();
@@ -847,7 +862,7 @@ class Session:
         page = self.page
         if page.locator(f"{panel} .wb-job").count() == 0:
             return Measure(na="no Cancel yet")
-        self.wait(KERNEL_IDLE, "the kernel to be idle before the Cancel", 120)
+        self.settle("the Cancel")
         self._set_text(panel, label, value)
         before = page.evaluate("(p) => window.__wb.msg(p)", panel)
         page.locator(run).click()
@@ -875,6 +890,7 @@ class Session:
 
     # 8
     def save(self) -> Measure:
+        self.settle("saving")
         path = self.lab.root / NOTEBOOK
         mtime = path.stat().st_mtime_ns
         self.page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
