@@ -65,6 +65,8 @@ COMPARE_STEPS = 2000
 MOVES = 20
 PLAY_SECONDS = 10.0
 ZOOM_STEPS = 500
+CANCEL_STEPS = 20_000
+"""steps per env of the rollout that the bench cancels 3 s after its start"""
 CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]
 LAB_SETTINGS = {
@@ -698,9 +700,12 @@ class Session:
         self.measure("cursor_ms", self.cursor_moves)
         self.measure("play_steps_per_s", self.play)  # also play_js_ms
         self.measure("zoom_ms", self.zoom)
-        self.measure("cancel_rollout_s", lambda: self.cancel(SEL["rollout"], SEL["rollout_run"], "steps per env",
-                                                             str(max(self.steps * 50, 10**6))))
-        self.measure("cancel_timing_s", lambda: self.cancel(SEL["timing"], SEL["timing_run"], "rounds", "1000"))
+        # long enough to be running 3 s later (a 2.6 ms step: ~50 s), not so long that its storage is huge
+        self.measure("cancel_rollout_s", lambda: self.cancel(SEL["rollout"], SEL["rollout_run"],
+                                                             [("steps per env", str(CANCEL_STEPS))]))
+        self.measure("cancel_timing_s", lambda: self.cancel(SEL["timing"], SEL["timing_run"],
+                                                            [("steps", "16, 32, 64, 128, 256, 512, 1024"),
+                                                             ("rounds", "200")]))
         self.measure("notebook_kb", self.save)
         self.measure("heap_mb", self.heap)
         self.results["heap_mb"].detail.setdefault("console_errors", len(self.errors))
@@ -858,12 +863,13 @@ class Session:
         return Measure(result, detail={"window": [a, b]})
 
     # 7
-    def cancel(self, panel: str, run: str, label: str, value: str) -> Measure:
+    def cancel(self, panel: str, run: str, fields: list[tuple[str, str]]) -> Measure:
         page = self.page
         if page.locator(f"{panel} .wb-job").count() == 0:
             return Measure(na="no Cancel yet")
         self.settle("the Cancel")
-        self._set_text(panel, label, value)
+        for label, value in fields:
+            self._set_text(panel, label, value)
         before = page.evaluate("(p) => window.__wb.msg(p)", panel)
         page.locator(run).click()
         time.sleep(3.0)
