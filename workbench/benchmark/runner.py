@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .. import measure
-from ..bench_cli import ARGUMENTS
+from ..bench_cli import GRU_ARGUMENTS as ARGUMENTS
 from ..cli import check_device_option
 from ..errors import ConfigError, OutputPathError, WorkbenchError
 from ..policy import resolve_device
