@@ -12,7 +12,6 @@ from widgets._panel import Panel
 from widgets.export_panel import ExportPanel
 from workbench.embedded_metadata import read_metadata
 from workbench.figures import hidden_heatmap, outline_units, set_time_cursor
-from workbench.jobs import CancelToken
 
 CHECKPOINT = {"path": "/runs/policy.pt", "sha256": "5" * 64}
 
@@ -81,10 +80,12 @@ def test_bad_size_is_named_and_the_panel_keeps_working(panel, tmp_path, field, v
     good = getattr(panel, field).value
     getattr(panel, field).value = value
     panel.export_button.click()
+    panel.wait()  # the button starts a background job
     assert panel.message == f"ConfigError: {match}" and panel.paths == [] and not panel.export_button.disabled
     assert list(tmp_path.iterdir()) == []
     getattr(panel, field).value = good
     panel.export_button.click()
+    panel.wait()  # the button starts a background job
     assert panel.last_error is None and [p.name for p in panel.paths] == ["heat.json"]
 
 
@@ -95,12 +96,24 @@ def test_file_names_the_checkpoint_and_rollout(panel):
     assert (meta["rollout"]["env_id"], meta["rollout"]["seed"], meta["rollout"]["steps"]) == ("CartPole-v1", 3, 10)
 
 
-def test_cancel_writes_nothing_and_says_so(panel, tmp_path):
-    token = CancelToken()
-    token.cancel("test")
-    assert panel.export(cancel=token) == []
+def test_cancel_writes_nothing_and_says_so(panel, tmp_path, monkeypatch):
+    """The export runs as a job: Cancel before the first format writes nothing, says so, and frees the panel."""
+    import widgets.export_panel as export_panel
+
+    real = export_panel.export_figure
+
+    def held(*args, cancel=None, **kwargs):  # waits for the Cancel, then exports (which then stops)
+        assert cancel.wait(30)
+        return real(*args, cancel=cancel, **kwargs)
+
+    monkeypatch.setattr(export_panel, "export_figure", held)
+    job = panel.start()
+    assert panel.running and panel.export_button.disabled
+    panel.cancel("test")
+    panel.wait()
+    assert job.state == "cancelled" and panel.paths == []
     assert panel.message.startswith("Export cancelled") and "nothing was written" in panel.message
     assert list(tmp_path.iterdir()) == [] and not panel.export_button.disabled
-    seen = []
-    assert [p.name for p in panel.export(on_progress=lambda d, t: seen.append((d, t)))] == ["heat.json"]
-    assert seen == [(1, 1)] and panel.message == "Wrote 1 file(s)."
+    monkeypatch.setattr(export_panel, "export_figure", real)
+    assert [p.name for p in panel.export()] == ["heat.json"]
+    assert (panel.job.done, panel.job.total) == (1, 1) and panel.message == "Wrote 1 file(s)."

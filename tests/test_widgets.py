@@ -471,6 +471,7 @@ class TestExportPanel:
         panel.folder.value, panel.name.value = str(tmp_path / "figs"), "my-line"
         panel.format_boxes["json"].value = True
         panel.export_button.click()
+        panel.wait()  # the button starts a background job
         assert panel.last_error is None, panel.message
         assert [p.name for p in panel.paths] == ["my-line.html", "my-line.json"]
         assert all(p.is_file() for p in panel.paths)
@@ -483,16 +484,19 @@ class TestExportPanel:
         blocker.write_text("not a folder")
         panel.folder.value = str(blocker / "figs")
         panel.export_button.click()
+        panel.wait()  # the button starts a background job
         assert panel.message.startswith("ExportError:") and "is a file" in panel.message
         assert panel.paths == [] and not panel.export_button.disabled
         panel.folder.value = str(tmp_path / "ok")
         panel.export_button.click()
+        panel.wait()  # the button starts a background job
         assert panel.last_error is None and panel.paths[0].name == "line.html"
 
     def test_nothing_to_export(self):
         """Without figures the button explains what to do."""
         panel = ExportPanel()
         panel.export_button.click()
+        panel.wait()  # the button starts a background job
         assert "No figure to export yet" in panel.message and not panel.export_button.disabled
 
 
@@ -512,6 +516,7 @@ class TestApp:
         app.export_panel.figure.value = "explorer:hidden_heatmap"
         app.export_panel.folder.value = str(tmp_path)
         app.export_panel.export_button.click()
+        app.export_panel.wait()  # the button starts a background job
         meta = read_metadata(tmp_path / "hidden_heatmap.html")
         assert meta["env_id"] == "CartPole-v1" and meta["panel"] == "explorer" and meta["steps"] == STEPS
 

@@ -16,9 +16,7 @@ from typing import Any, Mapping
 
 import ipywidgets as w
 
-from workbench.errors import Cancelled
 from workbench.export import DEFAULT_SCALE, FORMATS, check_size, export_figure, figure_size
-from workbench.jobs import CancelToken, Progress
 
 from ._panel import Panel
 
@@ -68,7 +66,7 @@ class ExportPanel(Panel):
         self.export_button = w.Button(description="Export", button_style="primary", icon="download")
         self.written = w.HTML()
         self.buttons.append(self.export_button)
-        self.export_button.on_click(lambda _: self.export())
+        self.export_button.on_click(lambda _: self.start())
         self._size_follows_figure = True
         self._setting_size = False
         self.figure.observe(lambda _: self._follow_figure_size(), "value")
@@ -81,6 +79,7 @@ class ExportPanel(Panel):
             w.HBox([self.include_marks, self.footer]),
             w.HBox([self.folder, self.name, self.export_button]),
             self.status,
+            self.job_controls,
             self.written,
         ]
         self.show_message("No figure yet: build a policy and run a rollout.", "info")
@@ -142,13 +141,20 @@ class ExportPanel(Panel):
             self._size_follows_figure = False
 
     # ------------------------------------------------------------------ action
-    def export(self, *, cancel: CancelToken | None = None, on_progress: Progress | None = None) -> list[Path]:
-        """Writes the chosen figure in the ticked formats; shows and returns the paths.
+    def start(self):
+        """Starts the export in the background (the *Export* button); returns the
+        :class:`~widgets.jobs.Job`, or ``None`` when nothing started (the panel says why).
 
-        ``cancel`` and ``on_progress`` go to :func:`~workbench.export.export_figure` (checked between
-        formats); a cancelled export writes nothing and says so.
+        Everything is checked and the figure copied on the calling thread first, so later cursor
+        moves do not change what is written; PNG/SVG/PDF start Chromium (seconds), so it runs with
+        progress (formats done) and *Cancel* (checked between formats; files already written stay).
         """
-        with self.busy("Exporting…"):
+        from workbench.figures.marks import MARKS, without_marks
+
+        if self.refuse_if_running():
+            return None
+        self.last_error = None
+        with self.guard():
             chosen = self.chosen_figure()
             if chosen is None:
                 raise RuntimeError("No figure to export yet: run a rollout (or a timing) first.")
@@ -156,23 +162,38 @@ class ExportPanel(Panel):
             formats = self.formats()
             if not formats:
                 raise ValueError(f"Tick at least one format ({', '.join(f.upper() for f in FORMATS)}).")
-            check_size(self.width.value, self.height.value, self.scale.value)
-            stem = self.name.value.strip() or name
+            width, height, scale = self.width.value, self.height.value, self.scale.value
+            check_size(width, height, scale)
+            keep = tuple(MARKS) if self.include_marks.value else ()
+            figure = without_marks(fig, keep=keep)  # a copy taken now: the job writes what is shown now
+            folder, stem = Path(self.folder.value).expanduser(), self.name.value.strip() or name
+            metadata, footer = {**self.metadata, "panel": src}, self.footer.value
             self.paths = []
             self.written.value = ""
-            try:
-                paths = export_figure(fig, Path(self.folder.value).expanduser(), formats, name=stem,
-                                      metadata={**self.metadata, "panel": src}, width=self.width.value,
-                                      height=self.height.value, scale=self.scale.value,
-                                      include_marks=self.include_marks.value, footer=self.footer.value,
-                                      cancel=cancel, on_progress=on_progress)
-            except Cancelled as err:
-                self.paths = list(err.partial or [])
-                self.written.value = _listing(self.paths) if self.paths else ""
-                kept = f"kept {len(self.paths)} file(s)" if self.paths else "nothing was written"
-                self.show_message(f"Export cancelled ({err}); {kept}.", "warning")
-                return self.paths
-            self.paths = paths
-            self.written.value = _listing(paths)
-            self.show_message(f"Wrote {len(paths)} file(s).", "ok")
+
+            def work(cancel, on_progress):
+                return export_figure(figure, folder, formats, name=stem, metadata=metadata, width=width,
+                                     height=height, scale=scale, include_marks=True, footer=footer,
+                                     cancel=cancel, on_progress=on_progress)
+
+            def on_end(job) -> None:
+                if job.state == "cancelled":
+                    self.paths = list(job.partial or [])
+                    self.written.value = _listing(self.paths) if self.paths else ""
+                    kept = f"kept {len(self.paths)} file(s)" if self.paths else "nothing was written"
+                    self.show_message(f"Export cancelled ({job.error}); {kept}.", "warning")
+                    return
+                self.paths = list(job.result)
+                self.written.value = _listing(self.paths)
+                self.show_message(f"Wrote {len(self.paths)} file(s).", "ok")
+
+            return self.start_job(work, name="export", on_end=on_end, unit="formats",
+                                  message=f"Exporting {name} as {', '.join(f.upper() for f in formats)}…")
+        return None
+
+    def export(self) -> list[Path]:
+        """Writes the chosen figure in the ticked formats; shows and returns the paths (``[]`` when nothing was
+        written: the panel says why). The button's work, waited for: Ctrl-C or Kernel → Interrupt cancels it."""
+        if self.start() is not None:
+            self.wait()
         return self.paths
