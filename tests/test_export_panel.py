@@ -117,3 +117,13 @@ def test_cancel_writes_nothing_and_says_so(panel, tmp_path, monkeypatch):
     monkeypatch.setattr(export_panel, "export_figure", real)
     assert [p.name for p in panel.export()] == ["heat.json"]
     assert (panel.job.done, panel.job.total) == (1, 1) and panel.message == "Wrote 1 file(s)."
+
+
+def test_figures_not_from_the_rollout_do_not_carry_its_metadata(panel, source, tmp_path):
+    """A timing chart's file names its panel, not the rollout's checkpoint, env or seed."""
+    panel.add_source("timing", source, from_rollout=False)
+    panel.figure.value = "timing:line"
+    (path,) = panel.export()
+    meta = read_metadata(path)
+    assert meta["panel"] == "timing" and "seed" not in meta and meta.get("env_id") is None
+    assert meta["checkpoint"] != CHECKPOINT

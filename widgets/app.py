@@ -73,7 +73,7 @@ class WorkbenchApp(w.VBox):
         self.rollout_panel.on_rollout(self.explorer_panel.set_trajectory)
         self.rollout_panel.on_rollout(self._rollout_metadata)
         for name in ("rollout", "explorer", "timing"):
-            self.export_panel.add_source(name, self.panels[name])
+            self.export_panel.add_source(name, self.panels[name], from_rollout=name != "timing")
         for panel in (self.policy_panel, self.rollout_panel):
             panel.layout.width = "50%"
         top = w.HBox([self.policy_panel, self.rollout_panel], layout=w.Layout(width="100%"))

@@ -43,6 +43,7 @@ class ExportPanel(Panel):
     def __init__(self, *, folder: str = "exports", formats: tuple[str, ...] = ("html",)):
         super().__init__(title="Export", css="wb-export")
         self.sources: dict[str, Panel] = {}
+        self._not_from_rollout: set[str] = set()
         self.metadata: dict[str, Any] = {}
         self.paths: list[Path] = []
         self.figure = w.Dropdown(options=[], description="figure", layout=w.Layout(width="360px"),
@@ -85,9 +86,15 @@ class ExportPanel(Panel):
         self.show_message("No figure yet: build a policy and run a rollout.", "info")
 
     # ------------------------------------------------------------------ sources
-    def add_source(self, name: str, panel: Panel) -> None:
-        """Offers ``panel.figures`` under ``name`` (kept up to date through its ``"figures"`` event)."""
+    def add_source(self, name: str, panel: Panel, *, from_rollout: bool = True) -> None:
+        """Offers ``panel.figures`` under ``name`` (kept up to date through its ``"figures"`` event).
+
+        ``from_rollout=False``: the figures do not come from the rollout (e.g. a backend timing), so their
+        files do not carry its metadata (checkpoint, env, seed), only the panel's name and the versions.
+        """
         self.sources[name] = panel
+        if not from_rollout:
+            self._not_from_rollout.add(name)
         panel.on_figures(lambda _: self.refresh())
         self.refresh()
 
@@ -167,7 +174,8 @@ class ExportPanel(Panel):
             keep = tuple(MARKS) if self.include_marks.value else ()
             figure = without_marks(fig, keep=keep)  # a copy taken now: the job writes what is shown now
             folder, stem = Path(self.folder.value).expanduser(), self.name.value.strip() or name
-            metadata, footer = {**self.metadata, "panel": src}, self.footer.value
+            rollout = {} if src in self._not_from_rollout else self.metadata
+            metadata, footer = {**rollout, "panel": src}, self.footer.value
             self.paths = []
             self.written.value = ""
 
