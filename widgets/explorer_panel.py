@@ -50,13 +50,20 @@ class LiveFigure(go.FigureWidget):
     """A ``FigureWidget`` whose full state, when a view asks for it (a reload, Voila, a second view), is
     the figure as it is now, not as it was built: updates after display are sent as messages only."""
 
+    _silent: frozenset = frozenset()
+
     def get_state(self, key=None, drop_defaults=False):
         if key is None and getattr(self, "_data", None) is not None and getattr(self, "_layout_obj", None) is not None:
-            current = {"_widget_data": copy.deepcopy(self._data), "_widget_layout": copy.deepcopy(self._layout_obj._props)}
-            with self._lock_property(**current):  # the state goes out once, below, not as an extra update
-                self._widget_data = current["_widget_data"]
-                self._widget_layout = current["_widget_layout"]
+            self._silent = frozenset({"_widget_data", "_widget_layout"})
+            try:  # the state goes out once, below, not also as an update to the views already open
+                self._widget_data = copy.deepcopy(self._data)
+                self._widget_layout = copy.deepcopy(self._layout_obj._props)
+            finally:
+                self._silent = frozenset()
         return super().get_state(key, drop_defaults)
+
+    def _should_send_property(self, key, value):
+        return key not in self._silent and super()._should_send_property(key, value)
 
 
 class _Figures(dict):
