@@ -24,7 +24,7 @@ STEPS, UNITS = 6_000, 16
 def _nbytes(obj) -> int:
     """Bytes of a message as it goes out: JSON, with binary buffers (numpy arrays) at their size."""
     def default(o):
-        if isinstance(o, np.ndarray):
+        if isinstance(o, (np.ndarray, memoryview)):
             return "#" * o.nbytes
         return str(o)
     return len(json.dumps(obj, default=default))
