@@ -30,6 +30,26 @@ def _nbytes(obj) -> int:
     return len(json.dumps(obj, default=default))
 
 
+class Wire:
+    """Records what a widget really sends on its comm: each message's state keys and bytes (JSON + buffers)."""
+
+    def __init__(self, *widgets):
+        self.sent: list[tuple[set, int]] = []
+        for widget in widgets:
+            original = widget._send
+
+            def send(msg, buffers=None, _original=original):
+                state = msg.get("state", {})
+                live = {k for k, v in state.items() if v is not None}
+                self.sent.append((live, len(json.dumps(msg, default=str)) + sum(len(memoryview(b).cast("B"))
+                                                                              for b in buffers or [])))
+                return _original(msg, buffers)
+            widget._send = send
+
+    def keys(self) -> set:
+        return set().union(*[k for k, _ in self.sent]) if self.sent else set()
+
+
 class Recorder:
     """Records every message a FigureWidget sends (method name, arguments, size in bytes)."""
 
@@ -111,9 +131,13 @@ def test_a_cursor_move_sends_only_the_cursor_marks(panel, dims):
     else:
         assert keys == {"shapes.0.x0", "shapes.0.x1", "x", "y", "z"}, keys
     assert rec.nbytes() < 2_000, rec.nbytes()
+    wire = Wire(panel.timeline, panel.pca_view)
+    panel.cursor.value = 1300
+    assert wire.keys() <= {"_py2js_update", "_last_layout_edit_id", "_last_trace_edit_id"}, wire.keys()
+    assert sum(n for _, n in wire.sent) < 2_000, wire.sent
     shape = panel.timeline.layout.shapes[0]
-    assert (shape.name, shape.x0, shape.x1) == ("cursor", 1234, 1234)
-    assert "step 1234" in panel.cursor_info.value
+    assert (shape.name, shape.x0, shape.x1) == ("cursor", 1300, 1300)
+    assert "step 1300" in panel.cursor_info.value
 
 
 def test_static_figures_are_built_on_read_not_on_every_move(panel, monkeypatch):
@@ -169,9 +193,12 @@ def test_a_late_view_gets_the_current_figure(panel):
 
 
 def test_a_new_rollout_reuses_the_figure_widgets(panel, big):
+    """The figures are replaced in place: the messages really go out (none merged away), no new widget."""
     timeline, pca_view = panel.timeline, panel.pca_view
     small = trajectory(e=1, t=50, h=3, gates=False)
+    wire = Wire(timeline)
     panel.set_trajectory(small)
+    assert {"_py2js_deleteTraces", "_py2js_addTraces", "_py2js_relayout"} <= wire.keys(), wire.keys()
     assert panel.timeline is timeline and panel.pca_view is pca_view
     assert [d.name for d in timeline.data] == ["hidden", "resets", "norm", "resets"]
     assert timeline.data[0].z["shape"] == "3,50" and "gates" not in panel.figures

@@ -344,13 +344,13 @@ class ExplorerPanel(Panel):
             live = LiveFigure(data=packed, layout=new.layout)
             holder.children = (live,)
         else:
-            with live.hold_sync():
-                live.data = []
-                gone = {k: None for k in live.layout.to_plotly_json() if k not in new.layout.to_plotly_json()}
-                if gone:
-                    live.update_layout(gone)
-                live.layout = new.layout
-                live.add_traces(packed)
+            # no hold_sync here: it would merge the transient _py2js_* messages into their final None
+            live.data = []
+            gone = {k: None for k in live.layout.to_plotly_json() if k not in new.layout.to_plotly_json()}
+            if gone:
+                live.update_layout(gone)
+            live.layout = new.layout
+            live.add_traces(packed)
         wire(live)
         return live
 
@@ -458,6 +458,8 @@ class ExplorerPanel(Panel):
                 for trace, data in zip(fig.data, packed):
                     trace.update(data)
                 fig.layout.title.text = tl.pca_scatter_figure(self._pca).layout.title.text
+                if self._pca.k == 2:
+                    fig.layout.xaxis.autorange = fig.layout.yaxis.autorange = True
             self._move_cursor_marks(self.cursor.value)
             self.cursor_info.value = self._cursor_text(self.cursor.value)
             self.figures.mark("hidden_pca")

@@ -371,10 +371,10 @@ def pca_scatter_figure(view: PCAView, *, cursor: int | None = None, title: str |
         meta=dict(explained_variance_ratio=ratio.tolist(), fitted_on=view.fitted_on, total=view.total),
     )
     if three:
-        layout["scene"] = {f"{a}axis": dict(title=dict(text=t)) for a, t in zip(axes, labels)}
-    else:
-        layout["xaxis"] = dict(title=dict(text=labels[0]))
-        layout["yaxis"] = dict(title=dict(text=labels[1]))
+        layout["scene"] = {f"{a}axis": dict(title=dict(text=t), autorange=True) for a, t in zip(axes, labels)}
+    else:  # autorange stated: a figure updated in place fits its new points
+        layout["xaxis"] = dict(title=dict(text=labels[0]), autorange=True)
+        layout["yaxis"] = dict(title=dict(text=labels[1]), autorange=True)
     shown = f"{len(view.steps):,} points"
     fig.update_layout(title=dict(text=title or f"{view.label}{' · ' if view.label else ''}{shown}<br>"
                                  f"<span style='font-size:11px'>{fitted}</span>", font=dict(size=13)),
