@@ -43,6 +43,8 @@ __all__ = ["ExplorerPanel"]
 ALL = -1
 PCA_FIT_POINTS = 20_000
 """the PCA is fitted on at most this many evenly spaced points of the env, then every point is projected"""
+PCA_WIDTH = 460
+"""the PCA view's width in pixels (a FigureWidget does not shrink to its box)"""
 STATIC = ("hidden_heatmap", "hidden_norm", "gates", "hidden_pca")
 
 
@@ -166,9 +168,9 @@ class ExplorerPanel(Panel):
         self.select_button.on_click(lambda _: self.select_units())
         self.timeline: LiveFigure | None = None
         self.pca_view: LiveFigure | None = None
-        self.timeline_box = w.Box(layout=w.Layout(width="62%", min_height="380px"))
+        self.timeline_box = w.Box(layout=w.Layout(flex="1 1 auto", min_height="380px", overflow="auto"))
         self.timeline_box.add_class("wb-view-timeline")
-        self.pca_box = w.Box(layout=w.Layout(width="38%", min_height="380px"))
+        self.pca_box = w.Box(layout=w.Layout(min_width=f"{PCA_WIDTH}px", min_height="380px", overflow="auto"))
         self.pca_box.add_class("wb-view-pca")
 
         self.env.observe(lambda _: self._changed(full=True), "value")
@@ -330,7 +332,7 @@ class ExplorerPanel(Panel):
             self.figures.declare("hidden_heatmap")
             self.figures.declare("hidden_norm")
         self._pca = self._pca_data()
-        new = tl.pca_scatter_figure(self._pca, cursor=self.cursor.value, height=380 + 40 * (self._win.gates is not None))
+        new = tl.pca_scatter_figure(self._pca, cursor=self.cursor.value, height=420, width=PCA_WIDTH)
         self.pca_view = self._show(self.pca_view, new, self.pca_box, self._wire_pca)
         self.figures.declare("hidden_pca")
         self.cursor_info.value = self._cursor_text(self.cursor.value)
