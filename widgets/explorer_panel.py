@@ -360,12 +360,12 @@ class ExplorerPanel(Panel):
         for trace in fig.data:
             if trace.name != "resets":
                 trace.on_click(self._clicked_timeline)
-        if not getattr(fig, "_wb_wired", False):
-            fig._wb_wired = True
-            for name in [k for k in fig.layout.to_plotly_json() if k.startswith("xaxis")] or ["xaxis"]:
-                axis = fig.layout[name]
-                axis.on_change(self._range_changed, "range")
-                axis.on_change(self._autorange_changed, "autorange")
+        wired = fig.__dict__.setdefault("_wb_axes", set())  # rows may appear later (gates): wire new axes too
+        for name in [k for k in fig.layout.to_plotly_json() if k.startswith("xaxis")] or ["xaxis"]:
+            if name not in wired:
+                wired.add(name)
+                fig.layout[name].on_change(self._range_changed, "range")
+                fig.layout[name].on_change(self._autorange_changed, "autorange")
 
     def _wire_pca(self, fig: LiveFigure) -> None:
         fig.data[0].on_click(self._clicked_pca)
