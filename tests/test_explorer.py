@@ -196,9 +196,12 @@ def test_a_new_rollout_reuses_the_figure_widgets(panel, big):
     """The figures are replaced in place: the messages really go out (none merged away), no new widget."""
     timeline, pca_view = panel.timeline, panel.pca_view
     small = trajectory(e=1, t=50, h=3, gates=False)
+    panel.columns = 20
     wire = Wire(timeline)
     panel.set_trajectory(small)
     assert {"_py2js_deleteTraces", "_py2js_addTraces", "_py2js_relayout"} <= wire.keys(), wire.keys()
     assert panel.timeline is timeline and panel.pca_view is pca_view
     assert [d.name for d in timeline.data] == ["hidden", "resets", "norm", "resets"]
-    assert timeline.data[0].z["shape"] == "3,50" and "gates" not in panel.figures
+    assert timeline.data[0].z["shape"] == "3,17" and "gates" not in panel.figures
+    timeline.layout.xaxis.range = [9.5, 19.5]  # zoom still re-bins on the replaced layout
+    assert list(timeline.data[0].x) == list(range(10, 20))

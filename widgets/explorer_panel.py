@@ -360,10 +360,11 @@ class ExplorerPanel(Panel):
         for trace in fig.data:
             if trace.name != "resets":
                 trace.on_click(self._clicked_timeline)
-        wired = fig.__dict__.setdefault("_wb_axes", set())  # rows may appear later (gates): wire new axes too
+        # once per axis object: a replaced layout has new axes, and rows may appear later (gates)
+        wired = fig.__dict__.setdefault("_wb_axes", set())
         for name in [k for k in fig.layout.to_plotly_json() if k.startswith("xaxis")] or ["xaxis"]:
-            if name not in wired:
-                wired.add(name)
+            if id(fig.layout[name]) not in wired:
+                wired.add(id(fig.layout[name]))
                 fig.layout[name].on_change(self._range_changed, "range")
                 fig.layout[name].on_change(self._autorange_changed, "autorange")
 
