@@ -37,13 +37,16 @@ CELL_ERRORS = """() => { const errs = [];
       if (o.output_type === 'error') errs.push(o.ename + ': ' + o.evalue); } }
   return errs; }"""
 PLOT = "(view) => document.querySelector(`.wb-view-${view} .js-plotly-plot`)"
-HEATMAP_SHAPE = f"""([units, steps]) => {{ const gd = ({PLOT})('hidden-heatmap');
+HEATMAP_SHAPE = f"""([units, steps]) => {{ const gd = ({PLOT})('timeline');  // the explorer's live timeline
   const trace = gd && gd._fullData ? gd._fullData[0] : null;  // decoded arrays (data holds base64 specs)
   return !!trace && trace.type === 'heatmap' && trace.z.length === units && trace.z[0].length === steps; }}"""
 TRACES = f"""(view) => {{ const gd = ({PLOT})(view); return gd && gd.data ? gd.data.length : -1; }}"""
 CURSOR_X = f"""(view) => {{ const gd = ({PLOT})(view);
   const s = gd && gd.layout.shapes ? gd.layout.shapes.filter(s => s.name === 'cursor') : [];
   return s.length ? s[0].x0 : null; }}"""
+PCA_RING = f"""(view) => {{ const gd = ({PLOT})(view);
+  const s = gd && gd.layout.shapes ? gd.layout.shapes.filter(s => s.name === 'cursor') : [];
+  return s.length ? [s[0].xanchor, s[0].yanchor] : null; }}"""
 
 
 def _set(panel, label: str, value: str) -> None:
@@ -93,19 +96,21 @@ def test_app_build_rollout_explore_export(lab_server, page):
     expect(rollout).to_contain_text("Replay matches the rollout")
     expect(rollout).to_contain_text("All checks passed")
     page.wait_for_function(HEATMAP_SHAPE, arg=[12, 120])
-    for view in ("hidden-pca", "hidden-norm", "gates", "replay-divergence"):
+    page.wait_for_function(f"() => ({TRACES})('timeline') === 10")  # heatmap, norm, gates r/z/n, a reset line each
+    for view in ("pca", "replay-divergence"):
         page.wait_for_function(f"() => ({TRACES})('{view}') > 0")
     page.locator(".wb-top").screenshot(path=SHOTS / "app-rollout.png")
 
-    # explore: move the time cursor with the keyboard; every time figure follows
+    # explore: move the time cursor with the keyboard; the timeline's cursor and the PCA's ring follow
     explorer = page.locator(".wb-explorer")
-    before = page.evaluate(f"({CURSOR_X})('hidden-heatmap')")
+    before = page.evaluate(f"({CURSOR_X})('timeline')")
+    ring = page.evaluate(f"({PCA_RING})('pca')")
     handle = explorer.locator(".widget-hslider", has_text="time").locator(".noUi-handle").first
     handle.focus()
     for _ in range(5):
         handle.press("ArrowRight")
-    page.wait_for_function(f"(b) => ({CURSOR_X})('hidden-heatmap') === b + 5", arg=before)
-    page.wait_for_function(f"(b) => ({CURSOR_X})('hidden-norm') === b + 5", arg=before)
+    page.wait_for_function(f"(b) => ({CURSOR_X})('timeline') === b + 5", arg=before)
+    page.wait_for_function(f"(r) => JSON.stringify(({PCA_RING})('pca')) !== JSON.stringify(r)", arg=ring)
     expect(explorer).to_contain_text(f"step {before + 5}")
     explorer.locator(".widget-button", has_text="Select units").click()
     expect(explorer).to_contain_text("unit(s) with |h| > 0.15 at every step 5–15 of env 0")

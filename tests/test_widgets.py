@@ -49,6 +49,12 @@ def shapes(fig: go.Figure, name: str) -> list:
     return [s for s in fig.layout.shapes if s.name == name]
 
 
+def reset_lines(fig: go.Figure) -> list:
+    """The x of the reset lines drawn by every ``"resets"`` trace of ``fig`` (NaN-separated segments)."""
+    xs = [x for d in fig.data if d.name == "resets" for x in d.x[::3]]
+    return [float(x) for x in xs]
+
+
 @pytest.fixture
 def built_app() -> WorkbenchApp:
     app = WorkbenchApp(SPEC, ENV, steps=STEPS, device="cpu", timing=dict(rounds=2, block_s=0.0005))
@@ -263,53 +269,59 @@ def test_episode_summary_matches_the_trajectory(toy):
 # ---------------------------------------------------------------------------------------------- explorer
 class TestExplorerPanel:
     def test_figures_show_the_trajectory_and_its_resets(self, toy):
-        """Heatmap is unit × time of env 0, resets are marked, the norm is ‖h‖₂."""
+        """Heatmap is unit × time of env 0, resets are marked, the norm is ‖h‖₂ (every step: 12 < columns)."""
         panel = ExplorerPanel()
         panel.set_trajectory(toy)
         assert panel.last_error is None, panel.message
         heat = panel.figures["hidden_heatmap"]
         assert heat.data[0].z.shape == (4, 12)
         assert torch.allclose(torch.as_tensor(heat.data[0].z), toy[KEYS.next_hidden][0, :, 0].T)
-        assert [s.x0 for s in shapes(heat, "reset")] == [4.5]
+        assert reset_lines(heat) == [4.5]
         norm = panel.figures["hidden_norm"]
         expected = toy[KEYS.next_hidden][0, :, 0].norm(dim=-1)
         assert torch.allclose(torch.as_tensor(norm.data[0].y, dtype=torch.float32), expected)
-        assert "gates" not in panel.figures and panel.views["gates"].outputs == ()
+        assert "gates" not in panel.figures and [d.name for d in panel.timeline.data] == ["hidden", "resets", "norm",
+                                                                                          "resets"]
         assert [o for o in panel.episode.options] == [("all episodes", -1), ("episode 0: steps 0–4", 0),
                                                       ("episode 1: steps 5–11", 1)]
-        assert shown(panel, "hidden_heatmap")["data"][0]["type"] == "heatmap"
+        assert panel.timeline.data[0].type == "heatmap" and reset_lines(panel.timeline) == [4.5, 4.5]
+        assert panel.pca_view.data[0].type == "scattergl" and len(panel.pca_view.data[0].x) == 12
 
     def test_cursor_moves_on_every_figure(self, toy):
-        """The cursor is a vertical line on the time figures and a marker on the PCA path."""
+        """The cursor is a vertical line on the timeline (all rows) and a ring on the PCA point, live and static."""
         panel = ExplorerPanel()
         panel.set_trajectory(toy)
         panel.cursor.value = 7
-        for name in ("hidden_heatmap", "hidden_norm"):
-            assert [s.x0 for s in shapes(panel.figures[name], "cursor")] == [7]
-            assert [s["x0"] for s in shown(panel, name)["layout"]["shapes"] if s.get("name") == "cursor"] == [7]
-        pca = panel.figures["hidden_pca"]
-        path = next(pca.select_traces(selector=dict(name="env 0")))
-        cursor = next(pca.select_traces(selector=dict(name="cursor")))
-        assert (cursor.x[0], cursor.y[0]) == (path.x[7], path.y[7])
+        for fig in (panel.timeline, panel.figures["hidden_heatmap"], panel.figures["hidden_norm"]):
+            assert [(s.x0, s.x1, s.yref) for s in shapes(fig, "cursor")] == [(7, 7, "paper")]
+        for pca in (panel.pca_view, panel.figures["hidden_pca"]):
+            (ring,) = shapes(pca, "cursor")
+            assert (ring.xanchor, ring.yanchor) == pytest.approx((pca.data[0].x[7], pca.data[0].y[7]))
         assert "step 7" in panel.cursor_info.value and "episode 1" in panel.cursor_info.value
         assert "2 steps since reset" in panel.cursor_info.value
         panel.cursor.value = 5
         assert "reset (is_init)" in panel.cursor_info.value
+        assert [s.x0 for s in shapes(panel.figures["hidden_heatmap"], "cursor")] == [5]
 
     def test_env_episode_and_pca_3d(self, toy):
-        """The env switch redraws env 1; an episode zooms the time axes and bounds the cursor; 3D PCA."""
+        """The env switch redraws env 1; an episode zooms the time axis, bounds the cursor and picks its PCA
+        points; 3D PCA has a cursor trace."""
         panel = ExplorerPanel()
         panel.set_trajectory(toy)
         panel.env.value = 1
-        assert [s.x0 for s in shapes(panel.figures["hidden_heatmap"], "reset")] == [6.5]
+        assert reset_lines(panel.figures["hidden_heatmap"]) == [6.5]
         panel.episode.value = 1
         assert (panel.cursor.min, panel.cursor.max, panel.cursor.value) == (7, 11, 7)
+        assert list(panel.timeline.layout.xaxis.range) == [6.5, 11.5]
         assert list(panel.figures["hidden_norm"].layout.xaxis.range) == [6.5, 11.5]
+        assert list(panel.pca_view.data[0].customdata) == [7, 8, 9, 10, 11]
         panel.episode.value = -1
-        assert (panel.cursor.min, panel.cursor.max) == (0, 11)
+        assert (panel.cursor.min, panel.cursor.max) == (0, 11) and len(panel.pca_view.data[0].x) == 12
         panel.pca_dims.value = 3
         cursor = next(panel.figures["hidden_pca"].select_traces(selector=dict(name="cursor")))
         assert cursor.type == "scatter3d" and len(cursor.z) == 1
+        live = next(panel.pca_view.select_traces(selector=dict(name="cursor")))
+        assert live.type == "scatter3d" and shapes(panel.pca_view, "cursor") == []
         assert panel.last_error is None
 
     @pytest.mark.parametrize("absolute, expected", [(True, [0, 1, 2]), (False, [0, 1])])
@@ -320,8 +332,10 @@ class TestExplorerPanel:
         panel.threshold.value, panel.time_range.value, panel.absolute.value = 0.5, (2, 4), absolute
         panel.select_button.click()
         assert panel.selected_units == expected, panel.message
-        outlines = shapes(panel.figures["hidden_heatmap"], "selection")
-        assert sorted(s.y0 + 0.5 for s in outlines) == expected and {(s.x0, s.x1) for s in outlines} == {(1.5, 4.5)}
+        for heat in (panel.figures["hidden_heatmap"], panel.timeline):
+            outlines = shapes(heat, "selection")
+            assert sorted(s.y0 + 0.5 for s in outlines) == expected
+            assert {(s.x0, s.x1) for s in outlines} == {(1.5, 4.5)}
         fig = panel.figures["units_aligned"]
         assert [d.name for d in fig.data][:2] == [f"unit {expected[0]} (episodes)", f"unit {expected[0]} (mean)"]
         assert len(fig.data) == 2 * len(expected)
