@@ -237,6 +237,33 @@ class TestRolloutPanel:
         assert panel.summary.value.count("<tr>") == 1 + 2  # header + one row per env
         assert shown(panel, "replay_divergence")["data"]
 
+    def test_store_on_disk_writes_a_memmap_folder_the_explorer_reads(self, tmp_path):
+        """A folder in *store on disk in*: the trajectory is written there as it runs and reopens equal;
+        a folder with files in it is refused before any work, untouched, and the panel keeps working."""
+        from workbench.rollout import load_trajectory
+
+        panel = RolloutPanel(steps=STEPS, env_spec=ENV, device="cpu")
+        policy_panel = PolicyPanel(SPEC, ENV)
+        policy_panel.on_policy(panel.set_policy)
+        policy_panel.build_button.click()
+        explorer = ExplorerPanel()
+        panel.on_rollout(explorer.set_trajectory)
+        busy = tmp_path / "busy"
+        busy.mkdir()
+        (busy / "notes.txt").write_text("mine")
+        panel.disk_folder.value = str(busy)
+        panel.run_button.click()
+        panel.wait()
+        assert "busy" in panel.message and panel.trajectory is None and not panel.run_button.disabled
+        assert [p.name for p in busy.iterdir()] == ["notes.txt"]
+        panel.disk_folder.value = str(tmp_path / "run")
+        panel.run_button.click()
+        panel.wait()
+        assert panel.last_error is None, panel.message
+        back = load_trajectory(tmp_path / "run")
+        assert torch.equal(back.get(KEYS.next_hidden), panel.trajectory.get(KEYS.next_hidden))
+        assert explorer.trajectory is panel.trajectory and explorer.figures["hidden_heatmap"].data
+
     def test_invalid_steps_then_valid(self):
         """steps = 0 is rejected by the library and shown; the next click works."""
         panel = RolloutPanel(steps=0, env_spec=ENV, device="cpu")

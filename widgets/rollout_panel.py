@@ -13,6 +13,7 @@ import html
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import ipywidgets as w
@@ -102,6 +103,10 @@ class RolloutPanel(Panel):
                                    tooltip="0: the environment's own limit", **style)
         self.seed = w.IntText(value=env.seed if env.seed is not None else 0, description="seed", **style)
         self.deterministic = w.Checkbox(value=deterministic, description="greedy actions", indent=False)
+        self.disk_folder = w.Text(value="", description="store on disk in", placeholder="empty: keep it in memory",
+                                  tooltip="a new (or empty) folder: the trajectory is written there as it runs "
+                                          "(memory-mapped), for runs larger than RAM; the explorer reads it from disk",
+                                  style={"description_width": "130px"}, layout=w.Layout(width="540px"))
         choice, self.device_warning = device_choice(device)
         self.device = w.Dropdown(options=device_options(), value=choice, description="device", **style)
         self.run_button = w.Button(description="Run rollout", button_style="primary", icon="play")
@@ -119,6 +124,7 @@ class RolloutPanel(Panel):
             self.policy_info,
             w.HBox([w.VBox([self.steps, self.num_envs, self.max_steps]),
                     w.VBox([self.seed, self.device, self.parallel, self.deterministic])]),
+            self.disk_folder,
             self.device_info,
             self.run_button,
             self.progress,
@@ -152,6 +158,17 @@ class RolloutPanel(Panel):
                        num_envs=self.num_envs.value, parallel=self.parallel.value,
                        max_steps=self.max_steps.value or None, seed=self.seed.value)
 
+    def storage(self) -> dict[str, Any]:
+        """Where the trajectory goes, from *store on disk in*: ``{"storage": "memory"}``, or a memory-mapped folder
+        (checked now, before any work: it must be new or empty)."""
+        folder = self.disk_folder.value.strip()
+        if not folder:
+            return {"storage": "memory"}
+        from workbench.storage import check_storage
+
+        path = check_storage("memmap", Path(folder).expanduser(), owner="store on disk in", folder_arg="folder")
+        return {"storage": "memmap", "memmap_folder": path}
+
     def start(self):
         """Starts the rollout and its diagnostics in the background (the *Run rollout* button).
 
@@ -164,6 +181,7 @@ class RolloutPanel(Panel):
         with self.guard():
             env_spec, steps, built = self.env_spec(), self.steps.value, self.built
             seed, deterministic, device = self.seed.value, self.deterministic.value, self.device.value
+            storage = self.storage()
             checkpoint = None if built.source == "built" else built.source
             where: dict[str, Any] = {}
 
@@ -172,7 +190,7 @@ class RolloutPanel(Panel):
                 where["device"] = str(session.device)
                 with session:  # the environment (and its workers) closed on every path, Cancel included
                     traj = session.rollout(steps, seed=seed, progress=False, deterministic=deterministic,
-                                           cancel=cancel, on_progress=on_progress)
+                                           cancel=cancel, on_progress=on_progress, **storage)
                     seconds = time.perf_counter() - started
                     check(cancel, "rollout", done=steps, total=steps, partial=traj)  # before the diagnostics
                     report = session.diagnose()
