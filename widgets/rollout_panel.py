@@ -166,7 +166,7 @@ class RolloutPanel(Panel):
             return {"storage": "memory"}
         from workbench.storage import check_storage
 
-        path = check_storage("memmap", Path(folder).expanduser(), owner="store on disk in", folder_arg="folder")
+        path = check_storage("memmap", Path(folder).expanduser(), owner="Rollout", folder_arg="store on disk in")
         return {"storage": "memmap", "memmap_folder": path}
 
     def start(self):
