@@ -354,3 +354,30 @@ def test_app_run_is_synchronous_and_cancel_reaches_every_panel(monkeypatch):
     fake.release()
     assert app.rollout_panel.wait(WAIT) and job.state == "cancelled" and job.token.reason == "app.cancel()"
     assert app.errors == {}
+
+
+def test_a_timing_runs_alone(panel, monkeypatch):
+    """A timing does not start while a rollout runs (it would measure a busy machine), and nothing starts in
+    another panel while a timing runs; both say why; the running job goes on."""
+    fake = stepped(monkeypatch, gated=True)
+    timing = TimingPanel(backends=("workbench:fused",), steps=(8,), hidden=(8,), reset_rate=(0.0,), passes=("forward",),
+                         rounds=1, block_s=0.001)
+    first = panel.start()
+    assert fake.started.wait(WAIT)
+    assert timing.start() is None and timing.job is None
+    assert "rollout is running in another panel" in timing.message and "timings run alone" in timing.message
+    fake.release()
+    assert panel.wait(WAIT) and first.state == "done"
+    gate = threading.Event()
+    real = jobs.Job._work
+
+    def held(job):  # the timing job waits here until the test lets it go
+        gate.wait(WAIT)
+        real(job)
+
+    monkeypatch.setattr(jobs.Job, "_work", held)
+    job = timing.start()
+    assert job is not None and job.exclusive
+    assert panel.start() is None and "timing grid is running in another panel" in panel.message
+    gate.set()
+    assert timing.wait(WAIT) and job.state == "done" and timing.records

@@ -317,15 +317,31 @@ class Panel(w.VBox):
         """Whether a background job of this panel runs now."""
         return self.job is not None and not self.job.ended
 
+    EXCLUSIVE_JOBS = False
+    """whether this panel's jobs run alone (a timing: other work at the same time would distort it)"""
+
     def refuse_if_running(self) -> bool:
-        """Says in the panel that its job still runs, and returns ``True``, when it does (a second job is
-        refused; the running one goes on)."""
-        if not self.running:
+        """Says in the panel why a new job cannot start, and returns ``True``, when its own job still runs or
+        when an exclusive job (a timing) runs anywhere, or, for an exclusive panel, any job runs (a second
+        job is refused; the running one goes on)."""
+        from .jobs import running_jobs
+
+        if self.running:
+            job = self.job
+            self.show_message(f"A {job.name} is already running ({job.done:,} of "
+                              f"{'?' if job.total is None else f'{job.total:,}'} done): wait for it to end or "
+                              f"click Cancel, then start again.", "warning")
+            return True
+        others = running_jobs()
+        blocking = others if self.EXCLUSIVE_JOBS else [job for job in others if job.exclusive]
+        if not blocking:
             return False
-        job = self.job
-        self.show_message(f"A {job.name} is already running ({job.done:,} of "
-                          f"{'?' if job.total is None else f'{job.total:,}'} done): wait for it to end or click "
-                          f"Cancel, then start again.", "warning")
+        job = blocking[0]
+        why = ("timings run alone: other work at the same time would distort them" if self.EXCLUSIVE_JOBS
+               or job.exclusive else "")
+        self.show_message(f"A {job.name} is running in another panel ({job.done:,} of "
+                          f"{'?' if job.total is None else f'{job.total:,}'} done), and {why}: wait for it to "
+                          f"end or cancel it there, then start again.", "warning")
         return True
 
     def start_job(self, work: Callable[..., Any], *, name: str, on_end: Callable[[Any], Any], unit: str = "steps",
@@ -362,7 +378,7 @@ class Panel(w.VBox):
                 with self.guard():
                     self.refresh_controls()
 
-        job = Job(work, name=name, on_progress=controls.update, on_end=ended)
+        job = Job(work, name=name, on_progress=controls.update, on_end=ended, exclusive=self.EXCLUSIVE_JOBS)
         controls.attach(job, unit)
         self.job = job
         return job.start()

@@ -83,12 +83,16 @@ class Job:
             cheap: :class:`JobControls` throttles its redraws). An exception there is kept in
             :attr:`progress_error` and the work goes on.
         on_end: ``on_end(job)`` once ``fn`` returned or raised (see the module's notes on the thread).
+        exclusive: the job runs alone (see :attr:`exclusive`).
     """
 
     def __init__(self, fn: Callable[..., Any], *, name: str = "job",
                  on_progress: Callable[[int, int | None], Any] | None = None,
-                 on_end: Callable[["Job"], Any] | None = None):
+                 on_end: Callable[["Job"], Any] | None = None, exclusive: bool = False):
         self.fn, self.name, self.on_progress, self.on_end = fn, name, on_progress, on_end
+        self.exclusive = exclusive
+        """runs alone: no other job starts while it runs, and it starts only when none runs (a timing,
+        which other work would distort)"""
         self.token = CancelToken()
         self.state = "pending"
         self.result: Any = None

@@ -66,6 +66,8 @@ class TimingPanel(Panel):
     (:func:`~widgets._panel.device_choice`): ``"cuda"`` without CUDA selects ``"cpu"`` and says why.
     """
 
+    EXCLUSIVE_JOBS = True  # a timing measured while a rollout runs would be wrong
+
     def __init__(self, *, backends: Sequence[str] = DEFAULT_BACKENDS, batch: Sequence[int] = (8,),
                  steps: Sequence[int] = (16, 64), hidden: Sequence[int] = (32,),
                  reset_rate: Sequence[float] = (0.0, 0.05), passes: Sequence[str] = timing.PASSES,
