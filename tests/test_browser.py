@@ -41,12 +41,12 @@ HEATMAP_SHAPE = f"""([units, steps]) => {{ const gd = ({PLOT})('timeline');  // 
   const trace = gd && gd._fullData ? gd._fullData[0] : null;  // decoded arrays (data holds base64 specs)
   return !!trace && trace.type === 'heatmap' && trace.z.length === units && trace.z[0].length === steps; }}"""
 TRACES = f"""(view) => {{ const gd = ({PLOT})(view); return gd && gd.data ? gd.data.length : -1; }}"""
-CURSOR_X = f"""(view) => {{ const gd = ({PLOT})(view);
-  const s = gd && gd.layout.shapes ? gd.layout.shapes.filter(s => s.name === 'cursor') : [];
-  return s.length ? s[0].x0 : null; }}"""
-PCA_RING = f"""(view) => {{ const gd = ({PLOT})(view);
-  const s = gd && gd.layout.shapes ? gd.layout.shapes.filter(s => s.name === 'cursor') : [];
-  return s.length ? [s[0].xanchor, s[0].yanchor] : null; }}"""
+CURSOR_X = f"""(view) => {{ const gd = ({PLOT})(view);  // the timeline's cursor: a layout image named "cursor"
+  const s = gd && gd._fullLayout ? (gd._fullLayout.images || []).filter(s => s.name === 'cursor') : [];
+  return s.length ? s[0].x : null; }}"""
+PCA_RING = f"""(view) => {{ const gd = ({PLOT})(view);  // the 2D PCA's cursor: a ring image named "cursor"
+  const s = gd && gd._fullLayout ? (gd._fullLayout.images || []).filter(s => s.name === 'cursor') : [];
+  return s.length ? [s[0].x, s[0].y] : null; }}"""
 
 
 def _set(panel, label: str, value: str) -> None:

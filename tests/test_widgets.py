@@ -319,11 +319,14 @@ class TestExplorerPanel:
         panel = ExplorerPanel()
         panel.set_trajectory(toy)
         panel.cursor.value = 7
-        for fig in (panel.timeline, panel.figures["hidden_heatmap"], panel.figures["hidden_norm"]):
+        for fig in (panel.figures["hidden_heatmap"], panel.figures["hidden_norm"]):
             assert [(s.x0, s.x1, s.yref) for s in shapes(fig, "cursor")] == [(7, 7, "paper")]
-        for pca in (panel.pca_view, panel.figures["hidden_pca"]):
-            (ring,) = shapes(pca, "cursor")
-            assert (ring.xanchor, ring.yanchor) == pytest.approx((pca.data[0].x[7], pca.data[0].y[7]))
+        (ring,) = shapes(panel.figures["hidden_pca"], "cursor")
+        pca = panel.pca_view  # live: the browser moves its "cursor" images to the view's cursor
+        assert (ring.xanchor, ring.yanchor) == pytest.approx((pca.data[0].x[7], pca.data[0].y[7]))
+        assert panel.view.cursor["t"] == 7 and panel.view.cursor["timeline"] == [7]
+        assert panel.view.cursor["pca"] == pytest.approx([pca.data[0].x[7], pca.data[0].y[7]])
+        assert [i.name for i in panel.timeline.layout.images] == [i.name for i in pca.layout.images] == ["cursor"]
         assert "step 7" in panel.cursor_info.value and "episode 1" in panel.cursor_info.value
         assert "2 steps since reset" in panel.cursor_info.value
         panel.cursor.value = 5
@@ -348,7 +351,7 @@ class TestExplorerPanel:
         cursor = next(panel.figures["hidden_pca"].select_traces(selector=dict(name="cursor")))
         assert cursor.type == "scatter3d" and len(cursor.z) == 1
         live = next(panel.pca_view.select_traces(selector=dict(name="cursor")))
-        assert live.type == "scatter3d" and shapes(panel.pca_view, "cursor") == []
+        assert live.type == "scatter3d" and not panel.pca_view.layout.images and len(panel.view.cursor["pca"]) == 3
         assert panel.last_error is None
 
     @pytest.mark.parametrize("absolute, expected", [(True, [0, 1, 2]), (False, [0, 1])])

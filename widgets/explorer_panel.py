@@ -1,14 +1,16 @@
 """Hidden-state explorer: a timeline (heatmap, norm, gates on one time axis) and a PCA scatter, one time cursor.
 
 Built to stay interactive at 100,000 steps: the data go to the browser once, at screen resolution
-(:mod:`workbench.decimate`: one column per bin of steps; every step when the window fits), in two
-plotly ``FigureWidget`` s. Afterwards an interaction sends only what changed:
+(:mod:`workbench.decimate`: one column per bin of steps; every step when the window fits), in one
+:class:`~widgets.plotly_view.PlotlyView` (plotly.js in the browser, both figures). Afterwards an
+interaction sends only what changed:
 
-- moving the cursor (slider, arrow keys, ``Play``, a click on the timeline or on a PCA point) moves
-  the ``"cursor"`` shape of the timeline and of the 2D PCA (one relayout each; a one-point trace
-  in 3D) and rewrites the step's description;
+- moving the cursor (slider, arrow keys, ``Play``, a click on the timeline or on a PCA point) sends
+  the view's ``cursor`` (a few bytes): the browser moves the ``"cursor"`` layout image of the
+  timeline and of the 2D PCA (a one-point trace in 3D) without redrawing data, and the step's
+  description is rewritten;
 - zooming the timeline re-bins the visible window at full resolution (a 500-step window shows
-  every step) and replaces only the traces' arrays; double-click goes back;
+  every step) and sends the timeline figure only; double-click goes back;
 - an episode zooms the timeline on it, bounds the cursor and shows its points in the PCA
   (on the env's principal components, so the axes stay comparable).
 
@@ -20,8 +22,6 @@ range (as LSTMVis does) outlines them on the heatmap and draws them across every
 
 from __future__ import annotations
 
-import asyncio
-import copy
 import html
 from typing import Any, Callable
 
@@ -37,35 +37,14 @@ from workbench.hidden import pca, select_units
 from workbench.keys import KEYS
 
 from ._panel import Panel, box
+from .plotly_view import PlotlyView
 
 __all__ = ["ExplorerPanel"]
 
 ALL = -1
 PCA_FIT_POINTS = 20_000
 """the PCA is fitted on at most this many evenly spaced points of the env, then every point is projected"""
-PCA_WIDTH = 460
-"""the PCA view's width in pixels (a FigureWidget does not shrink to its box)"""
 STATIC = ("hidden_heatmap", "hidden_norm", "gates", "hidden_pca")
-
-
-class LiveFigure(go.FigureWidget):
-    """A ``FigureWidget`` whose full state, when a view asks for it (a reload, Voila, a second view), is
-    the figure as it is now, not as it was built: updates after display are sent as messages only."""
-
-    _silent: frozenset = frozenset()
-
-    def get_state(self, key=None, drop_defaults=False):
-        if key is None and getattr(self, "_data", None) is not None and getattr(self, "_layout_obj", None) is not None:
-            self._silent = frozenset({"_widget_data", "_widget_layout"})
-            try:  # the state goes out once, below, not also as an update to the views already open
-                self._widget_data = copy.deepcopy(self._data)
-                self._widget_layout = copy.deepcopy(self._layout_obj._props)
-            finally:
-                self._silent = frozenset()
-        return super().get_state(key, drop_defaults)
-
-    def _should_send_property(self, key, value):
-        return key not in self._silent and super()._should_send_property(key, value)
 
 
 class _Figures(dict):
@@ -115,17 +94,18 @@ class ExplorerPanel(Panel):
     Public: ``set_trajectory``, ``trajectory``, the controls (``env``, ``episode``, ``layer``,
     ``pca_dims``, ``color``, ``cursor``, ``play``, ``threshold``, ``time_range``, ``absolute``),
     ``select_units(...)`` (the *Select units* button), ``selected_units``, ``describe_step``,
-    ``figures``; the live views ``timeline`` and ``pca_view`` (``FigureWidget`` s), ``zoom(first, last)``.
+    ``figures``; ``view`` (the :class:`~widgets.plotly_view.PlotlyView` drawing both figures) and, as
+    drawn there, ``timeline`` and ``pca_view`` (``go.Figure`` s, arrays decoded), ``zoom(first, last)``.
 
     Keyword Args:
         play_interval_ms: the ``Play`` button's step interval.
         columns: pixel columns a window is binned to (:data:`workbench.decimate.COLUMNS`).
         how: heatmap binning, ``"maxabs"`` (value of largest magnitude) or ``"mean"``.
-        debounce_s: zoom re-binning waits this long for the range to settle (in a kernel).
+        debounce_s: zoom re-binning waits this long for the range to settle (in the browser).
     """
 
-    def __init__(self, *, play_interval_ms: int = 300, columns: int = decimate.COLUMNS, how: str = "maxabs",
-                 debounce_s: float = 0.15):
+    def __init__(self, *, play_interval_ms: int = 80, columns: int = decimate.COLUMNS, how: str = "maxabs",
+                 debounce_s: float = 0.05):
         super().__init__(title="Hidden-state explorer", css="wb-explorer")
         decimate.bins(0, 1, columns=columns)  # checks columns
         if how not in decimate.HOW:
@@ -138,9 +118,9 @@ class ExplorerPanel(Panel):
         self._spans: dict[int, tuple[int, int]] = {}
         self._cache: dict[tuple, Any] = {}
         self._win: tl.Window | None = None
+        self._shown: list[float] | None = None
         self._pca: tl.PCAView | None = None
         self._quiet = False
-        self._pending: Any = None
         small = dict(style={"description_width": "60px"})
         self.env = w.Dropdown(options=[("env 0", 0)], description="env", layout=w.Layout(width="140px"), **small)
         self.episode = w.Dropdown(options=[("all episodes", ALL)], value=ALL, description="episode",
@@ -166,12 +146,10 @@ class ExplorerPanel(Panel):
         self.units_info = w.HTML()
         self.buttons.append(self.select_button)
         self.select_button.on_click(lambda _: self.select_units())
-        self.timeline: LiveFigure | None = None
-        self.pca_view: LiveFigure | None = None
-        self.timeline_box = w.Box(layout=w.Layout(flex="1 1 auto", min_height="380px", overflow="auto"))
-        self.timeline_box.add_class("wb-view-timeline")
-        self.pca_box = w.Box(layout=w.Layout(min_width=f"{PCA_WIDTH}px", min_height="380px", overflow="auto"))
-        self.pca_box.add_class("wb-view-pca")
+        self.view = PlotlyView(names=["timeline", "pca"], debounce_ms=int(round(self.debounce_s * 1000)),
+                               layout=w.Layout(width="100%", min_height="380px"))
+        self.view.observe(self._view_range_changed, "view_range")
+        self.view.observe(self._clicked, "clicked")
 
         self.env.observe(lambda _: self._changed(full=True), "value")
         self.layer.observe(lambda _: self._changed(full=True), "value")
@@ -184,7 +162,7 @@ class ExplorerPanel(Panel):
             w.HBox([self.env, self.episode, self.layer, self.pca_dims, self.color]),
             w.HBox([self.play, self.cursor, self.cursor_info]),
             self.status,
-            w.HBox([self.timeline_box, self.pca_box]),
+            self.view,
             w.HTML("<b>Select units</b> <span style='font-size:12px;color:#555'>(units above the threshold "
                    "at every step of the range, in the selected env; then every episode, aligned on resets)"
                    "</span>"),
@@ -319,57 +297,50 @@ class ExplorerPanel(Panel):
         a, b = self._spans.get(self.episode.value, (0, self.steps - 1))
         return a, b + 1
 
+    @property
+    def timeline(self) -> go.Figure | None:
+        """The live timeline as drawn in the browser (arrays decoded), ``None`` before a trajectory."""
+        return self.view.figure("timeline") if self.view.timeline else None
+
+    @property
+    def pca_view(self) -> go.Figure | None:
+        """The live PCA figure as drawn in the browser (arrays decoded), ``None`` before a trajectory."""
+        return self.view.figure("pca") if self.view.pca else None
+
     def _draw(self, *, pca_only: bool = False) -> None:
-        if not pca_only:
-            self._win = self._window(*self._span())
-            new = tl.timeline_figure(self._win, cursor=self.cursor.value, selection=self._selection_marks(),
-                                     height=None)
-            self.timeline = self._show(self.timeline, new, self.timeline_box, self._wire_timeline)
-            if self._win.gates is not None:
-                self.figures.declare("gates")
-            else:
-                self.figures.pop("gates", None)
-            self.figures.declare("hidden_heatmap")
-            self.figures.declare("hidden_norm")
-        self._pca = self._pca_data()
-        new = tl.pca_scatter_figure(self._pca, cursor=self.cursor.value, height=420, width=PCA_WIDTH)
-        self.pca_view = self._show(self.pca_view, new, self.pca_box, self._wire_pca)
+        with self.view.hold_sync():
+            if not pca_only:
+                self._win = self._window(*self._span())
+                self._shown = None
+                self._send_timeline()
+                if self._win.gates is not None:
+                    self.figures.declare("gates")
+                else:
+                    self.figures.pop("gates", None)
+                self.figures.declare("hidden_heatmap")
+                self.figures.declare("hidden_norm")
+            self._pca = self._pca_data()
+            self._send_pca()
+            self._move_cursor_marks(self.cursor.value)
         self.figures.declare("hidden_pca")
         self.cursor_info.value = self._cursor_text(self.cursor.value)
         self.emit("figures", self.figures)
 
-    def _show(self, live: LiveFigure | None, new: go.Figure, holder: w.Box, wire) -> LiveFigure:
-        """Puts ``new`` in the live figure: the first time a new FigureWidget, later in place (its traces
-        and layout replaced: no second copy of plotly.js goes to the browser)."""
-        packed = [tl.widget_arrays(tr.to_plotly_json()) for tr in new.data]
-        if live is None:
-            live = LiveFigure(data=packed, layout=new.layout)
-            holder.children = (live,)
-        else:
-            # no hold_sync here: it would merge the transient _py2js_* messages into their final None
-            live.data = []
-            gone = {k: None for k in live.layout.to_plotly_json() if k not in new.layout.to_plotly_json()}
-            if gone:
-                live.update_layout(gone)
-            live.layout = new.layout
-            live.add_traces(packed)
-        wire(live)
-        return live
+    def _send_timeline(self, x_range: list[float] | None = None) -> None:
+        """Sends the timeline of ``self._win`` (x range: the window's, or ``x_range``), cursor as an image."""
+        fig = tl.timeline_figure(self._win, cursor=None, selection=self._selection_marks(), height=None)
+        fig.add_layout_image(tl.time_cursor_image(self.cursor.value))
+        if x_range is not None:
+            fig.update_xaxes(range=list(x_range), autorange=False)
+        self.view.set_figure("timeline", fig)
 
-    def _wire_timeline(self, fig: LiveFigure) -> None:
-        for trace in fig.data:
-            if trace.name != "resets":
-                trace.on_click(self._clicked_timeline)
-        # once per axis object: a replaced layout has new axes, and rows may appear later (gates)
-        wired = fig.__dict__.setdefault("_wb_axes", set())
-        for name in [k for k in fig.layout.to_plotly_json() if k.startswith("xaxis")] or ["xaxis"]:
-            if id(fig.layout[name]) not in wired:
-                wired.add(id(fig.layout[name]))
-                fig.layout[name].on_change(self._range_changed, "range")
-                fig.layout[name].on_change(self._autorange_changed, "autorange")
-
-    def _wire_pca(self, fig: LiveFigure) -> None:
-        fig.data[0].on_click(self._clicked_pca)
+    def _send_pca(self) -> None:
+        three = self._pca.k == 3
+        fig = tl.pca_scatter_figure(self._pca, cursor=self.cursor.value if three else None, height=420)
+        if not three:
+            p = self._pca.point(self.cursor.value)
+            fig.add_layout_image(tl.point_cursor_image(p[0], p[1]))
+        self.view.set_figure("pca", fig)
 
     def _selection_marks(self):
         if self._selection is None:
@@ -411,22 +382,9 @@ class ExplorerPanel(Panel):
         return f"<b>{text}</b>"
 
     def _move_cursor_marks(self, t: int) -> None:
-        """Moves only the cursor marks: the timeline's ``"cursor"`` shape (x0/x1) and the PCA's (its anchor,
-        or the 3D cursor trace's point)."""
-        fig = self.timeline
-        i = next(i for i, s in enumerate(fig.layout.shapes) if s.name == "cursor")
-        with fig.batch_update():
-            fig.layout.shapes[i].update(x0=t, x1=t)
+        """Moves only the cursor marks: sends the view's ``cursor`` (the step, and the PCA point in 2 or 3D)."""
         p = self._pca.point(t)
-        fig = self.pca_view
-        if self._pca.k == 3:
-            cursor = next(fig.select_traces(selector=dict(name="cursor")))
-            with fig.batch_update():
-                cursor.update(x=[float(p[0])], y=[float(p[1])], z=[float(p[2])])
-        else:
-            i = next(i for i, s in enumerate(fig.layout.shapes) if s.name == "cursor")
-            with fig.batch_update():
-                fig.layout.shapes[i].update(xanchor=float(p[0]), yanchor=float(p[1]))
+        self.view.move_cursor(t, timeline=[t], pca=list(p[:self._pca.k]))
 
     # ------------------------------------------------------------------ observers
     def _changed(self, *, full: bool = False, pca: bool = False) -> None:
@@ -453,17 +411,11 @@ class ExplorerPanel(Panel):
                 self._set_bounds(start, stop - 1)
             finally:
                 self._quiet = False
-            self.zoom(start, stop - 1)
-            self._pca = self._pca_data()
-            fig = self.pca_view
-            packed = [tl.widget_arrays(t) for t in tl.pca_traces(self._pca)]
-            with fig.batch_update():
-                for trace, data in zip(fig.data, packed):
-                    trace.update(data)
-                fig.layout.title.text = tl.pca_scatter_figure(self._pca).layout.title.text
-                if self._pca.k == 2:
-                    fig.layout.xaxis.autorange = fig.layout.yaxis.autorange = True
-            self._move_cursor_marks(self.cursor.value)
+            with self.view.hold_sync():
+                self.zoom(start, stop - 1)
+                self._pca = self._pca_data()
+                self._send_pca()
+                self._move_cursor_marks(self.cursor.value)
             self.cursor_info.value = self._cursor_text(self.cursor.value)
             self.figures.mark("hidden_pca")
 
@@ -476,13 +428,13 @@ class ExplorerPanel(Panel):
             self.cursor_info.value = self._cursor_text(t)
             self.figures.mark(*STATIC)
 
-    def _clicked_timeline(self, trace, points, _state) -> None:
-        if points.xs:
-            self._set_cursor(int(round(float(points.xs[0]))))
-
-    def _clicked_pca(self, trace, points, _state) -> None:
-        if points.point_inds and self._pca is not None:
-            self._set_cursor(int(self._pca.steps[points.point_inds[0]]))
+    def _clicked(self, change) -> None:
+        """A click in the browser (``{"figure", "t", "n"}``: the point's step) moves the cursor there."""
+        click = change["new"] or {}
+        if self.trajectory is None or click.get("t") is None:
+            return
+        with self.guard():
+            self._set_cursor(int(click["t"]))
 
     def _set_cursor(self, t: int) -> None:
         self.cursor.value = int(np.clip(t, self.cursor.min, self.cursor.max))
@@ -490,59 +442,38 @@ class ExplorerPanel(Panel):
     # ------------------------------------------------------------------ zoom
     def zoom(self, first: int, last: int) -> None:
         """Shows steps ``first..last`` (inclusive) on the timeline, re-binned at full resolution."""
-        self._rebin(int(first), int(last) + 1, set_range=True)
+        self._rebin(int(first), int(last) + 1)
 
-    def _rebin(self, start: int, stop: int, *, set_range: bool) -> None:
+    def _rebin(self, start: int, stop: int, *, x_range: list[float] | None = None) -> None:
+        """Re-bins ``[start, stop)`` and sends the timeline only, showing ``x_range`` (default: the window)."""
         start, stop = max(0, start), min(self.steps, max(stop, start + 1))
-        win = self._window(start, stop)
-        fig = self.timeline
-        packed = [tl.widget_arrays(t) for t in tl.timeline_traces(win)]
-        self._quiet_range = True
-        try:
-            with fig.batch_update():
-                for trace, data in zip(fig.data, packed):
-                    trace.update(data)
-                fig.layout.title.text = tl.timeline_figure(win, rows=("norm",)).layout.title.text
-                if set_range:
-                    fig.layout.xaxis.update(range=[start - 0.5, stop - 0.5], autorange=False)
-        finally:
-            self._quiet_range = False
-        self._win = win
+        self._win = self._window(start, stop)
+        self._shown = x_range if x_range is not None else [start - 0.5, stop - 0.5]
+        self._send_timeline(self._shown)
         self.figures.mark("hidden_heatmap", "hidden_norm", "gates")
 
-    def _range_changed(self, axis, rng) -> None:
-        if getattr(self, "_quiet_range", False) or self.trajectory is None or rng is None:
+    def _view_range_changed(self, change) -> None:
+        """The browser's timeline x range after a zoom, pan or double-click (``{"x": [lo, hi] or None}``)."""
+        if self.trajectory is None or self._win is None:
             return
-        lo, hi = float(rng[0]), float(rng[1])
-        start, stop = int(np.floor(lo + 0.5)), int(np.ceil(hi - 0.5)) + 1
-        self._later(lambda: self._rebin_if_needed(start, stop))
-
-    def _autorange_changed(self, axis, auto) -> None:
-        if getattr(self, "_quiet_range", False) or self.trajectory is None or not auto:
-            return
-        self._later(lambda: self._rebin_if_needed(*self._span()))
-
-    def _rebin_if_needed(self, start: int, stop: int) -> None:
+        rng = (change["new"] or {}).get("x")
         with self.guard():
-            start, stop = max(0, start), min(self.steps, stop)
-            want = decimate.bins(start, max(stop, start + 1), columns=self.columns)
-            have = self._win.bins if self._win is not None else None
-            # the drawn bins already cover the view at this resolution: nothing to send
-            if have is not None and have.width == want.width and have.start <= start and have.stop >= stop:
+            if rng is None:
+                self._rebin_if_needed(*self._span())
                 return
-            self._rebin(start, stop, set_range=False)
+            lo, hi = sorted((float(rng[0]), float(rng[1])))
+            self._shown = [lo, hi]
+            start, stop = int(np.floor(lo + 0.5)), int(np.ceil(hi - 0.5)) + 1
+            self._rebin_if_needed(start, stop, x_range=[lo, hi])
 
-    def _later(self, fn: Callable[[], None]) -> None:
-        """Runs ``fn`` once the zoom settles (``debounce_s`` in a kernel's event loop; at once without one)."""
-        if self._pending is not None:
-            self._pending.cancel()
-            self._pending = None
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            fn()
+    def _rebin_if_needed(self, start: int, stop: int, x_range: list[float] | None = None) -> None:
+        start, stop = max(0, start), min(self.steps, stop)
+        want = decimate.bins(start, max(stop, start + 1), columns=self.columns)
+        have = self._win.bins if self._win is not None else None
+        # the drawn bins already cover the view at this resolution: nothing to send
+        if have is not None and have.width == want.width and have.start <= start and have.stop >= stop:
             return
-        self._pending = loop.call_later(self.debounce_s, fn)
+        self._rebin(start, stop, x_range=x_range)
 
     # ------------------------------------------------------------------ unit selection
     def select_units(self, threshold: float | None = None, steps: tuple[int, int] | None = None,
@@ -572,10 +503,7 @@ class ExplorerPanel(Panel):
                 f"{len(self.selected_units)} unit(s) with {what} &gt; {self.threshold.value:g} at every step "
                 f"{a}–{b} of env {self.env.value}: <b>{html.escape(units)}</b>.",
                 "ok" if self.selected_units else "warning")
-            fig = self.timeline
-            keep = [s for s in fig.layout.shapes if s.name != "selection"]
-            with fig.batch_update():
-                fig.layout.shapes = keep + [go.layout.Shape(**s) for s in tl.selection_shapes(self.selected_units, a, b)]
+            self._send_timeline(self._shown or [self._win.start - 0.5, self._win.stop - 0.5])
             self.figures.mark("hidden_heatmap")
             self.show_figure("units_aligned", figures.aligned_units_figure(
                 self.trajectory, self.selected_units, layer=self.layer.value, height=360,

@@ -327,19 +327,21 @@ PROBES = r"""
   const wb = window.__wb = window.__wb || {};
   wb.plots = () => { const ex = document.querySelector(%(explorer)s);
     return ex ? Array.from(ex.querySelectorAll(%(plot)s)) : []; };
-  // the cursor marks of one figure as a string (null: none): shapes and traces named "cursor"
+  // the cursor marks of one figure as a string (null: none): shapes, layout images and traces named "cursor"
   wb.marks = gd => {
     const lay = gd._fullLayout || gd.layout, data = gd._fullData || gd.data;
     if (!lay || !data) return null;
     const shapes = (lay.shapes || []).filter(s => s.name === 'cursor').map(s => [s.x0, s.x1, s.y0, s.y1]);
+    const images = (lay.images || []).filter(s => s.name === 'cursor').map(s => [s.x, s.y]);
     const traces = data.filter(t => t.name === 'cursor').map(t => [first(t.x), first(t.y), first(t.z)]);
-    return shapes.length || traces.length ? JSON.stringify([shapes, traces]) : null;
+    return shapes.length || images.length || traces.length ? JSON.stringify([shapes, images, traces]) : null;
   };
   wb.linked = () => wb.plots().filter(gd => wb.marks(gd) !== null);
   wb.heatmap = gd => (gd._fullData || []).find(t => t.type === 'heatmap' || t.type === 'heatmapgl');
   wb.timeline = () => wb.plots().find(gd => wb.heatmap(gd) && wb.marks(gd) !== null) || null;
   wb.cursorX = () => { const gd = wb.timeline(); if (!gd || !gd._fullLayout) return null;
-    const s = (gd._fullLayout.shapes || []).find(s => s.name === 'cursor'); return s ? Number(s.x0) : null; };
+    const s = (gd._fullLayout.shapes || []).find(s => s.name === 'cursor'); if (s) return Number(s.x0);
+    const im = (gd._fullLayout.images || []).find(s => s.name === 'cursor'); return im ? Number(im.x) : null; };
   // the steps a heatmap trace draws (its x, or x0 + i·dx over its columns)
   wb.heatX = gd => { const t = wb.heatmap(gd); if (!t) return [];
     const n = t.z && t.z.length ? t.z[0].length : 0;
@@ -845,7 +847,7 @@ class Session:
         b = a + ZOOM_STEPS - 1
         js = """async ([a, b, timeoutMs]) => { const wb = window.__wb; const gd = wb.timeline();
           if (!gd) return 'no timeline figure';
-          const P = window.Plotly; if (!P || !P.relayout) return 'no Plotly object on the page';
+          const P = window.__wbPlotly || window.Plotly; if (!P || !P.relayout) return 'no Plotly object on the page';
           const t = wb.heatmap(gd); const axis = 'xaxis' + ((t.xaxis || 'x').slice(1));
           const full = () => { const g = wb.timeline(); if (!g) return false;
             const xs = wb.heatX(g).filter(x => x >= a && x <= b).sort((p, q) => p - q);

@@ -38,7 +38,7 @@ from ..hidden import GATE_NAMES
 from ._style import CURSOR_LINE, PALETTE, RESET_LINE, SELECTION_LINE, TEMPLATE, _np
 
 __all__ = ["Window", "window", "timeline_figure", "timeline_traces", "PCAView", "pca_view", "pca_scatter_figure",
-           "pca_traces", "pca_cursor", "widget_arrays", "ROWS"]
+           "pca_traces", "pca_cursor", "widget_arrays", "time_cursor_image", "point_cursor_image", "ROWS"]
 
 ROWS = ("hidden", "norm", "gates")
 """the rows a timeline can hold, top to bottom"""
@@ -263,6 +263,37 @@ def time_cursor_shape(step: int) -> dict:
     """The time cursor: a vertical line named ``"cursor"`` at ``step`` across every row (paper height)."""
     return dict(type="line", name="cursor", xref="x", yref="paper", x0=step, x1=step, y0=0, y1=1,
                 line=CURSOR_LINE, layer="above")
+
+
+def _svg_uri(svg: str) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("ascii")).decode("ascii")
+
+
+_LINE_SVG = _svg_uri('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 2 100" width="2" height="100" '
+                     f'preserveAspectRatio="none"><rect width="2" height="100" fill="{CURSOR_LINE["color"]}"/></svg>')
+_RING_SVG = _svg_uri('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16" width="16" height="16">'
+                     f'<circle cx="8" cy="8" r="6.5" fill="none" stroke="{CURSOR_LINE["color"]}" stroke-width="3"/></svg>')
+
+
+def time_cursor_image(step: int) -> dict:
+    """The live time cursor: a layout image named ``"cursor"`` (a thin red line at ``step``, full paper height).
+
+    Moving a layout image is a cheap relayout in plotly.js (a shape's ``x0`` recalculates the plot);
+    the view keeps its width at 2 pixels (``sizex`` in steps) on zoom.
+
+    Examples:
+        >>> im = time_cursor_image(7)
+        >>> im["name"], im["x"], im["yref"], im["source"].startswith("data:image/svg+xml")
+        ('cursor', 7, 'paper', True)
+    """
+    return dict(name="cursor", source=_LINE_SVG, xref="x", yref="paper", x=step, y=1, sizex=1, sizey=1,
+                xanchor="center", yanchor="top", sizing="stretch", layer="above")
+
+
+def point_cursor_image(x: float, y: float) -> dict:
+    """The live 2D PCA cursor: a red ring image named ``"cursor"`` centred on ``(x, y)`` (16 pixels, kept on zoom)."""
+    return dict(name="cursor", source=_RING_SVG, xref="x", yref="y", x=float(x), y=float(y), sizex=1e-9,
+                sizey=1e-9, xanchor="center", yanchor="middle", sizing="stretch", layer="above")
 
 
 def selection_shapes(units: Sequence[int], first: int, last: int) -> list[dict]:

@@ -1,0 +1,275 @@
+"""Linked plotly figures drawn once in the browser; a cursor move sends a few bytes.
+
+:class:`PlotlyView` is an ``anywidget`` holding a few named plotly figures (``names``, drawn in
+that order: the first full width, the others beside or below it). Each figure is drawn with
+plotly.js (the copy bundled with the plotly package: offline, loaded once per page) from its
+JSON, arrays as plotly.js typed-array specs (base64), and redrawn with ``Plotly.react`` only when
+its JSON is replaced. The time cursor is a mark named ``"cursor"`` in each figure: a layout
+image (a thin vertical line on a time axis, a ring on a 2D scatter; their size is kept in pixels
+on zoom) or, in a 3D scene, a one-point trace. Setting :attr:`cursor` moves those marks with one
+``Plotly.relayout`` (or ``restyle``) per figure, in the browser, with no redraw of the data.
+
+From the browser: :attr:`view_range` (the first figure's x range after a zoom, pan or
+double-click, debounced; ``None`` when autoranged) and :attr:`clicked` (the figure and step of a
+click on a point; the step is the point's ``customdata`` when it has one, else its x).
+
+Examples:
+    >>> import plotly.graph_objects as go
+    >>> view = PlotlyView(names=["timeline"])
+    >>> view.set_figure("timeline", go.Figure(go.Scatter(x=np.arange(3), y=np.array([1., 2, 3]))))
+    >>> view.timeline["data"][0]["y"]["dtype"], decode(view.timeline["data"][0]["y"]).tolist()
+    ('f4', [1.0, 2.0, 3.0])
+    >>> view.move_cursor(2, timeline=[2]); view.cursor
+    {'t': 2, 'timeline': [2.0]}
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import anywidget
+import numpy as np
+import plotly.graph_objects as go
+import traitlets as t
+
+__all__ = ["PlotlyView", "figure_json", "decode", "esm"]
+
+_DTYPES = {"f4": np.float32, "f8": np.float64, "i1": np.int8, "i2": np.int16, "i4": np.int32, "u1": np.uint8,
+           "u1c": np.uint8, "u2": np.uint16, "u4": np.uint32}
+
+
+def figure_json(fig: go.Figure | dict) -> dict:
+    """``fig`` as plain JSON for plotly.js: arrays as typed-array specs, float64 narrowed to float32.
+
+    Examples:
+        >>> d = figure_json(go.Figure(go.Heatmap(z=np.ones((2, 3)))))
+        >>> d["data"][0]["z"]["dtype"], d["data"][0]["z"]["shape"]
+        ('f4', '2, 3')
+    """
+    data = json.loads(fig.to_json() if hasattr(fig, "to_json") else go.Figure(fig).to_json())
+    return _narrow(data)
+
+
+def _narrow(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if obj.get("dtype") == "f8" and isinstance(obj.get("bdata"), str):
+            a = np.frombuffer(base64.b64decode(obj["bdata"]), np.float64).astype(np.float32)
+            return {**obj, "dtype": "f4", "bdata": base64.b64encode(a.tobytes()).decode("ascii")}
+        return {k: _narrow(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_narrow(v) for v in obj]
+    return obj
+
+
+def decode(obj: Any) -> Any:
+    """Typed-array specs in ``obj`` (recursively) back to numpy arrays.
+
+    Examples:
+        >>> decode({"x": {"dtype": "i2", "bdata": "AQACAA=="}})["x"].tolist()
+        [1, 2]
+    """
+    if isinstance(obj, dict):
+        if isinstance(obj.get("bdata"), str) and obj.get("dtype") in _DTYPES:
+            a = np.frombuffer(base64.b64decode(obj["bdata"]), _DTYPES[obj["dtype"]])
+            if obj.get("shape"):
+                a = a.reshape([int(s) for s in str(obj["shape"]).split(",")])
+            return a
+        return {k: decode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [decode(v) for v in obj]
+    return obj
+
+
+_ESM: str | None = None
+
+_VIEW_JS = r"""
+const CONFIG = {responsive: true, displaylogo: false};
+const LINE_PX = 2, RING_PX = 16;
+
+function axisName(ref) { return ref === 'x' || ref === 'y' ? ref + 'axis' : ref[0] + 'axis' + ref.slice(1); }
+
+function cursorImages(gd) {
+  const out = [];
+  ((gd.layout && gd.layout.images) || []).forEach((im, i) => { if (im.name === 'cursor') out.push([i, im]); });
+  return out;
+}
+
+function cursorTrace(gd) { return (gd.data || []).findIndex(tr => tr.name === 'cursor'); }
+
+// the cursor images' sizes in data units, so that they stay LINE_PX / RING_PX pixels wide at any zoom
+function fit(gd) {
+  const fl = gd._fullLayout; if (!fl) return;
+  const edit = {};
+  for (const [i, im] of cursorImages(gd)) {
+    const xa = fl[axisName(im.xref || 'x')];
+    if (!xa || !xa._length) continue;
+    const perX = Math.abs(xa.range[1] - xa.range[0]) / xa._length;
+    if (im.yref === 'paper') {
+      edit[`images[${i}].sizex`] = LINE_PX * perX;
+    } else {
+      const ya = fl[axisName(im.yref || 'y')];
+      if (!ya || !ya._length) continue;
+      edit[`images[${i}].sizex`] = RING_PX * perX;
+      edit[`images[${i}].sizey`] = RING_PX * Math.abs(ya.range[1] - ya.range[0]) / ya._length;
+    }
+  }
+  if (Object.keys(edit).length) return Plotly.relayout(gd, edit);
+}
+
+function place(gd, pos) {
+  if (!pos || !gd._fullLayout) return;
+  const edit = {};
+  for (const [i, im] of cursorImages(gd)) {
+    edit[`images[${i}].x`] = pos[0];
+    if (im.yref !== 'paper' && pos.length > 1) edit[`images[${i}].y`] = pos[1];
+  }
+  if (Object.keys(edit).length) Plotly.relayout(gd, edit);
+  const k = cursorTrace(gd);
+  if (k >= 0) {
+    const upd = {x: [[pos[0]]]};
+    if (pos.length > 1) upd.y = [[pos[1]]];
+    if (pos.length > 2) upd.z = [[pos[2]]];
+    Plotly.restyle(gd, upd, [k]);
+  }
+}
+
+function render({model, el}) {
+  el.classList.add('wb-plotly-view');
+  const views = {};
+  let clicks = 0, ranges = 0, timer = null;
+  const names = model.get('names') || [];
+  names.forEach((name, i) => {
+    const box = document.createElement('div');
+    box.className = `wb-view wb-view-${name}` + (i === 0 ? ' wb-view-first' : '');
+    const gd = document.createElement('div');
+    box.appendChild(gd); el.appendChild(box);
+    views[name] = {gd, drawn: false, wired: false, queue: Promise.resolve()};
+  });
+  const report = (gd) => {
+    const xa = gd._fullLayout && gd._fullLayout.xaxis; if (!xa) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      model.set('view_range', {x: xa.autorange ? null : [Number(xa.range[0]), Number(xa.range[1])], n: ++ranges});
+      model.save_changes();
+    }, model.get('debounce_ms'));
+  };
+  const wire = (name, gd) => {
+    gd.on('plotly_relayout', ev => {
+      const keys = Object.keys(ev || {});
+      if (!keys.some(k => /^(x|y)axis\d*\.(range|autorange)|^(xaxis|yaxis)\d*$|^scene/.test(k))) return;
+      fit(gd);
+      if (name === names[0] && keys.some(k => /^xaxis\d*\.(range|autorange)|^xaxis\d*$/.test(k))) report(gd);
+    });
+    gd.on('plotly_click', ev => {
+      const p = ev && ev.points && ev.points[0];
+      if (!p || (p.data && (p.data.name === 'cursor' || p.data.name === 'resets'))) return;
+      const step = p.customdata !== undefined && p.customdata !== null ? Number(Array.isArray(p.customdata) ? p.customdata[0] : p.customdata) : Number(p.x);
+      if (!Number.isFinite(step)) return;
+      model.set('clicked', {figure: name, t: Math.round(step), n: ++clicks});
+      model.save_changes();
+    });
+  };
+  const draw = async (name) => {
+    const v = views[name], fig = model.get(name);
+    if (!fig || !fig.data) { if (v.drawn) Plotly.purge(v.gd); v.drawn = false; v.wired = false; return; }
+    const layout = Object.assign({}, fig.layout || {});
+    if (v.drawn) await Plotly.react(v.gd, fig.data, layout, CONFIG);
+    else await Plotly.newPlot(v.gd, fig.data, layout, CONFIG);
+    v.drawn = true;
+    if (!v.wired) { wire(name, v.gd); v.wired = true; }
+    place(v.gd, (model.get('cursor') || {})[name]);
+    await fit(v.gd);
+  };
+  const redraw = (name) => { const v = views[name]; v.queue = v.queue.then(() => draw(name)).catch(e => console.error(e)); };
+  const move = () => {
+    const c = model.get('cursor') || {};
+    for (const name of names) { const v = views[name]; if (v.drawn) place(v.gd, c[name]); }
+  };
+  const handlers = names.map(name => [`change:${name}`, () => redraw(name)]);
+  handlers.push(['change:cursor', move]);
+  for (const [ev, fn] of handlers) model.on(ev, fn);
+  names.forEach(redraw);
+  const resize = new ResizeObserver(() => { for (const name of names) { const v = views[name]; if (v.drawn) fit(v.gd); } });
+  resize.observe(el);
+  return () => {
+    resize.disconnect(); clearTimeout(timer);
+    for (const [ev, fn] of handlers) model.off(ev, fn);
+    for (const name of names) Plotly.purge(views[name].gd);
+  };
+}
+
+export default { render };
+"""
+
+_CSS = """
+.wb-plotly-view { display: flex; flex-wrap: wrap; gap: 4px; width: 100%; }
+.wb-plotly-view .wb-view { flex: 0 1 460px; min-width: 0; }
+.wb-plotly-view .wb-view-first { flex: 1 1 100%; }
+"""
+
+
+def esm() -> str:
+    """The widget's ES module: plotly.js (the plotly package's bundled copy, evaluated once per page and
+    kept on ``globalThis.__wbPlotly``) and the view. Built once per process."""
+    global _ESM
+    if _ESM is None:
+        from plotly.offline import get_plotlyjs
+
+        source = get_plotlyjs()
+        _ESM = ("const Plotly = globalThis.__wbPlotly || (() => {\n"
+                "  const before = globalThis.Plotly;\n"
+                "  const module = {exports: {}}; const exports = module.exports;\n"
+                "  (function (module, exports, define) {\n" + source + "\n"
+                "  }).call(globalThis, module, exports, undefined);\n"
+                "  if (before !== undefined) globalThis.Plotly = before;  // another widget's copy stays\n"
+                "  globalThis.__wbPlotly = module.exports;\n"
+                "  return module.exports;\n"
+                "})();\n" + _VIEW_JS)
+    return _ESM
+
+
+class PlotlyView(anywidget.AnyWidget):
+    """Named plotly figures, drawn in the browser once per data change; see the module doc.
+
+    Traits: one per name in ``names`` (the figure's JSON, from :meth:`set_figure`), ``cursor``
+    (``{"t": step, name: position, ...}``: the position of each figure's cursor mark), and from the
+    browser ``view_range`` (``{"x": [x0, x1] or None, "n": count}``) and ``clicked``
+    (``{"figure": name, "t": step, "n": count}``).
+    """
+
+    _esm = t.Unicode().tag(sync=True)
+    _css = t.Unicode(_CSS).tag(sync=True)
+    names = t.List(t.Unicode(), default_value=["timeline", "pca"]).tag(sync=True)
+    timeline = t.Dict().tag(sync=True)
+    pca = t.Dict().tag(sync=True)
+    cursor = t.Dict().tag(sync=True)
+    view_range = t.Dict().tag(sync=True)
+    clicked = t.Dict().tag(sync=True)
+    debounce_ms = t.Int(100).tag(sync=True)
+
+    @t.default("_esm")
+    def _default_esm(self) -> str:
+        return esm()
+
+    @t.validate("names")
+    def _check_names(self, proposal):
+        bad = [n for n in proposal["value"] if n not in ("timeline", "pca")]
+        if bad:
+            raise ValueError(f"names: expected figures among ('timeline', 'pca'); got {bad!r}.")
+        return proposal["value"]
+
+    def set_figure(self, name: str, fig: go.Figure | dict | None) -> None:
+        """Replaces figure ``name`` (redrawn in the browser with ``Plotly.react``); ``None`` clears it."""
+        if name not in self.names:
+            raise ValueError(f"name: expected one of {list(self.names)}; got {name!r}.")
+        setattr(self, name, {} if fig is None else figure_json(fig))
+
+    def figure(self, name: str) -> go.Figure:
+        """Figure ``name`` as it is drawn, arrays decoded (for tests and export)."""
+        return go.Figure(decode(getattr(self, name)), skip_invalid=True)
+
+    def move_cursor(self, step: int, **positions: list[float]) -> None:
+        """Moves the cursor marks: ``positions[name]`` is the mark's position in figure ``name``."""
+        self.cursor = {"t": int(step), **{k: [float(v) for v in p] for k, p in positions.items()}}
