@@ -28,6 +28,9 @@ __all__ = [
     "ExportPanel",
     "LiveFigure",
     "TrainingCurve",
+    "PlotlyView",
+    "Job",
+    "JobControls",
 ]
 
 _WHERE = {
@@ -42,6 +45,9 @@ _WHERE = {
     "ExportPanel": "export_panel",
     "LiveFigure": "live",
     "TrainingCurve": "live",
+    "PlotlyView": "plotly_view",
+    "Job": "jobs",
+    "JobControls": "jobs",
 }
 
 

@@ -9,8 +9,9 @@ the time cursor is one shape ``"cursor"`` spanning every row, the 2D PCA cursor 
 circle shape (a ``"cursor"`` trace in 3D), unit outlines ``"selection"`` shapes.
 
 :func:`timeline_traces` / :func:`pca_traces` give the traces' data in figure order, so a live
-figure can be updated with exactly what changed; :func:`widget_arrays` packs arrays for a
-FigureWidget (2D as plotly.js typed-array specs, not nested lists).
+figure can be updated with exactly what changed (:class:`widgets.plotly_view.PlotlyView` sends them
+as typed arrays). In the live view the cursors are layout images (:func:`time_cursor_image`,
+:func:`point_cursor_image`), which the browser moves without redrawing any data.
 
 Examples:
     >>> h = torch.tanh(torch.randn(30, 4, generator=torch.Generator().manual_seed(0)))
@@ -38,7 +39,7 @@ from ..hidden import GATE_NAMES
 from ._style import CURSOR_LINE, PALETTE, RESET_LINE, SELECTION_LINE, TEMPLATE, _np
 
 __all__ = ["Window", "window", "timeline_figure", "timeline_traces", "PCAView", "pca_view", "pca_scatter_figure",
-           "pca_traces", "pca_cursor", "widget_arrays", "time_cursor_image", "point_cursor_image", "ROWS"]
+           "pca_traces", "pca_cursor", "time_cursor_image", "point_cursor_image", "ROWS"]
 
 ROWS = ("hidden", "norm", "gates")
 """the rows a timeline can hold, top to bottom"""
@@ -423,30 +424,3 @@ def pca_cursor(view: PCAView, step: int, *, three: bool) -> Any:
     return dict(type="circle", name="cursor", xref="x", yref="y", xsizemode="pixel", ysizemode="pixel",
                 xanchor=float(p[0]), yanchor=float(p[1]), x0=-8, x1=8, y0=-8, y1=8,
                 line=dict(color=CURSOR_LINE["color"], width=3), layer="above")
-
-
-# ---------------------------------------------------------------------------- transport
-def widget_arrays(props: dict[str, Any]) -> dict[str, Any]:
-    """``props`` ready for a FigureWidget: 2D arrays as plotly.js typed-array specs (base64, a few bytes
-    per value instead of nested JSON lists), 1D arrays as float32/int32 (sent as binary buffers).
-
-    Examples:
-        >>> out = widget_arrays(dict(z=np.zeros((2, 3)), x=np.arange(3)))
-        >>> out["z"]["shape"], out["z"]["dtype"], out["x"].dtype
-        ('2,3', 'f4', dtype('int32'))
-    """
-    out: dict[str, Any] = {}
-    for key, v in props.items():
-        if isinstance(v, dict):
-            out[key] = widget_arrays(v)
-        elif isinstance(v, np.ndarray) and v.ndim == 2:
-            a = np.ascontiguousarray(v, dtype=np.float32)
-            out[key] = {"dtype": "f4", "bdata": base64.b64encode(a.tobytes()).decode("ascii"),
-                        "shape": f"{a.shape[0]},{a.shape[1]}"}
-        elif isinstance(v, np.ndarray) and v.dtype.kind in "iu":
-            out[key] = v.astype(np.int32)
-        elif isinstance(v, np.ndarray) and v.dtype.kind == "f":
-            out[key] = v.astype(np.float32) if v.dtype != np.float32 else v
-        else:
-            out[key] = v
-    return out
