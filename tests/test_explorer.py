@@ -195,3 +195,31 @@ def test_the_view_esm_is_built_once_and_bundles_plotly_offline():
     assert a._esm is b._esm
     with pytest.raises(ValueError, match="name: expected one of"):
         a.set_figure("heatmap", {})
+
+
+@pytest.mark.parametrize("gates", [False, True])
+def test_a_zoom_swaps_the_data_of_the_figure_built_whole(gates):
+    """The zoom's fast path (timeline.rewindow on the last timeline sent) draws what building the figure
+    again for that window draws: the same traces, hover texts, title and ranges."""
+    from workbench.figures import timeline as tl
+    from widgets.plotly_view import decode, figure_json, typed_array
+
+    g = torch.Generator().manual_seed(3)
+    h = torch.tanh(torch.randn(4000, 6, generator=g))
+    gate = torch.rand(4000, 3, 6, generator=g) if gates else None
+    whole = figure_json(tl.timeline_figure(tl.window(h, resets=[5, 700, 2500], gates=gate, columns=300)))
+    for start, stop in [(100, 600), (0, 4000), (1000, 1290), (3990, 4000)]:
+        win = tl.window(h, resets=[5, 700, 2500], gates=gate, start=start, stop=stop, columns=300,
+                        zmax=1.0, norm_range=(0.0, 3.0))
+        fast = decode(tl.rewindow(whole, win, pack=typed_array))
+        slow = decode(figure_json(tl.timeline_figure(win)))
+        assert len(fast["data"]) == len(slow["data"])
+        for a, b in zip(fast["data"], slow["data"]):
+            for key in ("x", "y", "z"):
+                if key in b and not (key == "y" and a.get("type") == "heatmap"):
+                    np.testing.assert_array_equal(np.asarray(a[key], dtype=float), np.asarray(b[key], dtype=float))
+            assert a.get("hovertemplate") == b.get("hovertemplate")
+        assert fast["layout"]["title"]["text"] == slow["layout"]["title"]["text"]
+        for key, axis in slow["layout"].items():
+            if key.startswith(("xaxis", "yaxis")) and "range" in axis:
+                assert list(fast["layout"][key]["range"]) == pytest.approx(list(axis["range"])), key

@@ -37,7 +37,7 @@ from workbench.hidden import pca, select_units
 from workbench.keys import KEYS
 
 from ._panel import Panel, box
-from .plotly_view import PlotlyView
+from .plotly_view import PlotlyView, typed_array
 
 __all__ = ["ExplorerPanel"]
 
@@ -118,6 +118,7 @@ class ExplorerPanel(Panel):
         self._spans: dict[int, tuple[int, int]] = {}
         self._cache: dict[tuple, Any] = {}
         self._win: tl.Window | None = None
+        self._timeline_spec: dict | None = None  # the last timeline built whole (a zoom swaps its data)
         self._shown: list[float] | None = None
         self._pca: tl.PCAView | None = None
         self._quiet = False
@@ -326,13 +327,30 @@ class ExplorerPanel(Panel):
         self.cursor_info.value = self._cursor_text(self.cursor.value)
         self.emit("figures", self.figures)
 
-    def _send_timeline(self, x_range: list[float] | None = None) -> None:
-        """Sends the timeline of ``self._win`` (x range: the window's, or ``x_range``), cursor as an image."""
+    def _send_timeline(self, x_range: list[float] | None = None, *, rewindow: bool = False) -> None:
+        """Sends the timeline of ``self._win`` (x range: the window's, or ``x_range``), cursor as an image.
+
+        ``rewindow=True`` (a zoom: only the window changed) swaps the data of the last timeline sent
+        instead of building the figure again (milliseconds instead of plotly's validation).
+        """
+        spec = None
+        if rewindow and self._timeline_spec is not None:
+            try:
+                spec = tl.rewindow(self._timeline_spec, self._win, x_range=x_range, pack=typed_array)
+            except ValueError:  # the rows changed since (cannot happen through the controls): build it whole
+                spec = None
+        if spec is not None:
+            images = [dict(im, x=self.cursor.value) if im.get("name") == "cursor" else im
+                      for im in spec["layout"].get("images", ())]
+            spec["layout"] = dict(spec["layout"], images=images)
+            self.view.set_figure("timeline", spec, packed=True)
+            return
         fig = tl.timeline_figure(self._win, cursor=None, selection=self._selection_marks(), height=None)
         fig.add_layout_image(tl.time_cursor_image(self.cursor.value))
         if x_range is not None:
             fig.update_xaxes(range=list(x_range), autorange=False)
         self.view.set_figure("timeline", fig)
+        self._timeline_spec = self.view.timeline
 
     def _send_pca(self) -> None:
         three = self._pca.k == 3
@@ -449,7 +467,7 @@ class ExplorerPanel(Panel):
         start, stop = max(0, start), min(self.steps, max(stop, start + 1))
         self._win = self._window(start, stop)
         self._shown = x_range if x_range is not None else [start - 0.5, stop - 0.5]
-        self._send_timeline(self._shown)
+        self._send_timeline(self._shown, rewindow=True)
         self.figures.mark("hidden_heatmap", "hidden_norm", "gates")
 
     def _view_range_changed(self, change) -> None:

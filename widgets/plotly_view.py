@@ -52,6 +52,24 @@ def figure_json(fig: go.Figure | dict) -> dict:
     return _narrow(data)
 
 
+def typed_array(values) -> dict:
+    """``values`` (1D or 2D numbers) as a plotly.js typed-array spec: float32 or int32, base64.
+
+    Examples:
+        >>> spec = typed_array(np.arange(6.0).reshape(2, 3))
+        >>> spec["dtype"], spec["shape"], decode(spec).tolist()
+        ('f4', '2, 3', [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]])
+    """
+    a = np.asarray(values)
+    a = np.ascontiguousarray(a, dtype=np.int32 if a.dtype.kind in "iub" else np.float32)
+    spec = {"dtype": "i4" if a.dtype == np.int32 else "f4", "bdata": base64.b64encode(a.tobytes()).decode("ascii")}
+    if a.ndim == 2:
+        spec["shape"] = f"{a.shape[0]}, {a.shape[1]}"
+    elif a.ndim != 1:
+        raise ValueError(f"values: expected a 1D or 2D array; got shape {a.shape}.")
+    return spec
+
+
 def _narrow(obj: Any) -> Any:
     if isinstance(obj, dict):
         if obj.get("dtype") == "f8" and isinstance(obj.get("bdata"), str):
@@ -260,11 +278,12 @@ class PlotlyView(anywidget.AnyWidget):
             raise ValueError(f"names: expected figures among ('timeline', 'pca'); got {bad!r}.")
         return proposal["value"]
 
-    def set_figure(self, name: str, fig: go.Figure | dict | None) -> None:
-        """Replaces figure ``name`` (redrawn in the browser with ``Plotly.react``); ``None`` clears it."""
+    def set_figure(self, name: str, fig: go.Figure | dict | None, *, packed: bool = False) -> None:
+        """Replaces figure ``name`` (redrawn in the browser with ``Plotly.react``); ``None`` clears it.
+        ``packed=True``: ``fig`` is JSON already, arrays as :func:`typed_array` specs (sent as is)."""
         if name not in self.names:
             raise ValueError(f"name: expected one of {list(self.names)}; got {name!r}.")
-        setattr(self, name, {} if fig is None else figure_json(fig))
+        setattr(self, name, {} if fig is None else fig if packed else figure_json(fig))
 
     def figure(self, name: str) -> go.Figure:
         """Figure ``name`` as it is drawn, arrays decoded (for tests and export)."""
