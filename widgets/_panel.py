@@ -365,6 +365,11 @@ class Panel(w.VBox):
         self.show_message(message or f"Running the {name}…", "info")
 
         def ended(job) -> None:
+            # the panel is usable again first (buttons back, controls hidden); then on_end shows the outcome,
+            # which may take a while (a long trajectory drawn in the explorer)
+            for b in disabled:
+                b.disabled = False
+            controls.finish()
             try:
                 with self.guard():
                     if job.state == "failed":
@@ -372,9 +377,6 @@ class Panel(w.VBox):
                     else:
                         on_end(job)
             finally:
-                for b in disabled:
-                    b.disabled = False
-                controls.finish()
                 with self.guard():
                     self.refresh_controls()
 

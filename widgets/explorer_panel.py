@@ -43,6 +43,8 @@ __all__ = ["ExplorerPanel"]
 
 ALL = -1
 PCA_FIT_POINTS = 20_000
+PCA_DRAW_POINTS = 20_000
+"""the PCA draws at most this many points (evenly spaced steps; the cursor's point is exact at every step)"""
 """the PCA is fitted on at most this many evenly spaced points of the env, then every point is projected"""
 STATIC = ("hidden_heatmap", "hidden_norm", "gates", "hidden_pca")
 
@@ -281,15 +283,21 @@ class ExplorerPanel(Panel):
     def _pca_data(self) -> tl.PCAView:
         coords, ratio, fitted = self._pca_fit()
         a, b = self._spans.get(self.episode.value, (0, self.steps - 1))
-        steps = np.arange(a, b + 1)
+        stride = max(1, -(-(b + 1 - a) // PCA_DRAW_POINTS))
+        resets = np.asarray(self._series()["resets"], dtype=np.int64)
+        steps = np.arange(a, b + 1, stride)
+        if stride > 1:  # thinned: every stride-th step, and every reset (the marks stay exact)
+            steps = np.union1d(steps, resets[(resets >= a) & (resets <= b)])
         if self.color.value == "episode" and KEYS.episode in self.trajectory.keys():
             color = torch.as_tensor(self.trajectory.get(KEYS.episode)[self.env.value, a:b + 1]).reshape(-1).numpy()
-            title = "episode"
+            color, title = color[steps - a], "episode"
         else:
             color, title = steps, "step"
         where = "all episodes" if self.episode.value == ALL else f"episode {self.episode.value}"
-        return tl.pca_view(coords[a:b + 1, :self.pca_dims.value], steps, color=color, color_title=title,
-                           resets=self._series()["resets"], ratio=ratio, fitted_on=fitted, total=self.steps,
+        if stride > 1:
+            where += f", 1 step in {stride} drawn (and every reset)"
+        return tl.pca_view(coords[steps, :self.pca_dims.value], steps, color=color, color_title=title,
+                           resets=resets, ratio=ratio, fitted_on=fitted, total=self.steps,
                            label=f"PCA of env {self.env.value} · layer {self.layer.value} · {where}")
 
     # ------------------------------------------------------------------ drawing
@@ -356,7 +364,7 @@ class ExplorerPanel(Panel):
         three = self._pca.k == 3
         fig = tl.pca_scatter_figure(self._pca, cursor=self.cursor.value if three else None, height=420)
         if not three:
-            p = self._pca.point(self.cursor.value)
+            p = self._pca_point(self.cursor.value)
             fig.add_layout_image(tl.point_cursor_image(p[0], p[1]))
         self.view.set_figure("pca", fig)
 
@@ -401,8 +409,13 @@ class ExplorerPanel(Panel):
 
     def _move_cursor_marks(self, t: int) -> None:
         """Moves only the cursor marks: sends the view's ``cursor`` (the step, and the PCA point in 2 or 3D)."""
-        p = self._pca.point(t)
+        p = self._pca_point(t)
         self.view.move_cursor(t, timeline=[t], pca=list(p[:self._pca.k]))
+
+    def _pca_point(self, t: int) -> np.ndarray:
+        """The PCA coordinates of step ``t`` (of every step, also those the thinned scatter leaves out)."""
+        coords = self._pca_fit()[0]
+        return coords[int(np.clip(t, 0, coords.shape[0] - 1)), :self._pca.k]
 
     # ------------------------------------------------------------------ observers
     def _changed(self, *, full: bool = False, pca: bool = False) -> None:

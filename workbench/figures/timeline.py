@@ -254,7 +254,7 @@ def rewindow(spec: dict[str, Any], win: Window, *, rows: Sequence[str] = ROWS,
         >>> w = window(torch.zeros(50, 2), resets=[10, 30])
         >>> spec = timeline_figure(w, cursor=3).to_plotly_json()
         >>> out = rewindow(spec, window(torch.ones(50, 2), resets=[10, 30], start=20, stop=30))
-        >>> list(out["data"][0]["x"]), out["layout"]["xaxis"]["range"], list(spec["layout"]["xaxis"]["range"])
+        >>> out["data"][0]["x"].tolist(), out["layout"]["xaxis"]["range"], list(spec["layout"]["xaxis"]["range"])
         ([20.0, 21.0, 22.0, 23.0, 24.0, 25.0, 26.0, 27.0, 28.0, 29.0], [19.5, 29.5], [-0.5, 49.5])
     """
     names = _rows(win, rows)
