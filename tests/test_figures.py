@@ -180,6 +180,15 @@ class TestDivergenceFigure:
         assert fig.layout.annotations[0].y == pytest.approx(-5)  # log10 coordinates on a log axis
         assert "max |Δh| = %{customdata" in fig.data[0].hovertemplate
 
+    def test_a_long_run_is_drawn_at_screen_resolution_and_keeps_its_largest_gap(self):
+        """100,000 steps: a min/max envelope of at most two points per column; the largest gap keeps its step."""
+        gap = torch.rand(2, 100_000, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 1e-9
+        gap[1, 54_321] = 1e-3
+        fig = F.divergence_figure(gap)
+        custom = np.asarray(fig.data[0].customdata)
+        assert len(fig.data[0].x) <= 2 * 1500 and custom.max() == 1e-3
+        assert fig.data[0].x[int(custom.argmax())] == 54_321
+
     def test_several_replays_one_env_with_resets(self):
         """A mapping gives one line per replay; an env shows its own values and resets."""
         gap = torch.rand(E, T, dtype=torch.float64)

@@ -15,6 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from ..decimate import COLUMNS, envelope
 from ..episodes import as_bool_init
 from ._style import PALETTE, TEMPLATE, _env_index, _finish, _np, _reset_shapes
 
@@ -72,9 +73,10 @@ def divergence_figure(
             y, where = v.amax(0), "max over envs"
         else:
             y, where = v[_env_index(env, v.shape[0])], f"env {_env_index(env, v.shape[0])}"
-        true = _np(y)
+        # a long run is drawn at screen resolution: each column's min and max (the largest gap survives)
+        steps, true = envelope(_np(y), columns=COLUMNS)
         fig.add_trace(go.Scatter(
-            x=np.arange(true.shape[0]), y=np.where(true > 0, true, floor), mode="lines", name=name,
+            x=steps, y=np.where(true > 0, true, floor), mode="lines", name=name,
             customdata=true, line=dict(color=PALETTE[i % len(PALETTE)]),
             hovertemplate=f"{name}<br>{where}<br>step %{{x}}<br>max |Δh| = %{{customdata:.3e}}<extra></extra>",
         ))
