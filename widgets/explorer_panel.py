@@ -107,7 +107,7 @@ class ExplorerPanel(Panel):
     """
 
     def __init__(self, *, play_interval_ms: int = 80, columns: int = decimate.COLUMNS, how: str = "maxabs",
-                 debounce_s: float = 0.05):
+                 debounce_s: float = 0.02):
         super().__init__(title="Hidden-state explorer", css="wb-explorer")
         decimate.bins(0, 1, columns=columns)  # checks columns
         if how not in decimate.HOW:

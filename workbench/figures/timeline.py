@@ -42,6 +42,8 @@ __all__ = ["Window", "window", "timeline_figure", "timeline_traces", "PCAView", 
            "pca_traces", "pca_cursor", "time_cursor_image", "point_cursor_image", "rewindow", "ROWS"]
 
 ROWS = ("hidden", "norm", "gates")
+RESET_MARK_COLUMNS = 4
+"""a window with more resets than ``columns / RESET_MARK_COLUMNS`` draws one per that many columns"""
 """the rows a timeline can hold, top to bottom"""
 _GATE_TITLES = {"r": "r (reset gate)", "z": "z (update gate)", "n": "n (candidate)"}
 _ROW_PX = {"hidden": 260, "norm": 130, "gate": 150}
@@ -63,7 +65,9 @@ class Window:
     gates: np.ndarray | None
     """``[3, H, count]`` binned gates r, z, n, or ``None``"""
     resets: np.ndarray
-    """reset steps in the window (> 0), at most one per column"""
+    """reset steps in the window (> 0): every one when they are sparse; otherwise at most one per
+    :data:`RESET_MARK_COLUMNS` columns (a dense overview of thousands of resets costs the browser more
+    than it shows; zoomed in, every reset is drawn)"""
     zmax: float
     """colour range of the hidden heatmap (±zmax), fixed for the whole env so zooming keeps colours"""
     norm_range: tuple[float, float]
@@ -117,7 +121,9 @@ def window(hidden, *, resets: Sequence[int] | np.ndarray | torch.Tensor = (), st
         _, gz = decimate.heat(gates, start, stop, columns=columns, how=how)  # [count, 3, H]
         g = np.ascontiguousarray(np.transpose(gz, (1, 2, 0)))
     r = np.asarray(_np(torch.as_tensor(resets)) if isinstance(resets, torch.Tensor) else resets, dtype=np.int64)
-    r = decimate.thin_marks(r[r > 0], start, stop, columns=columns)
+    r = r[(r > 0) & (r >= start) & (r < stop)]
+    if r.size > columns // RESET_MARK_COLUMNS:
+        r = decimate.thin_marks(r, start, stop, columns=max(1, columns // RESET_MARK_COLUMNS))
     if zmax is None:
         zmax = max(1.0, float(np.nanmax(np.abs(z)))) if z.size else 1.0
     if norm_range is None:
