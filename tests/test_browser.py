@@ -21,21 +21,13 @@ import pytest
 
 from browser_fixtures import browser_missing
 from test_notebooks import budgets, parameters, set_parameters
+from workbench.benchmark.ui import CELL_ERRORS, KERNEL_IDLE  # the page probes, written once (the UI benchmark's)
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))]
 
 NOTEBOOK = "05-workbench-app.ipynb"
 SHOTS = Path(os.environ.get("WORKBENCH_SCREENSHOTS", Path(__file__).resolve().parent.parent / "assets" / "screenshots"))
 """where the screenshots go (the README shows them); WORKBENCH_SCREENSHOTS overrides"""
-KERNEL_IDLE = ("() => window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel?.status"
-               " === 'idle'")
-CELL_ERRORS = """() => { const errs = [];
-  for (const cell of window.jupyterapp.shell.currentWidget.content.widgets) {
-    if (cell.model.type !== 'code') continue;
-    const outs = cell.model.outputs;
-    for (let i = 0; i < outs.length; i++) { const o = outs.get(i).toJSON();
-      if (o.output_type === 'error') errs.push(o.ename + ': ' + o.evalue); } }
-  return errs; }"""
 PLOT = "(view) => document.querySelector(`.wb-view-${view} .js-plotly-plot`)"
 HEATMAP_SHAPE = f"""([units, steps]) => {{ const gd = ({PLOT})('timeline');  // the explorer's live timeline
   const trace = gd && gd._fullData ? gd._fullData[0] : null;  // decoded arrays (data holds base64 specs)

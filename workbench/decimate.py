@@ -109,6 +109,17 @@ def _array(values) -> np.ndarray:
     return np.asarray(values)
 
 
+def _windowed(values, start: int, stop: int | None, columns: int, *, series: bool):
+    """``(bins, window of values)``: the checked arguments of :func:`envelope` and :func:`heat`."""
+    a = _array(values)
+    if (a.ndim != 1) if series else (a.ndim < 1):
+        what = "a series [T]" if series else "an array [T, ...]"
+        raise ConfigError(f"values: expected {what}; got shape {tuple(a.shape)}.")
+    stop = a.shape[0] if stop is None else stop
+    start, stop, columns = _check_window(start, stop, columns, a.shape[0])
+    return bins(start, stop, columns=columns), a[start:stop]
+
+
 def _blocks(a: np.ndarray, b: Bins):
     """``(full [n_full, width, ...], tail [r, ...] or None)`` views of ``a`` (time-major, already windowed)."""
     n_full = (b.stop - b.start) // b.width
@@ -129,15 +140,10 @@ def envelope(values, start: int = 0, stop: int | None = None, *, columns: int = 
         >>> x.tolist(), y.tolist()
         ([1, 2, 3], [1.0, 2.0, 3.0])
     """
-    a = _array(values)
-    if a.ndim != 1:
-        raise ConfigError(f"values: expected a series [T]; got shape {tuple(a.shape)}.")
-    stop = a.shape[0] if stop is None else stop
-    start, stop, columns = _check_window(start, stop, columns, a.shape[0])
-    b = bins(start, stop, columns=columns)
-    w = a[start:stop]
+    b, w = _windowed(values, start, stop, columns, series=True)
+    start = b.start
     if b.exact:
-        return np.arange(start, stop, dtype=np.int64), w.copy()
+        return np.arange(b.start, b.stop, dtype=np.int64), w.copy()
     full, tail = _blocks(w, b)
     lo, hi = _arg(full, "min"), _arg(full, "max")
     offsets = np.arange(full.shape[0], dtype=np.int64) * b.width
@@ -175,13 +181,7 @@ def heat(values, start: int = 0, stop: int | None = None, *, columns: int = COLU
     """
     if how not in HOW:
         raise ConfigError(f"how: expected one of {HOW}; got {how!r}.")
-    a = _array(values)
-    if a.ndim < 1:
-        raise ConfigError(f"values: expected an array [T, ...]; got shape {tuple(a.shape)}.")
-    stop = a.shape[0] if stop is None else stop
-    start, stop, columns = _check_window(start, stop, columns, a.shape[0])
-    b = bins(start, stop, columns=columns)
-    w = a[start:stop]
+    b, w = _windowed(values, start, stop, columns, series=False)
     if b.exact:
         return b.centers(), np.array(w, copy=True)
     full, tail = _blocks(w, b)
