@@ -211,7 +211,9 @@ def timeline_figure(win: Window, *, rows: Sequence[str] = ROWS, cursor: int | No
     for i, name in enumerate(names, start=1):
         main, resets = data[2 * i - 2], data[2 * i - 1]
         if name == "norm":
-            fig.add_trace(go.Scattergl(**main, mode="lines", name="norm", line=dict(color=PALETTE[0], width=1),
+            # SVG, not WebGL: at most two points per column, and a WebGL layer in this stacked figure made
+            # every zoom redraw it after plotly's relayout (~0.1-0.2 s more before the kernel heard of it)
+            fig.add_trace(go.Scatter(**main, mode="lines", name="norm", line=dict(color=PALETTE[0], width=1),
                                        hovertemplate=_hover(name, win)), row=i, col=1)
         else:
             gate = name.startswith("gate")
