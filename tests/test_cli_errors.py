@@ -354,7 +354,10 @@ def _interrupt_train(tmp_path: Path, frames_per_batch: int, wait_for: bytes) -> 
             proc.kill()
             proc.wait()
     err = (seen + rest).decode()
-    lines = [line for line in err.split("\n") if line.strip() and "frame/s" not in line]  # the bar's lines
+    # the bar redraws its line with \r and ends without a newline when Ctrl-C comes as it first draws, so
+    # the message may follow the bar's text on the same line
+    pieces = [re.sub(r"^.*frame/s[^\]]*\]", "", piece) for piece in re.split(r"[\r\n]", err)]  # a bar, then maybe text
+    lines = [line for line in pieces if line.strip()]
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout.decode(), err), "\n".join(lines)
 
 

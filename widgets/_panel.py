@@ -314,8 +314,9 @@ class Panel(w.VBox):
 
     @property
     def running(self) -> bool:
-        """Whether a background job of this panel runs now."""
-        return self.job is not None and not self.job.ended
+        """Whether the work of this panel's background job runs now (once it ended, a new job may start even
+        while the panel still draws the last outcome: its buttons are back by then)."""
+        return self.job is not None and self.job.running
 
     EXCLUSIVE_JOBS = False
     """whether this panel's jobs run alone (a timing: other work at the same time would distort it)"""

@@ -175,9 +175,10 @@ def train(
     collector = make_collector(make_env(env_spec, collect_policy), collect_policy, config)
     update = PPOUpdate(actor, critic, config)
 
-    book = Bookkeeper(config, actor, keep_last=out is not None or cancel is not None, callback=callback)
+    book: Bookkeeper | None = None
     interrupted = cancelled = False
-    try:
+    try:  # the books too: a Ctrl-C while their progress bar first draws is an interrupted training
+        book = Bookkeeper(config, actor, keep_last=out is not None or cancel is not None, callback=callback)
         cancelled = cancel is not None and cancel.cancelled
         for i, data in enumerate(() if cancelled else collector):
             data = collected_batch(data, config.num_envs)
@@ -194,8 +195,11 @@ def train(
     except Cancelled:  # inside an update: that batch does not count
         cancelled = True
     finally:
-        book.close()
+        if book is not None:
+            book.close()
         collector.shutdown()  # closes env too
+    if book is None:  # interrupted while the books were being opened: nothing trained, nothing written
+        raise TrainingInterrupted(0, config.total_frames, None, out, None)
     stopped = interrupted or cancelled
     book.restore_weights(stopped)
     written, failure = None, None
