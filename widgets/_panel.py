@@ -33,8 +33,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import ipywidgets as w
 
 __all__ = [
-    "Panel", "box", "call_in_output", "controls_for", "device_choice", "device_info_html", "device_note",
-    "device_options", "figure_output", "html_table", "in_kernel", "parse_numbers", "read_controls", "set_controls",
+    "Panel", "box", "controls_for", "device_choice", "device_info_html", "device_note",
+    "device_options", "figure_output", "html_table", "parse_numbers", "read_controls", "set_controls",
 ]
 
 _STYLES = {
@@ -44,33 +44,6 @@ _STYLES = {
     "error": "background:#fdeeee;border-left:4px solid #c83c3c;",
 }
 _BOX = "padding:4px 8px;margin:2px 0;font-size:13px;line-height:1.4;"
-
-
-def in_kernel() -> bool:
-    """Whether this runs inside a Jupyter kernel (widgets then have a frontend)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-def call_in_output(out: w.Output, fn: Callable[[], Any]) -> Any:
-    """``fn()`` with its displays (e.g. a ``tqdm.auto`` bar) sent to ``out`` when in a kernel.
-
-    Exceptions propagate: in a kernel, ``with out:`` alone would print the traceback into ``out``
-    and swallow the exception (``Output.__exit__`` returns True there).
-    """
-    result: dict[str, Any] = {}
-    with out:
-        try:
-            result["value"] = fn()
-        except BaseException as err:  # re-raised below, outside the Output
-            result["error"] = err
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
 
 
 def box(text_html: str, kind: str = "info") -> str:

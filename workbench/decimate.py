@@ -33,7 +33,7 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["COLUMNS", "Bins", "bins", "envelope", "heat", "thin_marks", "HOW"]
+__all__ = ["COLUMNS", "Bins", "bins", "envelope", "heat", "thin_marks", "as_numpy", "HOW"]
 
 COLUMNS = 1500
 """default number of pixel columns a window is drawn at"""
@@ -100,7 +100,13 @@ def bins(start: int, stop: int, *, columns: int = COLUMNS) -> Bins:
     return Bins(start, stop, max(1, -(-n // columns)))
 
 
-def _array(values) -> np.ndarray:
+def as_numpy(values) -> np.ndarray:
+    """A tensor (any device, half precision widened to float32) or an array-like as a numpy array.
+
+    Examples:
+        >>> as_numpy(torch.ones(2, dtype=torch.float16)).dtype
+        dtype('float32')
+    """
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu()
         if values.dtype in (torch.bfloat16, torch.float16):
@@ -111,7 +117,7 @@ def _array(values) -> np.ndarray:
 
 def _windowed(values, start: int, stop: int | None, columns: int, *, series: bool):
     """``(bins, window of values)``: the checked arguments of :func:`envelope` and :func:`heat`."""
-    a = _array(values)
+    a = as_numpy(values)
     if (a.ndim != 1) if series else (a.ndim < 1):
         what = "a series [T]" if series else "an array [T, ...]"
         raise ConfigError(f"values: expected {what}; got shape {tuple(a.shape)}.")
@@ -205,7 +211,7 @@ def thin_marks(steps, start: int, stop: int, *, columns: int = COLUMNS) -> np.nd
         >>> thin_marks([2, 3, 4, 9, 15], 0, 12, columns=4).tolist()
         [2, 3, 9]
     """
-    s = np.asarray(_array(steps), dtype=np.int64).ravel()
+    s = np.asarray(as_numpy(steps), dtype=np.int64).ravel()
     start, stop, columns = _check_window(start, stop, columns)
     s = s[(s >= start) & (s < stop)]
     b = bins(start, stop, columns=columns)

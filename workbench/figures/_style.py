@@ -15,11 +15,11 @@ Examples:
 
 from __future__ import annotations
 
-import numpy as np
 import plotly.graph_objects as go
 import torch
 from tensordict import TensorDictBase
 
+from ..decimate import as_numpy
 from ..episodes import as_bool_init, episode_and_step, steps_since_reset
 from ..keys import KEYS
 
@@ -33,14 +33,8 @@ CURSOR_LINE = dict(color="#d62728", width=2)
 SELECTION_LINE = dict(color="black", width=2)
 
 
-def _np(x) -> np.ndarray:
-    """A tensor (or array-like) as a numpy array on the CPU."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        if x.dtype in (torch.bfloat16, torch.float16):
-            x = x.float()
-        return x.numpy()
-    return np.asarray(x)
+_np = as_numpy
+"""a tensor or array-like as a numpy array on the CPU (:func:`workbench.decimate.as_numpy`)"""
 
 
 def _env_trace_name(env: int) -> str:
