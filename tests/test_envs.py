@@ -124,3 +124,42 @@ class TestMakeEnv:
         finally:
             parallel.close()
             serial.close()
+
+
+def test_cue_task_takes_a_delay_that_sets_its_episode_length():
+    from workbench.envs import EnvSpec, make_env
+
+    for delay in (3, 100):  # 100: past the registered 64-step limit, which follows the delay
+        env = make_env(EnvSpec("workbench/CueMemory-v0", delay=delay, seed=0))
+        try:
+            td = env.rollout(1000, break_when_any_done=True)
+        finally:
+            env.close()
+        assert td.shape[-1] == delay + 1
+        assert td["next", "terminated"][-1].all() and td["next", "terminated"].sum() == 1 and not td["next", "truncated"].any()
+
+
+def test_delay_on_a_task_without_one_is_an_error():
+    from workbench.envs import EnvSpec
+    from workbench.errors import ConfigError
+    from workbench.train import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"^EnvSpec: 'delay' needs an environment with a delay "
+                                          r"\(workbench/CueMemory-v0\); got env_id='CartPole-v1'"):
+        EnvSpec("CartPole-v1", delay=4)
+    with pytest.raises(ConfigError, match=r"^TrainConfig: 'delay' needs an environment with a delay"):
+        TrainConfig(delay=4)  # the default env, CartPoleNoVel, has none
+    assert TrainConfig(env_id="workbench/CueMemory-v0", delay=5).env_spec().delay == 5
+
+
+def test_a_checkpoint_trained_with_a_delay_records_it(tmp_path):
+    from workbench.checkpoints import checkpoint_metadata, recorded_env
+    from workbench.cli import main
+    from workbench.train import TrainConfig, train
+
+    config = TrainConfig(env_id="workbench/CueMemory-v0", delay=3, total_frames=32, num_envs=2,
+                         frames_per_batch=32, epochs=1, hidden_size=4, head_cells=(4,), progress=False)
+    train(config, tmp_path / "cue.pt")
+    assert recorded_env(checkpoint_metadata(tmp_path / "cue.pt")) == {"env_id": "workbench/CueMemory-v0", "delay": 3}
+    assert main(["evaluate", str(tmp_path / "cue.pt"), "--episodes", "2"]) == 0  # evaluated with delay 3
+    assert main(["evaluate", str(tmp_path / "cue.pt"), "--episodes", "2", "--env", "CartPole-v1", "--delay", "3"]) == 2

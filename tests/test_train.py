@@ -53,7 +53,7 @@ def test_velocity_hidden_tasks_show_positions_and_report_velocities():
 
 @pytest.mark.parametrize("seed", range(6))
 def test_cue_is_visible_only_at_the_start_and_rewarded_at_the_decision(seed):
-    env = CueMemoryEnv(corridor=8, cue_steps=2)
+    env = CueMemoryEnv(delay=8, cue_steps=2)
     obs, info = env.reset(seed=seed)
     cue = obs[0]
     assert cue in (-1.0, 1.0) and info["true_state"][0] == cue
@@ -160,7 +160,7 @@ def test_cue_decisions_judges_each_decision():
 
     from workbench.tasks import cue_decisions
 
-    env = CueMemoryEnv(corridor=2, cue_steps=1)
+    env = CueMemoryEnv(delay=2, cue_steps=1)
     obs, states, actions = [], [], []
     for seed, act in ((0, 1), (1, 1), (2, 0)):
         o, info = env.reset(seed=seed)

@@ -240,7 +240,8 @@ def demo(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 _TRAIN_FLAGS = {"total_frames": "--steps", "num_envs": "--num-envs", "frames_per_batch": "--frames-per-batch",
-                "epochs": "--epochs", "hidden_size": "--hidden-size", "lr": "--lr", "seed": "--seed"}
+                "epochs": "--epochs", "hidden_size": "--hidden-size", "lr": "--lr", "seed": "--seed",
+                "delay": "--delay"}
 """TrainConfig fields the ``train`` command sets, by option."""
 
 
@@ -256,6 +257,8 @@ _TRAIN_FLAGS = {"total_frames": "--steps", "num_envs": "--num-envs", "frames_per
     arg("--epochs", type=int, default=None, help="PPO epochs per batch"),
     arg("--hidden-size", type=int, default=None, help="GRU hidden size"),
     arg("--lr", type=float, default=None, help="Adam learning rate"),
+    arg("--delay", type=int, default=None,
+        help="memory length of workbench/CueMemory-v0: steps from the cue to the decision (default: 8)"),
     arg("--no-progress", action="store_true", help="no progress bar"),
 )
 def train(args: argparse.Namespace, extra: list[str]) -> int:
@@ -274,7 +277,8 @@ def train(args: argparse.Namespace, extra: list[str]) -> int:
         try:
             config = _config_for(args.env, total_frames=args.steps, seed=args.seed, num_envs=args.num_envs,
                                  frames_per_batch=args.frames_per_batch, epochs=args.epochs,
-                                 hidden_size=args.hidden_size, lr=args.lr, progress=not args.no_progress)
+                                 hidden_size=args.hidden_size, lr=args.lr, delay=args.delay,
+                                 progress=not args.no_progress)
         except ConfigError as error:  # TrainConfig names its fields; the user typed options
             message = str(error).removeprefix("TrainConfig: ")
             for field, flag in _TRAIN_FLAGS.items():
@@ -312,6 +316,8 @@ def train(args: argparse.Namespace, extra: list[str]) -> int:
     arg("--env", default=None, help="environment id (default: the one the checkpoint was trained on)"),
     arg("--seed", type=int, default=1000, help="seed of the evaluation environments (default: %(default)s)"),
     arg("--sample", action="store_true", help="sample actions instead of the greedy ones"),
+    arg("--delay", type=int, default=None,
+        help="memory length of workbench/CueMemory-v0 (default: the one the checkpoint was trained with)"),
 )
 def evaluate(args: argparse.Namespace, extra: list[str]) -> int:
     """Evaluate a checkpoint: mean and std of the episode return (last line: mean_return=<x>)."""
@@ -324,6 +330,7 @@ def evaluate(args: argparse.Namespace, extra: list[str]) -> int:
 
     _at_least("--episodes", args.episodes, 1)
     _at_least("--seed", args.seed, 0)
+    _at_least("--delay", args.delay, 1)
     if args.env is not None:
         _check_env_id("--env", args.env)
     try:
@@ -332,8 +339,18 @@ def evaluate(args: argparse.Namespace, extra: list[str]) -> int:
         env_id = args.env or (recorded or {}).get("env_id")
         if not env_id:
             raise ConfigError(f"--env: {args.checkpoint!r} names no environment; pass --env")
+        delay = args.delay if args.delay is not None else (
+            (recorded or {}).get("delay") if env_id == (recorded or {}).get("env_id") else None)
+        if delay is not None:
+            from .envs import EnvSpec
+
+            try:
+                EnvSpec(env_id, delay=delay)
+            except ConfigError as error:
+                raise ConfigError(f"--delay: {str(error).removeprefix('EnvSpec: ')}") from None
         try:
-            returns = run_evaluate(policy, env_id, args.episodes, seed=args.seed, deterministic=not args.sample)
+            returns = run_evaluate(policy, env_id, args.episodes, seed=args.seed, deterministic=not args.sample,
+                                   delay=delay)
         except EnvMismatchError as error:
             where = "--env" if args.env else "the checkpoint's environment (pass --env)"
             raise EnvMismatchError(f"{where}: {error}") from None

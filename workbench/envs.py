@@ -93,13 +93,16 @@ class EnvSpec(Spec):
     categorical_actions: bool = setting(
         True, "discrete actions as an integer index (``True``) or one-hot vectors (``False``)")
     true_state: bool = setting(True, "report the full observation (velocities included) under ``KEYS.true_state``")
+    delay: int | None = setting(
+        None, "the memory length of a task with that knob (``workbench/CueMemory-v0``: steps from the cue to the "
+        "decision); None: the task's default", kind="int", low=1, optional=True)
 
     def _check(self) -> None:
         if not isinstance(self.env_id, str) or not self.env_id:
             raise ConfigError(f"EnvSpec: 'env_id' must be a gymnasium id such as 'CartPole-v1'; got {self.env_id!r}.")
         import gymnasium as gym
 
-        from . import tasks  # noqa: F401  (registers the workbench/ ids)
+        from .tasks import TASKS, task_info  # importing tasks registers the workbench/ ids
 
         try:
             gym.spec(self.env_id)
@@ -108,6 +111,12 @@ class EnvSpec(Spec):
                 f"EnvSpec: 'env_id' must be a registered gymnasium id (e.g. 'CartPole-v1', 'Pendulum-v1', "
                 f"'Acrobot-v1', 'MountainCar-v0'); got {self.env_id!r} ({err})."
             ) from None
+        if self.delay is not None and "delay" not in getattr(task_info(self.env_id), "knobs", ()):
+            with_delay = sorted(env_id for env_id, task in TASKS.items() if "delay" in task.knobs)
+            raise ConfigError(
+                f"EnvSpec: 'delay' needs an environment with a delay ({', '.join(with_delay)}); "
+                f"got env_id={self.env_id!r} with delay={self.delay!r}."
+            )
         if self.hide_velocity and self.env_id not in VELOCITY_MASKS:
             raise ConfigError(
                 f"EnvSpec: 'hide_velocity=True' needs one of {sorted(VELOCITY_MASKS)}; got env_id={self.env_id!r}."
@@ -163,7 +172,11 @@ def make_base_env(spec: EnvSpec):
 
     from .tasks import MaskedTrueState  # importing tasks registers the workbench/ ids, also in workers
 
-    gym_env = gym.make(spec.env_id)
+    options = {}
+    if spec.delay is not None:  # an episode is delay + 1 steps: the registered limit must not cut it short
+        options = {"delay": spec.delay, "max_episode_steps": max(gym.spec(spec.env_id).max_episode_steps or 0,
+                                                                   spec.delay + 1)}
+    gym_env = gym.make(spec.env_id, **options)
     try:  # the workbench tasks report their own true state
         state_space = gym_env.get_wrapper_attr("true_state_space")
     except AttributeError:

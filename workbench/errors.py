@@ -29,6 +29,7 @@ __all__ = [
     "ExportError",
     "ChromiumNotFoundError",
     "Cancelled",
+    "ClusterError",
 ]
 
 
@@ -43,6 +44,10 @@ class ConfigError(WorkbenchError, ValueError):
 class DeviceUnavailableError(ConfigError, RuntimeError):
     """A device asked for by name that this machine lacks, e.g. ``"cuda"`` without CUDA (older versions raised
     ``RuntimeError``)."""
+
+
+class ClusterError(ConfigError, RuntimeError):
+    """Ray could not start here, or the cluster address given cannot be reached."""
 
 
 class CheckpointError(WorkbenchError, ValueError):

@@ -34,16 +34,17 @@ __all__ = ["TaskInfo", "TASKS", "CueMemoryEnv", "register_tasks", "task_info", "
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """Names of a task's observation and true-state entries."""
+    """Names of a task's observation and true-state entries, and the knobs its constructor takes (e.g. ``delay``)."""
 
     observation_names: tuple[str, ...]
     state_names: tuple[str, ...]
+    knobs: tuple[str, ...] = ()
 
 
 TASKS: dict[str, TaskInfo] = {
     "workbench/CartPoleNoVel-v1": TaskInfo(("x", "theta"), ("x", "x_dot", "theta", "theta_dot")),
     "workbench/PendulumNoVel-v1": TaskInfo(("cos_theta", "sin_theta"), ("cos_theta", "sin_theta", "theta_dot")),
-    "workbench/CueMemory-v0": TaskInfo(("cue", "is_decision", "bias"), ("cue", "time")),
+    "workbench/CueMemory-v0": TaskInfo(("cue", "is_decision", "bias"), ("cue", "time"), knobs=("delay",)),
 }
 """The registered ids and their entries' names."""
 
@@ -103,7 +104,8 @@ def make_pendulum_novel(**kwargs) -> gym.Env:
 class CueMemoryEnv(gym.Env):
     """A T-maze-style memory task: remember a cue shown at the start, act on it at the end.
 
-    An episode has ``corridor + 1`` steps. The observation is
+    ``delay`` is the memory length: the steps between the start and the decision
+    (the corridor's length); an episode has ``delay + 1`` steps. The observation is
     ``[cue, is_decision, 1]``: the cue (-1 or +1, drawn at reset) is visible
     during the first ``cue_steps`` observations and 0 afterwards;
     ``is_decision`` is 1 on the last observation only. Actions (0: left, 1:
@@ -111,11 +113,11 @@ class CueMemoryEnv(gym.Env):
     step action 1 is correct for cue +1 and action 0 for cue -1: reward +1 when
     correct, -1 when wrong, and the episode terminates.
 
-    ``info["true_state"]`` is ``[cue, t / corridor]``; ``info["correct"]`` is
+    ``info["true_state"]`` is ``[cue, t / delay]``; ``info["correct"]`` is
     set on the decision step.
 
     Examples:
-        >>> env = CueMemoryEnv(corridor=3)
+        >>> env = CueMemoryEnv(delay=3)
         >>> obs, _ = env.reset(seed=1)
         >>> cue = obs[0]
         >>> [env.step(0)[0].tolist() for _ in range(2)]
@@ -130,12 +132,12 @@ class CueMemoryEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, corridor: int = 8, cue_steps: int = 2, step_reward: float = 0.0):
-        if isinstance(corridor, bool) or not isinstance(corridor, int) or corridor < 1:
-            raise ValueError(f"CueMemoryEnv: 'corridor' must be an int >= 1; got {corridor!r}.")
-        if isinstance(cue_steps, bool) or not isinstance(cue_steps, int) or not 1 <= cue_steps <= corridor:
-            raise ValueError(f"CueMemoryEnv: 'cue_steps' must be an int in 1..corridor; got {cue_steps!r}.")
-        self.corridor = corridor
+    def __init__(self, delay: int = 8, cue_steps: int = 2, step_reward: float = 0.0):
+        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 1:
+            raise ValueError(f"CueMemoryEnv: 'delay' must be an int >= 1; got {delay!r}.")
+        if isinstance(cue_steps, bool) or not isinstance(cue_steps, int) or not 1 <= cue_steps <= delay:
+            raise ValueError(f"CueMemoryEnv: 'cue_steps' must be an int in 1..delay; got {cue_steps!r}.")
+        self.delay = delay
         self.cue_steps = cue_steps
         self.step_reward = float(step_reward)
         self.observation_space = gym.spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
@@ -146,10 +148,10 @@ class CueMemoryEnv(gym.Env):
 
     def _obs(self) -> np.ndarray:
         cue = self._cue if self._t < self.cue_steps else 0.0
-        return np.array([cue, 1.0 if self._t == self.corridor else 0.0, 1.0], dtype=np.float32)
+        return np.array([cue, 1.0 if self._t == self.delay else 0.0, 1.0], dtype=np.float32)
 
     def _info(self, correct=None) -> dict:
-        state = np.array([self._cue, self._t / self.corridor], dtype=np.float32)
+        state = np.array([self._cue, self._t / self.delay], dtype=np.float32)
         return {KEYS.true_state: state, "correct": correct}
 
     def reset(self, *, seed=None, options=None):
@@ -159,7 +161,7 @@ class CueMemoryEnv(gym.Env):
         return self._obs(), self._info()
 
     def step(self, action):
-        if self._t >= self.corridor:  # the decision
+        if self._t >= self.delay:  # the decision
             correct = bool((int(action) == 1) == (self._cue > 0))
             return self._obs(), (1.0 if correct else -1.0), True, False, self._info(correct)
         self._t += 1

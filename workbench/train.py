@@ -89,9 +89,30 @@ class TrainConfig(Spec):
     seed: int = setting(0, "seed of the weights, the environments and the sampling", low=0)
     max_steps: int | None = setting(None, "truncate episodes after this many steps; None: the env's own limit",
                                     kind="int", low=1, optional=True)
+    delay: int | None = setting(
+        None, "the task's memory length, for tasks with that knob (``workbench/CueMemory-v0``); None: its default",
+        kind="int", low=1, optional=True)
     progress: bool = setting(True, "show a progress bar")
 
+    def env_spec(self, **changes):
+        """The :class:`~workbench.envs.EnvSpec` this run trains on (``changes`` replace its fields).
+
+        Examples:
+            >>> TrainConfig(env_id="workbench/CueMemory-v0", delay=16, num_envs=2).env_spec().delay
+            16
+        """
+        from .envs import EnvSpec
+
+        fields = dict(env_id=self.env_id, num_envs=self.num_envs, seed=self.seed, max_steps=self.max_steps,
+                      delay=self.delay)
+        return EnvSpec(**{**fields, **changes})
+
     def _check(self) -> None:
+        if self.delay is not None:  # EnvSpec says which environments take a delay
+            try:
+                self.env_spec(num_envs=1)
+            except ConfigError as error:
+                raise ConfigError(f"TrainConfig: {str(error).removeprefix('EnvSpec: ')}") from None
         if self.frames_per_batch % self.num_envs:
             raise ConfigError(
                 f"TrainConfig: 'frames_per_batch': expected a multiple of 'num_envs' ({self.num_envs}); "
@@ -156,7 +177,7 @@ def train(
     """
     from tensordict.nn import TensorDictSequential
 
-    from .envs import EnvSpec, make_env
+    from .envs import make_env
     from .files import check_output_path
     from .policy import PolicySpec, build_policy
     from .ppo import PPOUpdate, build_critic, collected_batch, make_collector
@@ -166,7 +187,7 @@ def train(
         check_output_path(out, what="out")  # a path that cannot be written fails now, not after training
 
     torch.manual_seed(config.seed)
-    env_spec = EnvSpec(config.env_id, num_envs=config.num_envs, seed=config.seed, max_steps=config.max_steps)
+    env_spec = config.env_spec()
     io = policy_io(env_spec)  # the sizes, read once
     policy_spec = PolicySpec(hidden_size=config.hidden_size, head_cells=tuple(config.head_cells), seed=config.seed)
     actor = build_policy(policy_spec, io, device="cpu")
@@ -329,6 +350,8 @@ class Bookkeeper:
             "best_window_return": best["mean_return"] if best["state_dict"] is not None else None,
             "best_frames": best["frames"] if best["state_dict"] is not None else None,
             "env_id": config.env_id, "train_config": config.to_dict(), "frames": self.done_frames,
+            "env": {k: v for k, v in [("env_id", config.env_id), ("max_steps", config.max_steps),
+                                      ("delay", config.delay)] if v is not None},
             "seconds": round(time.perf_counter() - self.start, 1),
             "final_mean_return": next((h["mean_return"] for h in reversed(self.rows)
                                        if not math.isnan(h["mean_return"])), None),
@@ -365,8 +388,10 @@ def _partial_path(out: str | Path) -> Path:
 
 
 def evaluate(policy, env_id: str, episodes: int = 20, *, seed: int = 1000, deterministic: bool = True,
-             max_steps: int | None = None, num_envs: int | None = None) -> list[float]:
+             max_steps: int | None = None, num_envs: int | None = None, delay: int | None = None) -> list[float]:
     """Returns of ``episodes`` complete episodes of ``policy`` in ``env_id`` (greedy actions by default).
+
+    ``max_steps`` and ``delay`` are :class:`~workbench.envs.EnvSpec`'s.
 
     Raises :class:`~workbench.errors.EnvMismatchError` before running when the
     environment's observation size or action space differs from the policy's.
@@ -377,7 +402,7 @@ def evaluate(policy, env_id: str, episodes: int = 20, *, seed: int = 1000, deter
     from .policy import PolicyIO, policy_spec_of
 
     n = num_envs or min(episodes, 10)
-    env = make_env(EnvSpec(env_id, num_envs=n, seed=seed, max_steps=max_steps), policy)
+    env = make_env(EnvSpec(env_id, num_envs=n, seed=seed, max_steps=max_steps, delay=delay), policy)
     built = policy_spec_of(policy)
     if built is not None:
         try:
