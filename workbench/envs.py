@@ -173,9 +173,9 @@ def make_base_env(spec: EnvSpec):
     from .tasks import MaskedTrueState  # importing tasks registers the workbench/ ids, also in workers
 
     options = {}
-    if spec.delay is not None:  # an episode is delay + 1 steps: the registered limit must not cut it short
+    if spec.delay is not None:  # an episode ends at step delay + 1: the registered limit must come later
         options = {"delay": spec.delay, "max_episode_steps": max(gym.spec(spec.env_id).max_episode_steps or 0,
-                                                                   spec.delay + 1)}
+                                                                   spec.delay + 2)}
     gym_env = gym.make(spec.env_id, **options)
     try:  # the workbench tasks report their own true state
         state_space = gym_env.get_wrapper_attr("true_state_space")
