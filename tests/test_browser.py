@@ -104,6 +104,15 @@ def test_app_build_rollout_explore_export(lab_server, page):
     page.wait_for_function(f"(b) => ({CURSOR_X})('timeline') === b + 5", arg=before)
     page.wait_for_function(f"(r) => JSON.stringify(({PCA_RING})('pca')) !== JSON.stringify(r)", arg=ring)
     expect(explorer).to_contain_text(f"step {before + 5}")
+    # Play runs in the page: the marks advance step by step; on Pause the kernel has the step shown
+    ring = page.evaluate(f"({PCA_RING})('pca')")
+    explorer.locator(".widget-toggle-button", has_text="Play").click()
+    page.wait_for_function(f"(b) => ({CURSOR_X})('timeline') >= b + 10", arg=before + 5)
+    page.wait_for_function(f"(r) => JSON.stringify(({PCA_RING})('pca')) !== JSON.stringify(r)", arg=ring)
+    explorer.locator(".widget-toggle-button", has_text="Pause").click()
+    expect(explorer.locator(".widget-toggle-button", has_text="Play")).to_be_visible()
+    page.wait_for_function(f"""() => {{ const x = ({CURSOR_X})('timeline');
+      return document.querySelector('.wb-explorer').innerText.includes(`step ${{x}} ·`); }}""")
     explorer.locator(".widget-button", has_text="Select units").click()
     expect(explorer).to_contain_text("unit(s) with |h| > 0.15 at every step 5–15 of env 0")
     page.wait_for_function(f"() => ({TRACES})('units-aligned') >= 0")

@@ -223,3 +223,37 @@ def test_a_zoom_swaps_the_data_of_the_figure_built_whole(gates):
         for key, axis in slow["layout"].items():
             if key.startswith(("xaxis", "yaxis")) and "range" in axis:
                 assert list(fast["layout"][key]["range"]) == pytest.approx(list(axis["range"])), key
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_play_runs_in_the_page_from_every_steps_pca_point(panel, dims):
+    """Play needs no message per step: the page has every step's PCA point, and the kernel only follows."""
+    panel.pca_dims.value = dims
+    rows = np.frombuffer(panel.view.path_data, dtype=np.float32).reshape(-1, dims)
+    assert panel.view.path == {"pca": {"k": dims, "rows": STEPS, "start": 0}} and rows.shape == (STEPS, dims)
+    for t in (0, 1234, STEPS - 1):  # the point the page plays to is the one a slider move sends
+        panel.cursor.value = t
+        assert rows[t] == pytest.approx(panel.view.cursor["pca"])
+    assert panel.view.play_settings["low"] == 0 and panel.view.play_settings["high"] == STEPS - 1
+    wire = Wire(panel.view)
+    from_browser(panel.view, playing=True)
+    from_browser(panel.view, step_seen={"t": 40, "n": 1})  # the page played to step 40
+    assert panel.cursor.value == 40 and "step 40" in panel.cursor_info.value
+    assert wire.sent == []  # the marks are already there: nothing goes back to the page
+    panel.cursor.value = 41  # a move while playing is a jump: the page plays on from there
+    assert [keys for keys, _ in wire.sent] == [{"cursor"}]
+    sent = len(wire.sent)
+    panel.pca_dims.value = 2 if dims == 3 else 3  # new dims: the path follows
+    assert panel.view.path["pca"]["k"] == (2 if dims == 3 else 3)
+    assert any("path" in keys for keys, _ in wire.sent[sent:])  # path_data travels as a binary buffer
+
+
+def test_play_is_bounded_by_the_episode_shown(panel):
+    first = panel.episode.options[2][1]
+    panel.episode.value = first
+    a, b = panel._spans[first]
+    assert (panel.view.play_settings["low"], panel.view.play_settings["high"]) == (a, b)
+    assert panel.play.description == "Play"
+    panel.play.value = True  # (the page links it to the view's `playing`)
+    assert panel.play.description == "Pause" and panel.play.icon == "pause"
+    from_browser(panel.view, playing=False)

@@ -5,10 +5,12 @@ Built to stay interactive at 100,000 steps: the data go to the browser once, at 
 :class:`~widgets.plotly_view.PlotlyView` (plotly.js in the browser, both figures). Afterwards an
 interaction sends only what changed:
 
-- moving the cursor (slider, arrow keys, ``Play``, a click on the timeline or on a PCA point) sends
+- moving the cursor (slider, arrow keys, a click on the timeline or on a PCA point) sends
   the view's ``cursor`` (a few bytes): the browser moves the ``"cursor"`` layout image of the
   timeline and of the 2D PCA (a one-point trace in 3D) without redrawing data, and the step's
   description is rewritten;
+- ``Play`` runs in the browser, from every step's PCA point sent once with the PCA: no message
+  per step; the slider and the description follow a few times a second;
 - zooming the timeline re-bins the visible window at full resolution (a 500-step window shows
   every step) and sends the timeline figure only; double-click goes back;
 - an episode zooms the timeline on it, bounds the cursor and shows its points in the PCA
@@ -94,7 +96,8 @@ class ExplorerPanel(Panel):
     """Explores the hidden states of a trajectory; ``set_trajectory(traj_or_rollout_result)`` loads one.
 
     Public: ``set_trajectory``, ``trajectory``, the controls (``env``, ``episode``, ``layer``,
-    ``pca_dims``, ``color``, ``cursor``, ``play``, ``threshold``, ``time_range``, ``absolute``),
+    ``pca_dims``, ``color``, ``cursor``, ``play`` (a toggle: Play runs in the browser, see
+    :class:`~widgets.plotly_view.PlotlyView`), ``threshold``, ``time_range``, ``absolute``),
     ``select_units(...)`` (the *Select units* button), ``selected_units``, ``describe_step``,
     ``figures``; ``view`` (the :class:`~widgets.plotly_view.PlotlyView` drawing both figures) and, as
     drawn there, ``timeline`` and ``pca_view`` (``go.Figure`` s, arrays decoded), ``zoom(first, last)``.
@@ -133,10 +136,10 @@ class ExplorerPanel(Panel):
                                         style={"button_width": "70px"})
         self.color = w.ToggleButtons(options=[("by time", "time"), ("by episode", "episode")], value="time",
                                      style={"button_width": "90px"})
-        self.play = w.Play(value=0, min=0, max=0, step=1, interval=play_interval_ms, description="play")
+        self.play = w.ToggleButton(value=False, description="Play", icon="play", layout=w.Layout(width="90px"),
+                                   tooltip="move the time cursor forward, step by step (in the browser)")
         self.cursor = w.IntSlider(value=0, min=0, max=0, description="time", continuous_update=False,
                                   layout=w.Layout(width="520px"), style={"description_width": "40px"})
-        w.jslink((self.play, "value"), (self.cursor, "value"))
         self.cursor_info = w.HTML()
         self.threshold = w.FloatSlider(value=0.15, min=0.0, max=1.0, step=0.05, description="threshold",
                                        continuous_update=False, style={"description_width": "70px"})
@@ -153,6 +156,12 @@ class ExplorerPanel(Panel):
                                layout=w.Layout(width="100%", min_height="380px"))
         self.view.observe(self._view_range_changed, "view_range")
         self.view.observe(self._clicked, "clicked")
+        self.view.play_settings = dict(self.view.play_settings, interval_ms=int(play_interval_ms))
+        w.jslink((self.play, "value"), (self.view, "playing"))  # Play starts and stops in the page
+        self.play.observe(self._play_toggled, "value")
+        self.view.observe(self._step_seen, "step_seen")
+        self._path_key: tuple | None = None
+        self._echo = False  # the cursor follows the page's Play: its marks are already there
 
         self.env.observe(lambda _: self._changed(full=True), "value")
         self.layer.observe(lambda _: self._changed(full=True), "value")
@@ -216,14 +225,15 @@ class ExplorerPanel(Panel):
         self.episode.value = ALL
 
     def _set_bounds(self, low: int, high: int) -> None:
-        """Cursor (and play) bounds; the value is clamped into them."""
-        for widget in (self.cursor, self.play):
-            if low > widget.max:
-                widget.max = high
-                widget.min = low
-            else:
-                widget.min = low
-                widget.max = high
+        """Cursor (and Play) bounds; the value is clamped into them."""
+        widget = self.cursor
+        if low > widget.max:
+            widget.max = high
+            widget.min = low
+        else:
+            widget.min = low
+            widget.max = high
+        self.view.play_settings = dict(self.view.play_settings, low=int(low), high=int(high))
         if not low <= self.cursor.value <= high:
             self.cursor.value = low
 
@@ -361,6 +371,10 @@ class ExplorerPanel(Panel):
         self._timeline_spec = self.view.timeline
 
     def _send_pca(self) -> None:
+        key = ("path", self.env.value, self.layer.value, self._pca.k)
+        if key != self._path_key:  # every step's PCA point, for Play in the page
+            self.view.set_path("pca", self._pca_fit()[0][:, :self._pca.k])
+            self._path_key = key
         three = self._pca.k == 3
         fig = tl.pca_scatter_figure(self._pca, cursor=self.cursor.value if three else None, height=420)
         if not three:
@@ -455,9 +469,24 @@ class ExplorerPanel(Panel):
             return
         with self.guard():
             t = self.cursor.value
-            self._move_cursor_marks(t)
+            if not self._echo:
+                self._move_cursor_marks(t)
             self.cursor_info.value = self._cursor_text(t)
             self.figures.mark(*STATIC)
+
+    def _play_toggled(self, change) -> None:
+        self.play.description, self.play.icon = ("Pause", "pause") if change["new"] else ("Play", "play")
+
+    def _step_seen(self, change) -> None:
+        """The page's Play reached step ``t``: the slider and the words follow; the marks are there already."""
+        t = (change["new"] or {}).get("t")
+        if t is None or self.trajectory is None:
+            return
+        self._echo = True
+        try:
+            self._set_cursor(int(t))
+        finally:
+            self._echo = False
 
     def _clicked(self, change) -> None:
         """A click in the browser (``{"figure", "t", "n"}``: the point's step) moves the cursor there."""

@@ -9,9 +9,16 @@ image (a thin vertical line on a time axis, a ring on a 2D scatter; their size i
 on zoom) or, in a 3D scene, a one-point trace. Setting :attr:`cursor` moves those marks with one
 ``Plotly.relayout`` (or ``restyle``) per figure, in the browser, with no redraw of the data.
 
+**Play** runs in the browser: while :attr:`playing` is true the page advances the cursor one step
+every ``play_settings["interval_ms"]`` up to ``play_settings["high"]``, moving every mark from data it
+already has (a time axis's mark sits at the step; another figure's at the step's row of its
+:meth:`set_path` positions). No message per step: the kernel hears the step in :attr:`step_seen` a
+few times a second (``report_ms``) and when Play stops.
+
 From the browser: :attr:`view_range` (the first figure's x range after a zoom, pan or
-double-click, debounced; ``None`` when autoranged) and :attr:`clicked` (the figure and step of a
-click on a point; the step is the point's ``customdata`` when it has one, else its x).
+double-click, debounced; ``None`` when autoranged), :attr:`clicked` (the figure and step of a
+click on a point; the step is the point's ``customdata`` when it has one, else its x),
+:attr:`step_seen` and :attr:`playing` (false again when Play reaches the end).
 
 Examples:
     >>> import plotly.graph_objects as go
@@ -153,10 +160,52 @@ function place(gd, pos) {
   }
 }
 
+// per-step positions of a figure's cursor mark, from the `path` / `path_data` traits: {name: {k, rows, data}}
+function readPaths(model) {
+  const spec = model.get('path') || {}, dv = model.get('path_data');
+  const all = dv && dv.byteLength ? new Float32Array(dv.buffer.slice(dv.byteOffset, dv.byteOffset + dv.byteLength))
+                                  : new Float32Array(0);
+  const out = {};
+  for (const [name, p] of Object.entries(spec)) out[name] = {k: p.k, rows: p.rows, data: all.subarray(p.start, p.start + p.rows * p.k)};
+  return out;
+}
+
 function render({model, el}) {
   el.classList.add('wb-plotly-view');
   const views = {};
   let clicks = 0, ranges = 0, timer = null;
+  // Play runs here: each tick moves every cursor mark from data already in the page; the kernel
+  // hears the step a few times a second (`step_seen`) and once more when Play stops
+  let paths = readPaths(model), playTimer = null, playT = null, seen = 0, lastReport = 0;
+  const positions = (t) => {
+    const out = {timeline: [t]};
+    for (const [name, p] of Object.entries(paths)) if (t >= 0 && t < p.rows) out[name] = Array.from(p.data.subarray(t * p.k, (t + 1) * p.k));
+    return out;
+  };
+  const tell = (t) => { lastReport = performance.now(); model.set('step_seen', {t, n: ++seen}); model.save_changes(); };
+  const tick = () => {
+    const s = model.get('play_settings') || {};
+    const t = playT + 1;
+    if (s.high === undefined || t > s.high) { halt(true); return; }
+    playT = t;
+    const pos = positions(t);
+    for (const name of names) { const v = views[name]; if (v.drawn && pos[name]) place(v.gd, pos[name]); }
+    if (performance.now() - lastReport >= (s.report_ms || 250)) tell(t);
+  };
+  const play = () => {
+    if (playTimer !== null) return;
+    const s = model.get('play_settings') || {}, c = model.get('cursor') || {};
+    playT = c.t === undefined ? s.low : c.t;
+    if (playT >= s.high || playT < s.low) playT = s.low - 1;  // from the start again, like ipywidgets' Play
+    lastReport = performance.now();
+    playTimer = setInterval(tick, Math.max(10, s.interval_ms || 80));
+  };
+  const halt = (ended) => {
+    if (playTimer === null) return;
+    clearInterval(playTimer); playTimer = null;
+    if (playT !== null) tell(playT);
+    if (ended) { model.set('playing', false); model.save_changes(); }
+  };
   const names = model.get('names') || [];
   names.forEach((name, i) => {
     const box = document.createElement('div');
@@ -197,22 +246,26 @@ function render({model, el}) {
     else await Plotly.newPlot(v.gd, fig.data, layout, CONFIG);
     v.drawn = true;
     if (!v.wired) { wire(name, v.gd); v.wired = true; }
-    place(v.gd, (model.get('cursor') || {})[name]);
+    place(v.gd, playTimer !== null ? positions(playT)[name] : (model.get('cursor') || {})[name]);
     await fit(v.gd);
   };
   const redraw = (name) => { const v = views[name]; v.queue = v.queue.then(() => draw(name)).catch(e => console.error(e)); };
   const move = () => {
     const c = model.get('cursor') || {};
+    if (playTimer !== null && c.t !== undefined) playT = c.t;  // a jump while playing: play on from there
     for (const name of names) { const v = views[name]; if (v.drawn) place(v.gd, c[name]); }
   };
   const handlers = names.map(name => [`change:${name}`, () => redraw(name)]);
   handlers.push(['change:cursor', move]);
+  handlers.push(['change:path', () => { paths = readPaths(model); }], ['change:path_data', () => { paths = readPaths(model); }]);
+  handlers.push(['change:playing', () => (model.get('playing') ? play() : halt(false))]);
   for (const [ev, fn] of handlers) model.on(ev, fn);
   names.forEach(redraw);
   const resize = new ResizeObserver(() => { for (const name of names) { const v = views[name]; if (v.drawn) fit(v.gd); } });
   resize.observe(el);
+  if (model.get('playing')) play();
   return () => {
-    resize.disconnect(); clearTimeout(timer);
+    resize.disconnect(); clearTimeout(timer); if (playTimer !== null) clearInterval(playTimer);
     for (const [ev, fn] of handlers) model.off(ev, fn);
     for (const name of names) Plotly.purge(views[name].gd);
   };
@@ -266,6 +319,11 @@ class PlotlyView(anywidget.AnyWidget):
     view_range = t.Dict().tag(sync=True)
     clicked = t.Dict().tag(sync=True)
     debounce_ms = t.Int(100).tag(sync=True)
+    playing = t.Bool(False).tag(sync=True)
+    play_settings = t.Dict({"interval_ms": 80, "low": 0, "high": 0, "report_ms": 250}).tag(sync=True)
+    step_seen = t.Dict().tag(sync=True)
+    path = t.Dict().tag(sync=True)
+    path_data = t.Bytes(b"").tag(sync=True)
 
     @t.default("_esm")
     def _default_esm(self) -> str:
@@ -288,6 +346,23 @@ class PlotlyView(anywidget.AnyWidget):
     def figure(self, name: str) -> go.Figure:
         """Figure ``name`` as it is drawn, arrays decoded (for tests and export)."""
         return go.Figure(decode(getattr(self, name)), skip_invalid=True)
+
+    def set_path(self, name: str, positions) -> None:
+        """The cursor mark's position in figure ``name`` at every step (``[steps, k]``), for Play in the browser.
+
+        Examples:
+            >>> view = PlotlyView(names=["timeline", "pca"])
+            >>> view.set_path("pca", np.arange(6.0).reshape(3, 2)); view.path, len(view.path_data)
+            ({'pca': {'k': 2, 'rows': 3, 'start': 0}}, 24)
+        """
+        if name not in self.names:
+            raise ValueError(f"name: expected one of {list(self.names)}; got {name!r}.")
+        rows = np.ascontiguousarray(np.asarray(positions, dtype=np.float32))
+        if rows.ndim != 2:
+            raise ValueError(f"positions: expected a [steps, k] array; got shape {tuple(rows.shape)}.")
+        with self.hold_sync():
+            self.path_data = rows.tobytes()
+            self.path = {name: {"k": int(rows.shape[1]), "rows": int(rows.shape[0]), "start": 0}}
 
     def move_cursor(self, step: int, **positions: list[float]) -> None:
         """Moves the cursor marks: ``positions[name]`` is the mark's position in figure ``name``."""
