@@ -30,6 +30,9 @@ from .errors import ClusterError
 
 __all__ = ["parse_address", "ray_session", "cluster_cpus"]
 
+START_RETRIES = 2
+"""Starts of an embedded Ray tried again after Ray's own startup timeout (30 s, fixed), on a busy machine."""
+
 CONNECT_TIMEOUT_S = 5.0
 """Seconds to wait for a TCP answer from a cluster address before saying it cannot be reached."""
 
@@ -88,20 +91,26 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, what
         _reachable(address, what)
     temp_dir = None
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token file in ~/.ray, no warning
-    try:
-        if address is None:
-            temp_dir = tempfile.mkdtemp(prefix="wbray-", dir="/tmp" if os.path.isdir("/tmp") else None)
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                     configure_logging=True, logging_level="ERROR", _temp_dir=temp_dir,
-                     _node_ip_address="127.0.0.1")
-        else:
-            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-    except Exception as error:  # Ray raises ConnectionError, RuntimeError, ValueError...
-        if temp_dir is not None:
-            shutil.rmtree(temp_dir, ignore_errors=True)
-        where = "start a local Ray" if address is None else f"join the Ray cluster at {address!r}"
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ClusterError(f"{what}: could not {where} ({first})") from None
+    for attempt in range(1 + START_RETRIES * (address is None)):
+        try:
+            if address is None:
+                temp_dir = tempfile.mkdtemp(prefix="wbray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+                ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
+                         configure_logging=True, logging_level="ERROR", _temp_dir=temp_dir,
+                         _node_ip_address="127.0.0.1")
+            else:
+                ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            break
+        except Exception as error:  # Ray raises ConnectionError, RuntimeError, ValueError...
+            with contextlib.suppress(Exception):
+                ray.shutdown()  # what the failed start left running
+            if temp_dir is not None:
+                shutil.rmtree(temp_dir, ignore_errors=True)
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            if address is None and "timed out during startup" in first and attempt < START_RETRIES:
+                continue  # Ray waits a fixed 30 s for its raylet; a busy machine can take longer, once
+            where = "start a local Ray" if address is None else f"join the Ray cluster at {address!r}"
+            raise ClusterError(f"{what}: could not {where} ({first})") from None
     try:
         yield
     finally:
