@@ -43,7 +43,7 @@ from .jobs import CancelToken, Progress, report
 __all__ = ["SweepSpec", "Trial", "SweepInterrupted", "run_sweep", "load_records", "latest_records",
            "results_rows", "summarize", "write_results", "format_summary", "grid_fields", "parse_grid"]
 
-EXCLUDED = {"env_id": "the sweep's env_id", "seed": "seeds=", "progress": "nothing (trials never show a bar)"}
+EXCLUDED = {"env_id": "the sweep's env_id", "seed": "the sweep's seeds", "progress": "nothing (trials show no bar)"}
 """TrainConfig fields a grid or base may not set, and what sets them instead."""
 POLICY_ONLY = ("num_layers", "activation", "python_based", "record_gates", "recurrent_backend")
 """PolicySpec fields that :func:`workbench.train.train` does not take (it builds the policy from
@@ -140,7 +140,7 @@ def _fmt(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def parse_grid(entries: Sequence[str], *, what: str = "--grid") -> dict[str, str]:
+def parse_grid(entries: Sequence[str], *, what: str = "--grid", many: bool = True) -> dict[str, str]:
     """``["hidden_size=4,8", "delay=4"]`` (the command line's ``--grid``) → ``{"hidden_size": "4,8", ...}``.
 
     Examples:
@@ -156,7 +156,7 @@ def parse_grid(entries: Sequence[str], *, what: str = "--grid") -> dict[str, str
         name, sep, values = entry.partition("=")
         name = name.strip()
         if not sep or not name or not values.strip():
-            raise ConfigError(f"{what}: expected FIELD=VALUE[,VALUE...]; got {entry!r}")
+            raise ConfigError(f"{what}: expected FIELD=VALUE{'[,VALUE...]' if many else ''}; got {entry!r}")
         if name in grid:
             raise ConfigError(f"{what}: {name!r} given twice; put all its values in one {what} {name}=A,B,...")
         grid[name] = values.strip()
@@ -217,12 +217,11 @@ class SweepSpec:
     def __post_init__(self) -> None:
         from .envs import EnvSpec
 
-        if not isinstance(self.env_id, str):
-            raise ConfigError(f"env_id: expected a gymnasium id such as 'workbench/CueMemory-v0'; got {self.env_id!r}")
         try:
             EnvSpec(self.env_id)
-        except ConfigError as error:
-            raise ConfigError(f"env_id: {str(error).removeprefix('EnvSpec: ')}") from None
+        except ConfigError:
+            raise ConfigError(f"env_id: expected a registered gymnasium id such as workbench/CueMemory-v0 or "
+                              f"workbench/CartPoleNoVel-v1; got {self.env_id!r}") from None
         known = grid_fields()
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731  (frozen)
         set_("grid", self._values("grid", self.grid, known, many=True))
@@ -605,10 +604,10 @@ def run_sweep(
     finished = {r["key"] for r in latest_records(load_records(path), trials) if r["status"] == "ok"}
     todo = [t for t in trials if t.key not in finished]
     done = total - len(todo)
-    report(on_progress, done, total)
     if not todo:
         records = latest_records(load_records(path), trials)
         write_results(path, spec, records)
+        report(on_progress, done, total)
         return records
     if cancel is not None and cancel.cancelled:
         raise Cancelled("sweep", done=done, total=total, unit="trials",
@@ -616,10 +615,11 @@ def run_sweep(
 
     spec_data = spec.to_dict()
     stopped: BaseException | None = None
-    with ray_session(address):
+    with ray_session(address, what="address"):
         import ray
 
         _open_out(spec, path)
+        report(on_progress, done, total)  # Ray is up: the first report
         in_flight = workers or max(1, int(cluster_cpus() // max(cpus_per_trial, 1e-9)))
         task = ray.remote(_run_trial).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)
         pending: dict[Any, tuple[Trial, float]] = {}
