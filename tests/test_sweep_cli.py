@@ -82,8 +82,16 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(capsys, tmp_path, monkeypat
                            "run the same command to resume")
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    pytest.importorskip("ray")
+    from test_sweep import shared_ray
+
+    yield from shared_ray()  # the command uses the Ray running in this process
+
+
 @pytest.mark.slow
-def test_a_tiny_sweep_prints_its_table_and_writes_csv_and_json(capsys, tmp_path):
+def test_a_tiny_sweep_prints_its_table_and_writes_csv_and_json(capsys, tmp_path, local_ray):
     out = tmp_path / "sweep"
     code, stdout, err = run_main(capsys, "sweep", "--out", str(out), "--grid", "hidden_size=4,6", "--grid",
                                  "delay=2", "--seeds", "1", "--workers", "2", *TINY)
