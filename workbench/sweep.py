@@ -263,7 +263,7 @@ class SweepSpec:
                 checked[name] = _coerce(where, name, known[name], values)
                 continue
             if isinstance(values, str):
-                values = [v for v in values.split(",")]
+                values = values.split(",")
             elif not isinstance(values, (list, tuple)) or (known[name].kind == "ints" and values
                                                            and all(isinstance(v, int) for v in values)):
                 values = [values]  # one value (head_cells=(64, 64) is one value)
