@@ -369,6 +369,111 @@ def evaluate(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+_SWEEP_NAMES = {"grid": "--grid", "base": "--set", "seeds": "--seeds", "env_id": "--env", "out": "--out",
+                "workers": "--workers", "address": "--address", "eval_episodes": "--eval-episodes"}
+"""The arguments of :class:`workbench.sweep.SweepSpec` and :func:`~workbench.sweep.run_sweep` by option."""
+
+
+def _sweep_option(error):
+    """``error`` with its leading argument name (``grid: ...``) as the option's (``--grid: ...``)."""
+    message = str(error)
+    name, sep, rest = message.partition(": ")
+    if sep and name in _SWEEP_NAMES:
+        return type(error)(f"{_SWEEP_NAMES[name]}: {rest}")
+    if message.startswith("trial "):  # a combination of the grid's values that makes no TrainConfig
+        return type(error)(f"--grid: {message}")
+    return error
+
+
+@command(
+    arg("--env", default="workbench/CueMemory-v0", help="environment id (default: %(default)s)"),
+    arg("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
+        help="a TrainConfig field (hidden_size, lr, epochs, ... or the task's delay) and its values; repeat "
+             "for more fields (sizes such as head_cells as 64x64)"),
+    arg("--seeds", default="1", help="how many seeds (3: seeds 0,1,2), or the seeds (0,5,9) (default: %(default)s)"),
+    arg("--out", required=True, help="folder of the sweep: new, or an earlier run of the same sweep (it resumes)"),
+    arg("--address", default=None,
+        help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: a local Ray started for the sweep)"),
+    arg("--workers", type=int, default=None, help="trials at once (default: the cluster's CPUs)"),
+    arg("--steps", type=int, default=None, help="total environment frames per trial (default: per environment)"),
+    arg("--set", action="append", default=[], metavar="FIELD=VALUE",
+        help="a TrainConfig field for every trial, e.g. --set epochs=4; repeatable"),
+    arg("--eval-episodes", type=int, default=20, help="greedy evaluation episodes per trial (default: %(default)s)"),
+    arg("--no-probes", action="store_true", help="skip the linear probes of the hidden state"),
+)
+def sweep(args: argparse.Namespace, extra: list[str]) -> int:
+    """Run a sweep (grid × seeds of train → evaluate → probes) on Ray; print and write the results table.
+
+    Each trial's record is appended to ``OUT/trials.jsonl`` as it finishes; at the end
+    ``OUT/results.csv`` (one row per trial), ``OUT/summary.csv`` (mean ± std over seeds) and
+    ``OUT/results.json`` are written, and the checkpoints are in ``OUT/checkpoints/``. Ctrl-C
+    stops the running trials and keeps the finished ones (exit 130); the same command resumes.
+    Exit code 1 when a trial failed (its error is in the table and the records).
+    """
+    from .errors import ConfigError, WorkbenchError
+    from .sweep import SweepInterrupted, SweepSpec, format_summary, parse_grid, run_sweep
+
+    _at_least("--steps", args.steps, 1)
+    _at_least("--workers", args.workers, 1)
+    _at_least("--eval-episodes", args.eval_episodes, 1)
+    text = args.seeds.strip()
+    try:
+        seeds = int(text) if text.isdigit() else tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--seeds: expected a count such as 3 or seeds such as 0,5,9; got {args.seeds!r}") from None
+    base = parse_grid(args.set, what="--set", many=False)
+    if args.steps is not None:
+        if "total_frames" in base:
+            raise ConfigError("--steps: total_frames is also given with --set; give it once")
+        base["total_frames"] = args.steps
+    try:
+        spec = SweepSpec(args.env, parse_grid(args.grid), seeds=seeds, base=base,
+                         eval_episodes=args.eval_episodes, probes=not args.no_probes)
+    except WorkbenchError as error:
+        raise _sweep_option(error) from None
+    from tqdm.auto import tqdm
+
+    bars = []  # the bar appears with the first report, once Ray is up (an unreachable address is one line)
+
+    def progress(done: int, total: int | None) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="sweep", unit="trial", dynamic_ncols=True))
+        bars[0].n = done
+        bars[0].refresh()
+
+    def record(rec: dict) -> None:
+        bars[0].set_postfix_str(f"{rec['key']} {rec['status']}", refresh=False)
+        if rec["status"] != "ok":
+            bars[0].write(f"failed: {rec['key']}: {rec['error']}")
+
+    try:
+        try:
+            records = run_sweep(spec, args.out, address=args.address, workers=args.workers,
+                                on_progress=progress, on_record=record)
+        finally:
+            for bar in bars:
+                bar.close()
+    except WorkbenchError as error:
+        raise _sweep_option(error) from None
+    except SweepInterrupted as stop:
+        kept = sum(r["status"] == "ok" for r in stop.records)
+        print(f"workbench sweep: interrupted; kept {kept} of {stop.total} trials in {str(args.out)!r}; "
+              "run the same command to resume", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("workbench sweep: interrupted before any trial ran; run the same command to start again",
+              file=sys.stderr)
+        return 130
+    print(format_summary(records))
+    failed = [r for r in records if r["status"] != "ok"]
+    for r in failed:
+        print(f"failed: {r['key']}: {r['error']}")
+    out = Path(args.out)
+    print(f"{len(records) - len(failed)} of {len(records)} trials ok; wrote {out / 'results.csv'}, "
+          f"{out / 'summary.csv'}, {out / 'results.json'}")
+    return 1 if failed else 0
+
+
 @command(
     arg("--device", default="cuda",
         help="cuda (default) or cuda:N; cpu: a dry run of the same steps on a tiny budget"),
