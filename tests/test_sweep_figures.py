@@ -247,3 +247,17 @@ def test_cell_text():
     assert cell_text(0.951, 0.0312, 3) == "0.95 ± 0.03<br>n=3"
     assert cell_text(12.345, 1.5, 2, digits=1) == "12.3 ± 1.5<br>n=2"
     assert cell_text(None, None, 0, 1) == "failed (1)"
+
+
+def test_heatmap_shows_the_planned_grid_before_its_trials_finish():
+    """With grid=: every planned value is on its axis from the first record on (empty cells)."""
+    fig = F.sweep_heatmap([record(4, 16, 0, 0.8)], x="delay", y="hidden_size",
+                          grid={"delay": (4, 8, 16), "hidden_size": (4, 16)})
+    assert fig.data[0].x == ("4", "8", "16") and fig.data[0].y == ("4", "16")
+    assert [list(r) for r in fig.data[0].text] == [["", "", ""], ["0.80<br>n=1", "", ""]]
+
+
+def test_table_keeps_the_latest_record_of_a_trial():
+    """A failed trial run again (resume) counts once, with its new outcome."""
+    rows = F.sweep_table([record(4, 4, 0, error="boom"), record(4, 4, 0, 0.9)])
+    assert (rows[0]["n"], rows[0]["failed"], rows[0]["success"]) == (1, 0, 0.9)

@@ -179,6 +179,7 @@ class SweepPanel(Panel):
         self.folder: Path | None = None
         """the folder of the last sweep started"""
         self._axes: tuple[str, str] = tuple(f for f, _ in grid)
+        self._grid: dict[str, tuple] = {}
         self._lock = threading.Lock()
         self._pending: list[dict] = []
         self._loop = None
@@ -246,7 +247,7 @@ class SweepPanel(Panel):
             run = self.runner or api.run_sweep
             address = self.address.value.strip() or None
             workers = self.workers.value or None
-            self.folder, self._axes = folder, tuple(spec.grid)
+            self.folder, self._axes, self._grid = folder, tuple(spec.grid), dict(spec.grid)
             self.records = [dict(r) for r in earlier]
             self._pending = []
             self._redraw()
@@ -332,7 +333,7 @@ class SweepPanel(Panel):
         shown = [r for r in records if set((r.get("params") or {})) == {x, y}]  # the folder may hold other grids
         self.table.value = table_html(shown, [x, y]) if shown else ""
         if shown:
-            self.show_figure("sweep_heatmap", figures.sweep_heatmap(shown, x=x, y=y, height=380), emit=False)
+            self.show_figure("sweep_heatmap", figures.sweep_heatmap(shown, x=x, y=y, grid=self._grid, height=380), emit=False)
             self.show_figure("sweep_curves", figures.sweep_curves_figure(shown, color=y, height=320))
         else:
             self.drop_figure("sweep_heatmap", emit=False)
@@ -340,8 +341,9 @@ class SweepPanel(Panel):
         options = [(self._label(r), r["key"]) for r in records if r.get("status") == "ok" and r.get("checkpoint")]
         current = self.trial.value
         self.trial.options = options
-        if current in [k for _, k in options]:
-            self.trial.value = current
+        keys = [k for _, k in options]
+        if keys:
+            self.trial.value = current if current in keys else keys[0]
         self.refresh_controls()
 
     @staticmethod

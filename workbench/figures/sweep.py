@@ -68,11 +68,6 @@ def _sort_key(v: Any) -> tuple:
     return (0, f, "") if f is not None else (1, 0.0, str(v))
 
 
-def _point_key(params: Mapping[str, Any]) -> str:
-    """``"delay=8,hidden_size=16"``: a grid point as text (the trial key without its seed)."""
-    return ",".join(f"{k}={params[k]}" for k in sorted(params))
-
-
 def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     """Mean, and the sample standard deviation over seeds (``None`` with fewer than two values)."""
     if not values:
@@ -96,44 +91,72 @@ def sweep_fields(records: Iterable[Mapping[str, Any]]) -> list[str]:
     return fields
 
 
-def sweep_table(records: Iterable[Mapping[str, Any]], *, metrics: Sequence[str] = METRICS) -> list[dict[str, Any]]:
-    """One row per grid point (the records grouped by ``params``), the seeds' mean and spread of each metric.
+def _clean(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record with a ``key`` (from params and seed when missing) and its non-finite metrics as ``None``
+    (records read from ``trials.jsonl`` have them so already; one built in memory may carry a NaN)."""
+    from ..sweep import Trial
 
-    A row holds ``key`` (the point as text, ``"delay=8,hidden_size=16"``), ``params``, ``n`` (finished
-    trials), ``failed`` (failed trials), ``seeds`` (of the finished ones, sorted), ``errors`` (the failed
-    trials' ``(seed, error)``), and per metric ``<metric>`` (mean over the finished trials that report
-    it; ``None`` when none does) and ``<metric>_std`` (sample standard deviation over seeds; ``None``
-    with fewer than two values). Rows are sorted by the grid fields, numbers in numeric order.
+    out = dict(record)
+    if "key" not in out:
+        out["key"] = Trial(dict(out.get("params") or {}), out.get("seed", 0)).key
+    if isinstance(out.get("metrics"), Mapping):
+        out["metrics"] = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                          for k, v in out["metrics"].items()}
+    return out
+
+
+def sweep_table(records: Iterable[Mapping[str, Any]], *, metrics: Sequence[str] = METRICS) -> list[dict[str, Any]]:
+    """One row per grid point, the seeds' mean and spread of each metric: :func:`workbench.sweep.summarize`
+    (the table the command line prints) with what a figure or a panel also needs.
+
+    Only the latest record of a trial counts (:func:`workbench.sweep.latest_records`: a failed trial run
+    again replaces its failure). A row holds ``key`` (the grid point as text, ``"delay=8,hidden_size=16"``),
+    ``params``, ``n`` (finished trials), ``failed`` (failed trials), ``seeds`` (of the finished ones,
+    sorted), ``errors`` (the failed trials' ``(seed, error)``), and per metric ``<metric>`` (the mean over
+    the finished trials that report it; ``None`` when none does) and ``<metric>_std`` (the sample standard
+    deviation over seeds; ``None`` with fewer than two values); ``success`` and ``mean_return`` are
+    ``summarize``'s ``success_mean``/``success_std`` and ``return_mean``/``return_std``. Rows are sorted by
+    the grid fields, numbers in numeric order.
 
     Args:
-        records: sweep records (``params``, ``seed``, ``status``, ``metrics``, ``error``...).
+        records: sweep records (``key``, ``params``, ``seed``, ``status``, ``metrics``, ``error``...).
 
     Keyword Args:
         metrics: the metrics to average (names in a record's ``metrics``, or ``"seconds"``).
 
     Examples:
-        >>> ok = lambda d, s, v: {"params": {"delay": d}, "seed": s, "status": "ok", "metrics": {"success": v}}
-        >>> bad = {"params": {"delay": 16}, "seed": 0, "status": "failed", "error": "ValueError: boom"}
+        >>> ok = lambda d, s, v: {"key": f"delay={d},seed={s}", "params": {"delay": d}, "seed": s, "status": "ok",
+        ...                       "metrics": {"success": v}}
+        >>> bad = {"key": "delay=16,seed=0", "params": {"delay": 16}, "seed": 0, "status": "failed",
+        ...        "error": "ValueError: boom"}
         >>> rows = sweep_table([ok(16, 1, 0.5), bad, ok(4, 0, 1.0)], metrics=("success",))
         >>> [(r["key"], r["n"], r["failed"], r["success"], r["errors"]) for r in rows]
         [('delay=4', 1, 0, 1.0, []), ('delay=16', 1, 1, 0.5, [(0, 'ValueError: boom')])]
     """
-    groups: dict[tuple, dict[str, Any]] = {}
+    from ..sweep import Trial, latest_records, summarize
+
+    records = latest_records([_clean(r) for r in records])
+    members: dict[str, list[Mapping[str, Any]]] = {}
     for r in records:
-        params = dict(r.get("params") or {})
-        g = groups.setdefault(_point(params), {"params": params, "ok": [], "failed": []})
-        g["ok" if r.get("status") == "ok" else "failed"].append(r)
-    fields = sweep_fields(groups.values())
+        members.setdefault(Trial(dict(r.get("params") or {}), 0).group, []).append(r)
+    fields = sweep_fields(records)
+    own = {"success": ("success_mean", "success_std"), "mean_return": ("return_mean", "return_std")}
     rows = []
-    for g in groups.values():
+    for summary in summarize(records):
+        group = members[summary["group"]]
+        ok = [r for r in group if r.get("status") == "ok" and r.get("metrics")]
+        failed = [r for r in group if not (r.get("status") == "ok" and r.get("metrics"))]
         row: dict[str, Any] = {
-            "key": _point_key(g["params"]), "params": g["params"], "n": len(g["ok"]), "failed": len(g["failed"]),
-            "seeds": sorted(r.get("seed") for r in g["ok"] if r.get("seed") is not None),
-            "errors": sorted(((r.get("seed"), str(r.get("error") or "failed")) for r in g["failed"]),
+            "key": summary["group"], "params": summary["params"], "n": summary["ok"], "failed": summary["failed"],
+            "seeds": sorted(r.get("seed") for r in ok if r.get("seed") is not None),
+            "errors": sorted(((r.get("seed"), str(r.get("error") or "failed")) for r in failed),
                              key=lambda e: _sort_key(e[0])),
         }
         for m in metrics:
-            row[m], row[f"{m}_std"] = _mean_std([v for v in (_metric(r, m) for r in g["ok"]) if v is not None])
+            if m in own:
+                row[m], row[f"{m}_std"] = (summary[name] for name in own[m])
+            else:
+                row[m], row[f"{m}_std"] = _mean_std([v for v in (_metric(r, m) for r in ok) if v is not None])
         rows.append(row)
     rows.sort(key=lambda row: tuple(_sort_key(row["params"].get(f)) for f in fields))
     return rows
@@ -195,6 +218,7 @@ def sweep_heatmap(
     y: str | None = None,
     metric: str | None = None,
     where: Mapping[str, Any] | None = None,
+    grid: Mapping[str, Sequence[Any]] | None = None,
     digits: int = 2,
     env: int | None = None,
     title: str | None = None,
@@ -215,6 +239,8 @@ def sweep_heatmap(
             ``mean_return``).
         where: fixed values of the other grid fields (``{"lr": 1e-3}``); fields that vary and are not
             on an axis or in ``where`` are refused (a mean over them would hide them).
+        grid: the sweep's grid (``SweepSpec.grid``): its values of ``x`` and ``y`` are on the axes before
+            their trials finished (empty cells), so a sweep's heatmap fills in without moving.
         digits: decimals in the cells' text.
         env: unused (a sweep pools its envs); accepted for the shared signature.
 
@@ -246,8 +272,9 @@ def sweep_heatmap(
     used = [f for f in (x, y) if f is not None]
     _check_others(records, used, where, owner=owner)
     rows = sweep_table(records, metrics=(metric,))
-    xs = sorted({_hashable(r["params"].get(x)) for r in rows}, key=_sort_key) if x else [None]
-    ys = sorted({_hashable(r["params"].get(y)) for r in rows}, key=_sort_key) if y else [None]
+    planned = {k: {_hashable(v) for v in vs} for k, vs in (grid or {}).items()}
+    xs = sorted({_hashable(r["params"].get(x)) for r in rows} | planned.get(x, set()), key=_sort_key) if x else [None]
+    ys = sorted({_hashable(r["params"].get(y)) for r in rows} | planned.get(y, set()), key=_sort_key) if y else [None]
     cells = {(_hashable(r["params"].get(x)) if x else None, _hashable(r["params"].get(y)) if y else None): r
              for r in rows}
     z, text, hover, fail_x, fail_y, fail_text = [], [], [], [], [], []
