@@ -5,6 +5,7 @@ one test runs the real sweep on a local Ray with a tiny budget."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -55,6 +56,8 @@ class FakeRunner:
         self.calls.append(dict(spec=spec, out=Path(out), address=address, workers=workers))
         out = Path(out)
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if not (out / "spec.json").is_file():  # as run_sweep: the folder says which sweep it holds
+            (out / "spec.json").write_text(json.dumps(spec.to_dict()))
         trials = spec.trials()
         done_keys = {r["key"] for r in load_records(out) if r["status"] == "ok"}
         records = [r for r in load_records(out) if r["key"] in done_keys]
@@ -68,8 +71,6 @@ class FakeRunner:
             if cancel is not None and cancel.cancelled:
                 raise Cancelled("sweep", done=len(records), total=len(trials), unit="trials", partial=list(records))
             record = self.record(spec, trial, out)
-            import json
-
             with open(out / "trials.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
             records.append(record)
@@ -174,6 +175,14 @@ class TestRunning:
         assert [r["key"] for r in panel.records][:2] == ["delay=4,hidden_size=4,seed=0",
                                                          "delay=4,hidden_size=16,seed=0"]
         assert len(panel.records) == 4 and panel.message.startswith("Sweep done: 4 of 4")
+
+    def test_another_sweeps_folder_shows_none_of_its_records(self, tmp_path):
+        """Records of a folder are shown at start only when it holds the same sweep."""
+        panel = panel_for(tmp_path, FakeRunner())
+        panel.run()
+        other = panel_for(tmp_path, lambda *a, **k: [], seeds=2)  # same folder, another spec
+        other.run()
+        assert other.records == [] and other.table.value == ""
 
     def test_a_failing_runner_is_shown_and_the_panel_keeps_working(self, tmp_path):
         def broken(*args, **kwargs):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import importlib
+import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,15 @@ class TrialCheckpoint:
 def _api():
     """:mod:`workbench.sweep`, imported when a sweep starts (it brings Ray)."""
     return importlib.import_module("workbench.sweep")
+
+
+def _same_sweep(folder: Path, spec) -> bool:
+    """Whether ``folder`` holds an earlier run of ``spec`` (its records are shown at once; another sweep's
+    folder is refused by ``run_sweep``, and shows nothing)."""
+    try:
+        return json.loads((folder / "spec.json").read_text()) == spec.to_dict()
+    except (OSError, ValueError):
+        return False
 
 
 def _fmt(mean, std, digits: int = 2) -> str:
@@ -240,7 +250,7 @@ class SweepPanel(Panel):
             folder = Path(self.out.value.strip() or ".").expanduser().resolve()
             if folder.exists() and not folder.is_dir():
                 raise ValueError(f"folder: {folder} is a file; give a new folder, or the folder of a sweep.")
-            earlier = api.load_records(folder) if (folder / "trials.jsonl").is_file() else []
+            earlier = api.load_records(folder) if _same_sweep(folder, spec) else []
             trials = spec.trials()
             keys = {t.key for t in trials}
             done = sum(1 for r in earlier if r.get("key") in keys)
