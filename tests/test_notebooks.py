@@ -24,10 +24,13 @@ SMALL: dict[str, dict[str, object]] = {
     "05-workbench-app.ipynb": dict(steps=60, timing=dict(steps=(8, 16), reset_rate=(0.0, 0.2), rounds=2)),
     "06-what-the-memory-learned.ipynb": dict(steps=200, episode_steps=50, eval_episodes=2, train_frames=3 * 576,
                                              final_episodes=40),
+    "07-how-much-memory.ipynb": dict(quick=dict(delay=(2, 4), hidden_size=(2, 8), seeds=1, frames=576),
+                                     eval_episodes=8, workers=2),
 }
 """Per notebook, the test budgets written over its parameters cell, small enough for a busy 2-core
 machine and large enough for the notebook's own checks (notebook 6's probe still reaches R² >= 0.9 on
-its 16 envs × 200 steps cut into 50-step episodes; its training run keeps 3 batches, a curve)."""
+its 16 envs × 200 steps cut into 50-step episodes; its training run keeps 3 batches, a curve; notebook 7's
+sweep is 2 delays × 2 hidden sizes × 1 seed of one 576-frame batch each, on a local Ray, two at a time)."""
 
 FULL = os.environ.get("WORKBENCH_FULL_NOTEBOOKS", "") == "1"
 """run the notebooks with their shipped budgets instead of :data:`SMALL`"""
@@ -38,7 +41,8 @@ def budgets(name: str) -> dict[str, object]:
     return {} if FULL else dict(SMALL.get(name, {}))
 
 
-HEAVY = ("04-backends.ipynb", "05-workbench-app.ipynb", "06-what-the-memory-learned.ipynb")
+HEAVY = ("04-backends.ipynb", "05-workbench-app.ipynb", "06-what-the-memory-learned.ipynb",
+         "07-how-much-memory.ipynb")
 """Notebooks that time, roll out or train: their budgets must all be in the parameters cell."""
 
 

@@ -1,8 +1,10 @@
 """The Workbench app: every panel in one view, linked by events.
 
 A built (or loaded) policy flows to the rollout panel; a rollout flows to the explorer and to the
-export panel (its metadata); the export panel offers the figures of the rollout, explorer and
-timing panels. Each panel shows its own errors, so a failing callback leaves the rest working.
+export panel (its metadata); the export panel offers the figures of the rollout, explorer, timing
+and sweep panels. A sweep's trial opened in the sweep panel is loaded into the policy builder
+(its checkpoint, with the task's delay), rolled out, and shown in the explorer. Each panel shows its
+own errors, so a failing callback leaves the rest working.
 
 Examples:
     >>> from workbench.envs import EnvSpec
@@ -29,6 +31,7 @@ from .explorer_panel import ExplorerPanel
 from .export_panel import ExportPanel
 from .policy_panel import PolicyPanel
 from .rollout_panel import RolloutPanel, RolloutResult
+from .sweep_panel import SweepPanel, TrialCheckpoint
 from .timing_panel import TimingPanel
 
 __all__ = ["WorkbenchApp"]
@@ -36,7 +39,7 @@ __all__ = ["WorkbenchApp"]
 
 class WorkbenchApp(w.VBox):
     """All panels in one view: policy builder and rollout side by side, then the explorer,
-    export and backend timing.
+    export, backend timing and sweeps.
 
     Args:
         policy_spec: the policy builder's starting architecture (default: 16 units, Python cell,
@@ -50,30 +53,33 @@ class WorkbenchApp(w.VBox):
             (without CUDA, the panels select ``"cpu"`` and say why).
         export_dir: the export panel's folder.
         timing: keyword arguments of :class:`~widgets.timing_panel.TimingPanel` (a ``device`` there wins).
+        sweep: keyword arguments of :class:`~widgets.sweep_panel.SweepPanel`.
 
     Attributes:
-        policy_panel, rollout_panel, explorer_panel, export_panel, timing_panel: the panels.
+        policy_panel, rollout_panel, explorer_panel, export_panel, timing_panel, sweep_panel: the panels.
         panels: the same, by short name.
     """
 
     def __init__(self, policy_spec: PolicySpec | None = None, env_spec: EnvSpec | None = None, *,
                  steps: int = 200, device: str = "auto", export_dir: str = "exports",
-                 timing: dict[str, Any] | None = None):
+                 timing: dict[str, Any] | None = None, sweep: dict[str, Any] | None = None):
         env_spec = env_spec or EnvSpec("CartPole-v1", hide_velocity=True, num_envs=2)
         self.policy_panel = PolicyPanel(policy_spec, env_spec)
         self.rollout_panel = RolloutPanel(steps=steps, env_spec=env_spec, device=device)
         self.explorer_panel = ExplorerPanel()
         self.export_panel = ExportPanel(folder=export_dir)
         self.timing_panel = TimingPanel(**{"device": device, **(timing or {})})
+        self.sweep_panel = SweepPanel(**(sweep or {}))
         self.panels: dict[str, Panel] = {
             "policy": self.policy_panel, "rollout": self.rollout_panel, "explorer": self.explorer_panel,
-            "export": self.export_panel, "timing": self.timing_panel,
+            "export": self.export_panel, "timing": self.timing_panel, "sweep": self.sweep_panel,
         }
         self.policy_panel.on_policy(self.rollout_panel.set_policy)
         self.rollout_panel.on_rollout(self.explorer_panel.set_trajectory)
         self.rollout_panel.on_rollout(self._rollout_metadata)
-        for name in ("rollout", "explorer", "timing"):
-            self.export_panel.add_source(name, self.panels[name], from_rollout=name != "timing")
+        self.sweep_panel.on_open(self.open_trial)
+        for name in ("rollout", "explorer", "timing", "sweep"):
+            self.export_panel.add_source(name, self.panels[name], from_rollout=name not in ("timing", "sweep"))
         for panel in (self.policy_panel, self.rollout_panel):
             panel.layout.width = "50%"
         top = w.HBox([self.policy_panel, self.rollout_panel], layout=w.Layout(width="100%"))
@@ -86,8 +92,20 @@ class WorkbenchApp(w.VBox):
             self.explorer_panel,
             self.export_panel,
             self.timing_panel,
+            self.sweep_panel,
         ])
         self.add_class("wb-app")
+
+    def open_trial(self, trial: TrialCheckpoint) -> None:
+        """Loads a sweep trial's checkpoint into the policy builder (with the task's delay it was trained
+        with), and starts a rollout of it; when it ends the explorer shows it (the sweep panel's
+        *Open in explorer*). A load that fails raises, so the sweep panel shows why."""
+        policy = self.policy_panel
+        policy.path.value = str(trial.path)
+        policy.load()
+        if policy.last_error is not None:
+            raise RuntimeError(f"could not open trial {trial.key}: {policy.message}")
+        self.rollout_panel.start()
 
     def _rollout_metadata(self, result: RolloutResult) -> None:
         self.export_panel.set_metadata(trajectory_metadata(result.trajectory))

@@ -11,6 +11,7 @@ written back with what changed; an existing file is never overwritten without th
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,6 +253,9 @@ class PolicyPanel(Panel):
             if trained_on in self.env_id.options:
                 self.env_id.value = trained_on
             env_spec = self.env_spec()
+            delay = (metadata.get("env") or {}).get("delay")  # the task's knob it was trained with
+            if delay is not None and env_spec.env_id == trained_on:
+                env_spec = dataclasses.replace(env_spec, delay=delay)
             want, got = policy_spec_of(policy)[1], self._env_io(env_spec)
             if want != got:
                 raise ValueError(

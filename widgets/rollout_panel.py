@@ -148,6 +148,7 @@ class RolloutPanel(Panel):
         env = built.env_spec
         self.policy_info.value = box(
             f"Policy ready for <b>{html.escape(env.env_id)}</b>{' (velocities hidden)' if env.hide_velocity else ''}"
+            f"{'' if env.delay is None else f' (delay {env.delay})'}"
             f": GRU {built.spec.hidden_size} × {built.spec.num_layers} ({html.escape(built.source)}).", "ok")
 
     def env_spec(self) -> EnvSpec:
@@ -156,7 +157,7 @@ class RolloutPanel(Panel):
             raise RuntimeError("No policy to run: click 'Build policy' in the Policy builder first.")
         return EnvSpec(self.built.env_spec.env_id, hide_velocity=self.built.env_spec.hide_velocity,
                        num_envs=self.num_envs.value, parallel=self.parallel.value,
-                       max_steps=self.max_steps.value or None, seed=self.seed.value)
+                       max_steps=self.max_steps.value or None, seed=self.seed.value, delay=self.built.env_spec.delay)
 
     def storage(self) -> dict[str, Any]:
         """Where the trajectory goes, from *store on disk in*: ``{"storage": "memory"}``, or a memory-mapped folder

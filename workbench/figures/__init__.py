@@ -9,7 +9,7 @@ and never displays it. The numbers come from :mod:`workbench.hidden` and
 
 Builders by topic: :mod:`.hidden` (heatmap, norm, aligned units), :mod:`.pca`,
 :mod:`.gates`, :mod:`.replay` (divergence), :mod:`.probes`, :mod:`.timing`,
-:mod:`.training`; :mod:`.marks` moves the marks a panel updates per interaction
+:mod:`.training`, :mod:`.sweep` (a sweep's records: table, heatmap, probes, curves); :mod:`.marks` moves the marks a panel updates per interaction
 (time cursor, PCA cursor, unit outlines, time zoom).
 
 Examples:
@@ -30,6 +30,7 @@ from .marks import outline_units, set_pca_cursor, set_time_cursor, zoom_time
 from .pca import pca_figure, pca_groups_figure
 from .probes import probe_figure
 from .replay import divergence_figure
+from .sweep import sweep_curves_figure, sweep_heatmap, sweep_probe_figure, sweep_table
 from .timing import timing_figure, timing_rows
 from .training import training_figure
 
@@ -47,6 +48,11 @@ __all__ = [
     "timing_figure",
     "timing_rows",
     "training_figure",
+    # sweeps (workbench.sweep's records)
+    "sweep_table",
+    "sweep_heatmap",
+    "sweep_probe_figure",
+    "sweep_curves_figure",
     # marks moved per interaction
     "set_time_cursor",
     "set_pca_cursor",
