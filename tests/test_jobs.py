@@ -151,7 +151,7 @@ def test_on_end_runs_once_on_the_kernel_loop_or_in_wait(monkeypatch):
         def add_callback(self, fn):
             callbacks.append(fn)
 
-    monkeypatch.setattr(jobs, "_kernel_loop", lambda: Loop())
+    monkeypatch.setattr(jobs, "kernel_loop", lambda: Loop())
     job = Job(lambda cancel, on_progress: 7, on_end=lambda j: ends.append(threading.current_thread().name)).start()
     assert job.wait(WAIT) and ends == ["MainThread"] and len(callbacks) == 1
     callbacks[0]()

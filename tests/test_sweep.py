@@ -135,24 +135,11 @@ def local_ray():
 
 
 def shared_ray():
-    """A local Ray for a test module; a start that timed out is tried again (Ray gives its raylet 30 s, which a
-    machine loaded by other work can exceed)."""
+    """A local Ray for a test module (``ray_session`` retries a start that hit Ray's startup timeout)."""
     from workbench.cluster import ray_session
-    from workbench.errors import ClusterError
 
-    for attempt in range(3):
-        session = ray_session(num_cpus=2)
-        try:
-            session.__enter__()
-        except ClusterError as error:
-            if "timed out" not in str(error) or attempt == 2:
-                raise
-            continue
-        try:
-            yield
-        finally:
-            session.__exit__(None, None, None)
-        return
+    with ray_session(num_cpus=2):
+        yield
 
 
 @pytest.mark.slow

@@ -48,7 +48,8 @@ import ipywidgets as w
 from workbench.errors import Cancelled
 from workbench.jobs import CancelToken
 
-__all__ = ["Job", "JobControls", "install_interrupt_handler", "running_jobs", "cancel_all", "progress_text"]
+__all__ = ["Job", "JobControls", "install_interrupt_handler", "running_jobs", "cancel_all", "progress_text",
+           "kernel_loop"]
 
 STATES = ("pending", "running", "done", "cancelled", "failed")
 
@@ -131,7 +132,7 @@ class Job:
             raise RuntimeError(f"Job {self.name!r}: start() runs a job once; it is {self.state}.")
         if threading.current_thread() is threading.main_thread():
             install_interrupt_handler()
-            self._loop = _kernel_loop()
+            self._loop = kernel_loop()
         self.state = "running"
         self.started_at = time.perf_counter()
         with _lock:
@@ -267,7 +268,8 @@ def _kernel():
     return getattr(shell, "kernel", None) if shell is not None else None
 
 
-def _kernel_loop():
+def kernel_loop():
+    """The kernel's IO loop (``add_callback`` runs a function on the kernel's main thread), or None outside one."""
     loop = getattr(_kernel(), "io_loop", None)
     return loop if hasattr(loop, "add_callback") else None
 

@@ -30,7 +30,7 @@ from workbench.tasks import TASKS
 from workbench.train import TrainConfig
 
 from ._panel import Panel, html_table, parse_numbers
-from .jobs import _kernel_loop
+from .jobs import kernel_loop
 
 __all__ = ["SweepPanel", "TrialCheckpoint", "SWEEP_FIELDS", "USER_FOLDER", "table_html"]
 
@@ -261,7 +261,7 @@ class SweepPanel(Panel):
             self.records = [dict(r) for r in earlier]
             self._pending = []
             self._redraw()
-            self._loop = _kernel_loop()  # on the main thread: where the records are drawn
+            self._loop = kernel_loop()  # on the main thread: where the records are drawn
 
             def work(cancel, on_progress):
                 return run(spec, folder, address=address, workers=workers, cancel=cancel,

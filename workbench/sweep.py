@@ -708,6 +708,10 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def summarize(records: Sequence[dict]) -> list[dict]:
     """One row per grid point over its seeds: trials ok and failed, mean and std (sample, over seeds) of the
     success rate and of the mean return (the std is None with fewer than two finished seeds).
@@ -725,8 +729,8 @@ def summarize(records: Sequence[dict]) -> list[dict]:
     rows = []
     for group, members in groups.items():
         ok = [m for m in members if m.get("status") == "ok" and m.get("metrics")]
-        success = [m["metrics"]["success"] for m in ok if m["metrics"].get("success") is not None]
-        returns = [m["metrics"]["mean_return"] for m in ok if m["metrics"].get("mean_return") is not None]
+        success = [m["metrics"]["success"] for m in ok if _is_number(m["metrics"].get("success"))]
+        returns = [m["metrics"]["mean_return"] for m in ok if _is_number(m["metrics"].get("mean_return"))]
         s_mean, s_std = _mean_std(success)
         r_mean, r_std = _mean_std(returns)
         rows.append({"group": group, "params": dict(members[0].get("params", {})), "trials": len(members),
