@@ -140,9 +140,13 @@ class TrainConfig(Spec):
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
+    # to greedy 475 over 20 episodes (the task's reward threshold); total_frames is a cap
+    "workbench/CartPoleNoVel-v1": dict(total_frames=200_000, num_envs=16, frames_per_batch=1024, epochs=8,
+                                       minibatches=2, solve_return=475.0, eval_every=8192, eval_episodes=20),
+    # to 95 % correct decisions (returns are +1/-1: a mean of 0.9) over 20 greedy episodes; total_frames is a cap
     "workbench/CueMemory-v0": dict(total_frames=28_800, hidden_size=32, head_cells=(32,), frames_per_batch=576,
                                    gamma=0.99, lmbda=0.95, entropy_coeff=0.01, lr=1e-3, epochs=8,
-                                   reward_scale=1.0),
+                                   reward_scale=1.0, solve_return=0.9, eval_every=576, eval_episodes=20),
     "workbench/PendulumNoVel-v1": dict(total_frames=200_000, num_envs=4, frames_per_batch=512, gamma=0.9,
                                        lmbda=0.95, reward_scale=0.1, lr=3e-4),
 }
