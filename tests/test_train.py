@@ -236,3 +236,82 @@ def test_cancel_before_the_first_batch_and_inside_an_update(tmp_path, monkeypatc
         train(_tiny_cue_config(epochs=2), tmp_path / "b.pt", cancel=token)
     assert info.value.done == 128 and [r["frames"] for r in info.value.partial] == [128]  # batch 2 did not count
     assert checkpoint_metadata(info.value.checkpoint)["frames"] == 128
+
+
+def test_a_solve_return_reached_at_once_stops_after_the_first_evaluation(tmp_path):
+    """-1 is the cue task's lowest return: the first greedy evaluation solves it, and training stops there."""
+    from workbench.checkpoints import checkpoint_metadata, load_checkpoint
+    from workbench.train import GreedyEvaluation, train
+
+    config = _tiny_cue_config(solve_return=-1.0, eval_every=128, eval_episodes=6)
+    rows = []
+    history = train(config, tmp_path / "cue.pt", callback=rows.append)
+    assert rows == history and [h["frames"] for h in history] == [128]
+    row = history[-1]
+    assert row["solved"] is True and -1.0 <= row["eval_return"] <= 1.0
+    meta = checkpoint_metadata(tmp_path / "cue.pt")
+    assert meta["solved"] is True and meta["solved_frames"] == meta["frames"] == 128
+    assert meta["solve_return"] == -1.0 and meta["eval_return"] == row["eval_return"]
+    assert 0 <= meta["solved_seconds"] <= row["seconds"] + 0.1
+    policy, _ = load_checkpoint(tmp_path / "cue.pt")  # the saved weights are the ones that were evaluated
+    greedy = GreedyEvaluation(policy, config)
+    try:
+        assert greedy.mean_return() == row["eval_return"]
+    finally:
+        greedy.close()
+
+
+def test_an_unreached_solve_return_trains_every_frame_and_evaluates_on_schedule(tmp_path):
+    from workbench.checkpoints import checkpoint_metadata
+    from workbench.train import train
+
+    config = _tiny_cue_config(solve_return=2.0, eval_every=256, eval_episodes=4)  # the cue task pays at most 1
+    history = train(config, tmp_path / "cue.pt")
+    assert [h["frames"] for h in history] == [128, 256, 384]
+    evaluated = [not math.isnan(h["eval_return"]) for h in history]
+    assert evaluated == [False, True, True]  # at the multiple of eval_every, and after the last batch
+    assert not any(h["solved"] for h in history)
+    assert all(h["eval_return"] in {-1.0, -0.5, 0.0, 0.5, 1.0} for h in history[1:])  # means of 4 returns of ±1
+    meta = checkpoint_metadata(tmp_path / "cue.pt")
+    assert meta["solved"] is False and meta["solved_frames"] is None and meta["frames"] == 384
+    assert meta["eval_return"] == history[-1]["eval_return"]
+    plain = train(_tiny_cue_config())  # no evaluation asked: none runs
+    assert all(math.isnan(h["eval_return"]) and h["solved"] is False for h in plain)
+
+
+def test_solve_return_needs_evaluations():
+    from workbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^TrainConfig: 'eval_every': expected frames between evaluations "
+                                          r"\(>= 1\) when 'solve_return' is set \(475\); got 0$"):
+        _tiny_cue_config(solve_return=475)
+    with pytest.raises(ConfigError, match=r"'eval_episodes': expected an integer >= 1; got 0"):
+        _tiny_cue_config(eval_every=128, eval_episodes=0)
+
+
+def test_greedy_evaluation_runs_one_greedy_episode_per_environment():
+    """The in-training evaluation agrees with a hand-run greedy rollout of the same starts."""
+    from workbench.policy import PolicySpec, build_policy
+    from workbench.session import policy_io
+    from workbench.train import GreedyEvaluation
+
+    config = _tiny_cue_config(delay=3, eval_every=32, eval_episodes=5)
+    actor = build_policy(PolicySpec(hidden_size=4, seed=3), policy_io(config.env_spec()))
+    greedy = GreedyEvaluation(actor, config)
+    try:
+        returns = greedy.returns()
+    finally:
+        greedy.close()
+    assert len(returns) == 5 and set(returns) <= {-1.0, 1.0}
+    import torch
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    from workbench.ppo import make_train_env
+
+    env = make_train_env(config.env_spec(num_envs=5, seed=GreedyEvaluation.EVAL_SEED + config.seed), actor)
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+        env.set_seed(GreedyEvaluation.EVAL_SEED + config.seed)
+        td = env.rollout(4, actor, break_when_any_done=False)  # delay 3: 4-step episodes
+    env.close()
+    assert td["next", "done"][:, -1].all() and not td["next", "done"][:, :-1].any()
+    assert td["next", "reward"].sum(dim=(1, 2)).tolist() == returns

@@ -8,7 +8,8 @@
   (the estimator recomputes them);
 - :class:`PPOUpdate`: ``GAE(..., deactivate_vmap=True, shifted=False)`` inside
   ``set_recurrent_mode(True)`` (the cuDNN GRU is not vmap-able, and an
-  unshifted estimator feeds the critic the stored hidden states), then
+  unshifted estimator feeds the critic the stored hidden states), once per
+  batch with the critic that collected it (as sb3 and CleanRL do), then
   ``ClipPPOLoss`` for ``epochs`` epochs on minibatches of whole rows, so every
   trajectory segment keeps its time order and its ``is_init`` resets; Adam
   with gradient clipping.
@@ -24,6 +25,7 @@ Examples:
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import TYPE_CHECKING
 
@@ -56,6 +58,76 @@ def build_critic(env, hidden_size: int, head_cells=(64,), *, seed: int = 0):
                         out_keys=["critic_features", ("next", CRITIC_HIDDEN)])
         mlp = MLP(in_features=hidden_size, out_features=1, num_cells=list(head_cells), activation_class=torch.nn.Tanh)
     return TensorDictSequential(gru, MLPHead(mlp, "critic_features", ["state_value"]))
+
+
+def _training_gym_env(env_id: str, options: dict):
+    """``gym.make(env_id, **options)`` without its ``info`` (training reads none of it, and torchrl's vector
+    reader trips on entries that are ``None`` in every environment, such as the cue task's ``correct``)."""
+    import gymnasium as gym
+
+    class NoInfo(gym.Wrapper):
+        def reset(self, **kwargs):
+            return self.env.reset(**kwargs)[0], {}
+
+        def step(self, action):
+            return (*self.env.step(action)[:4], {})
+
+    return NoInfo(gym.make(env_id, **options))
+
+
+def make_train_env(spec, policy):
+    """The environments of a training run: one gymnasium ``SyncVectorEnv`` in one torchrl wrapper.
+
+    Leaner than :func:`workbench.envs.make_env`'s ``SerialEnv`` of wrappers (one torchrl step
+    for all ``spec.num_envs`` environments, auto-reset in the same step), with what training
+    needs: ``InitTracker`` (``is_init``), ``StepCounter`` when ``spec.max_steps`` is set, and the
+    primers of ``policy``; no true state, no info.
+
+    Examples:
+        >>> from workbench.envs import EnvSpec
+        >>> from workbench.policy import PolicySpec, build_policy
+        >>> spec = EnvSpec("workbench/CueMemory-v0", num_envs=3, delay=4)
+        >>> env = make_train_env(spec, build_policy(PolicySpec(hidden_size=8), make_train_env(spec, None)))
+        >>> td = env.rollout(6, break_when_any_done=False)
+        >>> td.shape, td["is_init"][0, :, 0].tolist()
+        (torch.Size([3, 6]), [True, False, False, False, False, True])
+    """
+    import functools
+
+    import gymnasium as gym
+    from torchrl.envs import GymWrapper, InitTracker, StepCounter, TransformedEnv
+    from torchrl.modules.utils import get_primers_from_module
+
+    from .tasks import register_tasks
+
+    register_tasks()  # the workbench/ ids, also in a fresh worker process
+
+    options = {}
+    if spec.delay is not None:  # as make_base_env: an episode ends at step delay + 1, the limit must come later
+        options = {"delay": spec.delay, "max_episode_steps": max(gym.spec(spec.env_id).max_episode_steps or 0,
+                                                                   spec.delay + 2)}
+    make_one = functools.partial(_training_gym_env, spec.env_id, options)
+    vector = gym.vector.SyncVectorEnv([make_one] * spec.num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    torchrl_log = logging.getLogger("torchrl")
+    level = torchrl_log.level
+    torchrl_log.setLevel(logging.WARNING)  # the wrapper logs its spec-finding dummy rollout at INFO
+    try:  # a TransformedEnv whose VecGymEnvTransform moves the final observation of a reset env to "next"
+        env = GymWrapper(vector, categorical_action_encoding=spec.categorical_actions, device="cpu")
+    finally:
+        torchrl_log.setLevel(level)
+    transforms = [InitTracker()]
+    if spec.max_steps is not None:
+        transforms.append(StepCounter(spec.max_steps))
+    primers = None if policy is None else get_primers_from_module(policy, warn=False)
+    if primers is not None:
+        transforms.append(primers)
+    if not isinstance(env, TransformedEnv):
+        env = TransformedEnv(env)
+    for transform in transforms:
+        env.append_transform(transform)
+    if spec.seed is not None:
+        env.set_seed(spec.seed)
+    return env
 
 
 def make_collector(env, policy, config: TrainConfig):
@@ -123,10 +195,10 @@ class PPOUpdate:
                 group["lr"] = config.lr * (1.0 - index / self.batches)
         sums: dict[str, float] = {}
         count = 0
+        with torch.no_grad(), set_recurrent_mode(True):  # once per batch, as sb3 and CleanRL do
+            self.advantage(data)
         for epoch in range(config.epochs):
             check(cancel, "PPO update", done=epoch, total=config.epochs, unit="epochs")
-            with torch.no_grad(), set_recurrent_mode(True):
-                self.advantage(data)
             order = torch.randperm(config.num_envs)
             for chunk in order.chunk(config.minibatches):
                 losses = self.loss_module(data[chunk])

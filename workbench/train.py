@@ -7,14 +7,16 @@ collection (so both hidden states are carried and stored), and both are
 replayed in recurrent mode. :func:`train` is a loop over three parts:
 
 - collection (:func:`workbench.ppo.make_collector`): a torchrl ``Collector``
-  steps ``num_envs`` environments from :func:`workbench.envs.make_env` (with
-  both primers) for ``frames_per_batch`` frames: a batch ``[num_envs, T]``;
+  steps ``num_envs`` environments from :func:`workbench.ppo.make_train_env` (one
+  vector env, with both primers) for ``frames_per_batch`` frames: a batch ``[num_envs, T]``;
 - the update (:class:`workbench.ppo.PPOUpdate`): GAE in recurrent mode, then
   ``ClipPPOLoss`` for ``epochs`` epochs on minibatches of whole rows; Adam
   with gradient clipping;
 - the books (:class:`Bookkeeper`): frames, seconds, episode returns, the
   history rows and callbacks, a ``tqdm`` bar with the mean episode return,
-  the best and last weights, and the checkpoint.
+  the best and last weights, and the checkpoint;
+- with ``eval_every``, greedy evaluations (:class:`GreedyEvaluation`); with
+  ``solve_return``, training stops at the first that reaches it.
 
 Examples:
     >>> cfg = TrainConfig(env_id="workbench/CueMemory-v0", total_frames=64, num_envs=2,
@@ -41,7 +43,7 @@ from .keys import KEYS
 from .specs import EXPECTED, Spec, setting
 from .wiring import check_env_fits
 
-__all__ = ["TrainConfig", "TrainingInterrupted", "Bookkeeper", "train", "evaluate", "DEFAULTS"]
+__all__ = ["TrainConfig", "TrainingInterrupted", "Bookkeeper", "GreedyEvaluation", "train", "evaluate", "DEFAULTS"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,14 @@ class TrainConfig(Spec):
     delay: int | None = setting(
         None, "the task's memory length, for tasks with that knob (``workbench/CueMemory-v0``); None: its default",
         kind="int", low=1, optional=True)
+    solve_return: float | None = setting(
+        None, "stop at the first greedy evaluation whose mean return reaches this; None: train all the frames",
+        kind="float", optional=True)
+    eval_every: int = setting(
+        0, "frames between greedy evaluations (after the batch that reaches each multiple, and after the last "
+        "batch); 0: none", low=0)
+    eval_episodes: int = setting(20, "episodes of each greedy evaluation (one per environment, run side by side)",
+                                 low=1)
     progress: bool = setting(True, "show a progress bar")
 
     def env_spec(self, **changes):
@@ -118,6 +128,11 @@ class TrainConfig(Spec):
                 f"TrainConfig: 'frames_per_batch': expected a multiple of 'num_envs' ({self.num_envs}); "
                 f"got {self.frames_per_batch}"
             )
+        if self.solve_return is not None and self.eval_every == 0:
+            raise ConfigError(
+                f"TrainConfig: 'eval_every': expected frames between evaluations (>= 1) when 'solve_return' is set "
+                f"({self.solve_return}); got 0"
+            )
         if self.num_envs % self.minibatches:
             raise ConfigError(
                 f"TrainConfig: 'minibatches': expected a divisor of 'num_envs' ({self.num_envs}); got {self.minibatches}"
@@ -125,9 +140,13 @@ class TrainConfig(Spec):
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
+    # to greedy 475 over 20 episodes (the task's reward threshold); total_frames is a cap
+    "workbench/CartPoleNoVel-v1": dict(total_frames=200_000, num_envs=16, frames_per_batch=1024, epochs=8,
+                                       minibatches=2, solve_return=475.0, eval_every=8192, eval_episodes=20),
+    # to 95 % correct decisions (returns are +1/-1: a mean of 0.9) over 20 greedy episodes; total_frames is a cap
     "workbench/CueMemory-v0": dict(total_frames=28_800, hidden_size=32, head_cells=(32,), frames_per_batch=576,
                                    gamma=0.99, lmbda=0.95, entropy_coeff=0.01, lr=1e-3, epochs=8,
-                                   reward_scale=1.0),
+                                   reward_scale=1.0, solve_return=0.9, eval_every=576, eval_episodes=20),
     "workbench/PendulumNoVel-v1": dict(total_frames=200_000, num_envs=4, frames_per_batch=512, gamma=0.9,
                                        lmbda=0.95, reward_scale=0.1, lr=3e-4),
 }
@@ -165,7 +184,11 @@ def train(
     Returns:
         History rows: ``frames``, ``mean_return`` (of the episodes that ended
         in this batch; NaN if none), ``episodes``, ``loss_objective``,
-        ``loss_critic``, ``entropy``, ``lr``, ``seconds``.
+        ``loss_critic``, ``entropy``, ``lr``, ``seconds``, ``eval_return``
+        (the mean return of the greedy evaluation after this batch's update,
+        :class:`GreedyEvaluation`; NaN when none ran) and ``solved`` (that
+        evaluation reached ``config.solve_return``: training stopped there,
+        and those weights are the ones returned and saved).
 
     Raises:
         TrainingInterrupted: on Ctrl-C, after writing the weights of the last
@@ -177,10 +200,9 @@ def train(
     """
     from tensordict.nn import TensorDictSequential
 
-    from .envs import make_env
     from .files import check_output_path
     from .policy import PolicySpec, build_policy
-    from .ppo import PPOUpdate, build_critic, collected_batch, make_collector
+    from .ppo import PPOUpdate, build_critic, collected_batch, make_collector, make_train_env
     from .session import policy_io
 
     if out is not None:
@@ -193,31 +215,41 @@ def train(
     actor = build_policy(policy_spec, io, device="cpu")
     critic = build_critic(io, config.hidden_size, config.head_cells, seed=config.seed)
     collect_policy = TensorDictSequential(actor, critic)
-    collector = make_collector(make_env(env_spec, collect_policy), collect_policy, config)
+    collector = make_collector(make_train_env(env_spec, collect_policy), collect_policy, config)
     update = PPOUpdate(actor, critic, config)
 
     book: Bookkeeper | None = None
+    greedy: GreedyEvaluation | None = None
     interrupted = cancelled = False
     try:  # the books too: a Ctrl-C while their progress bar first draws is an interrupted training
         book = Bookkeeper(config, actor, keep_last=out is not None or cancel is not None, callback=callback)
+        if config.eval_every:
+            greedy = GreedyEvaluation(actor, config)
         cancelled = cancel is not None and cancel.cancelled
         for i, data in enumerate(() if cancelled else collector):
             data = collected_batch(data, config.num_envs)
             finished, window_mean = book.episodes(data)  # before the update: judged on the weights that played
             losses = update(data, i, cancel=cancel)
             collector.update_policy_weights_()
-            book.record(data.numel(), finished, window_mean, losses, update.lr)
+            eval_return = math.nan
+            if greedy is not None and greedy.due(book.frames):
+                eval_return = greedy.mean_return(cancel=cancel)
+            book.record(data.numel(), finished, window_mean, losses, update.lr, eval_return=eval_return)
             report(on_progress, book.done_frames, config.total_frames)
+            if book.solved:
+                break
             if cancel is not None and cancel.cancelled and book.done_frames < config.total_frames:
                 cancelled = True
                 break
     except KeyboardInterrupt:
         interrupted = True
-    except Cancelled:  # inside an update: that batch does not count
+    except Cancelled:  # inside an update or its evaluation: that batch does not count
         cancelled = True
     finally:
         if book is not None:
             book.close()
+        if greedy is not None:
+            greedy.close()
         collector.shutdown()  # closes env too
     if book is None:  # interrupted while the books were being opened: nothing trained, nothing written
         raise TrainingInterrupted(0, config.total_frames, None, out, None)
@@ -281,8 +313,14 @@ class Bookkeeper:
         self.best: dict[str, Any] = {"mean_return": -math.inf, "frames": 0, "state_dict": None}
         self.last_state: dict[str, torch.Tensor] | None = None
         self.frames = 0
+        self.solved_at: dict[str, Any] | None = None
         self.start = time.perf_counter()
         self.bar = tqdm(total=config.total_frames, desc="train", unit="frame", disable=not config.progress)
+
+    @property
+    def solved(self) -> bool:
+        """A greedy evaluation reached ``config.solve_return``."""
+        return self.solved_at is not None
 
     @property
     def done_frames(self) -> int:
@@ -308,8 +346,11 @@ class Bookkeeper:
         return finished, window_mean
 
     def record(self, batch_frames: int, finished: list[float], window_mean: float, losses: dict[str, float],
-               lr: float) -> dict[str, Any]:
-        """Adds the history row of a finished update, calls the callback, moves the bar; returns the row."""
+               lr: float, *, eval_return: float = math.nan) -> dict[str, Any]:
+        """Adds the history row of a finished update (and of its greedy evaluation, if one ran), calls the
+        callback, moves the bar; returns the row."""
+        solve = self.config.solve_return
+        solved = solve is not None and not math.isnan(eval_return) and eval_return >= solve
         row = {
             "frames": self.frames,
             "mean_return": float(sum(finished) / len(finished)) if finished else float("nan"),
@@ -318,14 +359,22 @@ class Bookkeeper:
             **losses,
             "lr": lr,
             "seconds": time.perf_counter() - self.start,
+            "eval_return": float(eval_return),
+            "solved": solved,
         }
+        if solved and self.solved_at is None:
+            self.solved_at = {"frames": row["frames"], "seconds": row["seconds"], "eval_return": row["eval_return"]}
         self.rows.append(row)
         if self.keep_last:  # what an interrupt saves: the weights after the last finished update
             self.last_state = self._weights()
         if self.callback is not None:
             self.callback(row)
         recent = [h["mean_return"] for h in self.rows[-10:] if not math.isnan(h["mean_return"])]
-        self.bar.set_postfix(mean_return=f"{sum(recent) / len(recent):.1f}" if recent else "-")
+        evaluated = next((h["eval_return"] for h in reversed(self.rows) if not math.isnan(h["eval_return"])), None)
+        postfix = {"mean_return": f"{sum(recent) / len(recent):.1f}" if recent else "-"}
+        if evaluated is not None:
+            postfix["greedy"] = f"{evaluated:.1f}"
+        self.bar.set_postfix(postfix)
         self.bar.update(batch_frames)
         return row
 
@@ -334,7 +383,10 @@ class Bookkeeper:
         self.bar.close()
 
     def restore_weights(self, interrupted: bool) -> None:
-        """Puts the weights to keep into the actor: the best if asked, else after an interrupt the last finished ones."""
+        """Puts the weights to keep into the actor: those that solved the task (already there), else the best if
+        asked, else after an interrupt the last finished ones."""
+        if self.solved:
+            return
         if interrupted and self.last_state is not None:
             self.actor.load_state_dict(self.last_state)
         if self.config.keep_best and self.best["state_dict"] is not None:
@@ -356,8 +408,91 @@ class Bookkeeper:
             "final_mean_return": next((h["mean_return"] for h in reversed(self.rows)
                                        if not math.isnan(h["mean_return"])), None),
             "interrupted": interrupted,
+            "solve_return": config.solve_return,
+            "solved": self.solved,
+            "solved_frames": self.solved_at["frames"] if self.solved else None,
+            "solved_seconds": round(self.solved_at["seconds"], 1) if self.solved else None,
+            "eval_return": next((h["eval_return"] for h in reversed(self.rows) if not math.isnan(h["eval_return"])),
+                                None),
         }
         return save_or_fallback(lambda path: save_checkpoint(self.actor, policy_spec, path, metadata=metadata), target)
+
+
+class GreedyEvaluation:
+    """The greedy evaluations of one :func:`train` run: ``config.eval_episodes`` environments side by side, one
+    episode each, from the same starts every time (seeds ``EVAL_SEED + config.seed + i``, apart from the training
+    environments'); made once and reused.
+
+    Cheaper than calling :func:`evaluate` every time: the environments are built once, in one vector env
+    (:func:`workbench.ppo.make_train_env`), and all episodes run in one batch.
+
+    Args:
+        actor: the policy being trained (called as it is when evaluated).
+        config: the run (``env_id``, ``delay``, ``max_steps``, ``eval_every``, ``eval_episodes``, ``seed``).
+
+    Examples:
+        >>> from workbench.policy import PolicySpec, build_policy
+        >>> from workbench.session import policy_io
+        >>> config = TrainConfig(env_id="workbench/CueMemory-v0", delay=3, eval_every=64, eval_episodes=4,
+        ...                      num_envs=2, frames_per_batch=32)
+        >>> actor = build_policy(PolicySpec(hidden_size=4), policy_io(config.env_spec()))
+        >>> greedy = GreedyEvaluation(actor, config)
+        >>> greedy.due(32), greedy.due(64), greedy.due(96), greedy.due(128)
+        (False, True, False, True)
+        >>> returns = greedy.returns()
+        >>> len(returns), set(returns) <= {-1.0, 1.0}, greedy.returns() == returns  # the same starts each time
+        (4, True, True)
+        >>> greedy.close()
+    """
+
+    EVAL_SEED = 1_000_000
+    """offset of the evaluation environments' seeds"""
+
+    def __init__(self, actor, config: TrainConfig) -> None:
+        from .ppo import make_train_env
+
+        self.actor, self.config = actor, config
+        self.seed = self.EVAL_SEED + config.seed
+        self.env = make_train_env(config.env_spec(num_envs=config.eval_episodes, seed=self.seed), actor)
+        self.evaluated = 0  # multiples of eval_every already evaluated
+
+    def due(self, frames: int) -> bool:
+        """Whether an evaluation is due after ``frames`` frames: the first batch past each multiple of
+        ``eval_every``, and the last batch (``total_frames``)."""
+        reached = frames // self.config.eval_every
+        if reached > self.evaluated or frames >= self.config.total_frames:
+            self.evaluated = reached
+            return True
+        return False
+
+    def returns(self, *, cancel: CancelToken | None = None) -> list[float]:
+        """The greedy returns of one episode per environment (``cancel`` checked between steps)."""
+        from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+        from .jobs import check
+
+        n = self.config.eval_episodes
+        total = torch.zeros(n)
+        running = torch.ones(n, dtype=torch.bool)
+        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+            self.env.set_seed(self.seed)  # the same starts every time
+            td = self.env.reset()
+            while running.any():
+                check(cancel, "greedy evaluation", done=n - int(running.sum()), total=n, unit="episodes")
+                td, nxt = self.env.step_and_maybe_reset(self.actor(td))
+                total += td[KEYS.reward].reshape(n) * running
+                running &= ~td[KEYS.done].reshape(n)
+                td = nxt
+        return total.tolist()
+
+    def mean_return(self, *, cancel: CancelToken | None = None) -> float:
+        """The mean of :meth:`returns`."""
+        returns = self.returns(cancel=cancel)
+        return sum(returns) / len(returns)
+
+    def close(self) -> None:
+        """Closes the environments."""
+        self.env.close()
 
 
 class TrainingInterrupted(KeyboardInterrupt):
