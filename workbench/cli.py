@@ -306,6 +306,16 @@ def train(args: argparse.Namespace, extra: list[str]) -> int:
     print(f"trained {config.env_id} for {history[-1]['frames'] if history else 0} frames in {seconds:.1f} s")
     if last is not None:
         print(f"last batch mean_return={last['mean_return']:.2f}")
+    solved = next((h for h in history if h.get("solved")), None)
+    if solved is not None:
+        print(f"solved at {solved['frames']} frames ({solved['seconds']:.1f} s): greedy mean return "
+              f"{solved['eval_return']:.2f} >= {config.solve_return:g}")
+    elif config.solve_return is not None:
+        evaluated = next((h["eval_return"] for h in reversed(history) if not math.isnan(h.get("eval_return", math.nan))),
+                         None)
+        seen = f"; last greedy mean return {evaluated:.2f}" if evaluated is not None else ""
+        print(f"not solved: the greedy mean return did not reach {config.solve_return:g} in "
+              f"{config.total_frames} frames{seen}")
     print(f"wrote {args.out}")
     return 0
 

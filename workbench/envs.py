@@ -157,6 +157,23 @@ def observation_names(spec: EnvSpec) -> tuple[str, ...] | None:
     return tuple(mask.names[i] for i in mask.keep) if spec.hide_velocity else mask.names
 
 
+def gym_options(spec: EnvSpec) -> dict:
+    """The keyword arguments of ``gymnasium.make`` for ``spec``'s knobs (the cue task's ``delay``).
+
+    Examples:
+        >>> gym_options(EnvSpec("workbench/CueMemory-v0", delay=100))
+        {'delay': 100, 'max_episode_steps': 102}
+        >>> gym_options(EnvSpec("CartPole-v1"))
+        {}
+    """
+    import gymnasium as gym
+
+    if spec.delay is None:
+        return {}
+    # an episode ends at step delay + 1: the registered time limit must come later
+    return {"delay": spec.delay, "max_episode_steps": max(gym.spec(spec.env_id).max_episode_steps or 0, spec.delay + 2)}
+
+
 def make_base_env(spec: EnvSpec):
     """One environment on CPU, without the torchrl transforms (what a worker of :func:`make_env` runs).
 
@@ -172,11 +189,7 @@ def make_base_env(spec: EnvSpec):
 
     from .tasks import MaskedTrueState  # importing tasks registers the workbench/ ids, also in workers
 
-    options = {}
-    if spec.delay is not None:  # an episode ends at step delay + 1: the registered limit must come later
-        options = {"delay": spec.delay, "max_episode_steps": max(gym.spec(spec.env_id).max_episode_steps or 0,
-                                                                   spec.delay + 2)}
-    gym_env = gym.make(spec.env_id, **options)
+    gym_env = gym.make(spec.env_id, **gym_options(spec))
     try:  # the workbench tasks report their own true state
         state_space = gym_env.get_wrapper_attr("true_state_space")
     except AttributeError:

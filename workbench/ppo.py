@@ -98,15 +98,12 @@ def make_train_env(spec, policy):
     from torchrl.envs import GymWrapper, InitTracker, StepCounter, TransformedEnv
     from torchrl.modules.utils import get_primers_from_module
 
+    from .envs import gym_options
     from .tasks import register_tasks
 
     register_tasks()  # the workbench/ ids, also in a fresh worker process
 
-    options = {}
-    if spec.delay is not None:  # as make_base_env: an episode ends at step delay + 1, the limit must come later
-        options = {"delay": spec.delay, "max_episode_steps": max(gym.spec(spec.env_id).max_episode_steps or 0,
-                                                                   spec.delay + 2)}
-    make_one = functools.partial(_training_gym_env, spec.env_id, options)
+    make_one = functools.partial(_training_gym_env, spec.env_id, gym_options(spec))
     vector = gym.vector.SyncVectorEnv([make_one] * spec.num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     torchrl_log = logging.getLogger("torchrl")
     level = torchrl_log.level
