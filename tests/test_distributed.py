@@ -234,15 +234,20 @@ def _alive(pids: set[int]) -> set[int]:
 def _run_watched(argv: list[str], *, interrupt_at: bytes | None = None, timeout: float = 500):
     """Runs ``python -m workbench ARGV`` in its own process group, noting every process it starts; with
     ``interrupt_at``, a terminal's Ctrl-C (SIGINT to the group) once stderr matches it.
-    Returns (returncode, stdout, stderr, the processes it started that are still alive 10 s after it ended)."""
+    Returns (returncode, stdout, stderr, names of the processes it started, those still alive 10 s after it ended)."""
     proc = subprocess.Popen([sys.executable, "-m", "workbench", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, cwd=REPO, start_new_session=True)
     os.set_blocking(proc.stderr.fileno(), False)
-    started, err, deadline = set(), b"", time.monotonic() + timeout
+    started, names, err, deadline = set(), set(), b"", time.monotonic() + timeout
     try:
         while proc.poll() is None:
             assert time.monotonic() < deadline, err.decode(errors="replace")[-3000:]
             started |= _tree(proc.pid)
+            for pid in started:  # read each time: Ray renames its workers ("ray::...") once they run
+                try:
+                    names.add(Path(f"/proc/{pid}/comm").read_text().strip())
+                except OSError:
+                    pass
             err += proc.stderr.read() or b""
             if interrupt_at is not None and re.search(interrupt_at, err):
                 os.killpg(proc.pid, signal.SIGINT)
@@ -258,18 +263,19 @@ def _run_watched(argv: list[str], *, interrupt_at: bytes | None = None, timeout:
     left = _alive(started)
     for pid in left:  # leave the machine clean whatever the verdict
         os.kill(pid, signal.SIGKILL)
-    return proc.returncode, out.decode(), err.decode(), left
+    return proc.returncode, out.decode(), err.decode(), names, left
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process tree from /proc")
 def test_train_command_with_collectors_trains_and_leaves_no_ray_process(tmp_path):
     out = tmp_path / "c.pt"
-    code, stdout, stderr, left = _run_watched(
+    code, stdout, stderr, names, left = _run_watched(
         ["train", "--env", CUE, "--out", str(out), "--steps", "128", "--num-envs", "4", "--frames-per-batch", "64",
          "--epochs", "1", "--hidden-size", "8", "--delay", "2", "--collectors", "2", "--no-progress"])
     assert code == 0, stderr[-3000:]
     assert "trained workbench/CueMemory-v0 for 128 frames" in stdout and out.is_file()
+    assert {"raylet", "gcs_server"} <= names and any(n.startswith("ray::") for n in names), names  # Ray ran
     assert not left, f"processes left running: {sorted(left)}"
 
 
@@ -277,7 +283,7 @@ def test_train_command_with_collectors_trains_and_leaves_no_ray_process(tmp_path
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process tree from /proc")
 def test_ctrl_c_stops_the_remote_collectors_and_ray(tmp_path):
     out = tmp_path / "c.pt"
-    code, _, stderr, left = _run_watched(
+    code, _, stderr, names, left = _run_watched(
         ["train", "--env", CUE, "--out", str(out), "--steps", "100000000", "--num-envs", "2",
          "--frames-per-batch", "64", "--epochs", "1", "--hidden-size", "4", "--collectors", "2"],
         interrupt_at=rb"\| [1-9]\d*/100000000")
@@ -286,4 +292,5 @@ def test_ctrl_c_stops_the_remote_collectors_and_ray(tmp_path):
     assert re.search(r"workbench train: interrupted after (\d+) of 100000000 frames; wrote the weights after \1 "
                      r"frames to '.*c\.partial\.pt', not to '.*c\.pt'", stderr), stderr[-3000:]
     assert not out.exists() and (tmp_path / "c.partial.pt").is_file()
+    assert {"raylet", "gcs_server"} <= names and any(n.startswith("ray::") for n in names), names  # Ray ran
     assert not left, f"processes left running: {sorted(left)}"

@@ -272,6 +272,10 @@ def train(args: argparse.Namespace, extra: list[str]) -> int:
 
     Ctrl-C stops it: the weights after the last finished batch go to ``OUT.partial.pt``
     (never to ``--out``), and the one line on stderr says so; exit code 130.
+
+    ``--collectors N`` steps the environments in N remote collectors on Ray (torchrl's
+    ``RayCollector``, each with ``--num-envs / N`` environments): a local Ray started for the
+    run, or the cluster at ``--address`` (where every node has the workbench installed).
     """
     import math
 
