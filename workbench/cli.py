@@ -241,7 +241,7 @@ def demo(args: argparse.Namespace, extra: list[str]) -> int:
 
 _TRAIN_FLAGS = {"total_frames": "--steps", "num_envs": "--num-envs", "frames_per_batch": "--frames-per-batch",
                 "epochs": "--epochs", "hidden_size": "--hidden-size", "lr": "--lr", "seed": "--seed",
-                "delay": "--delay"}
+                "delay": "--delay", "collectors": "--collectors"}
 """TrainConfig fields the ``train`` command sets, by option."""
 
 
@@ -259,6 +259,12 @@ _TRAIN_FLAGS = {"total_frames": "--steps", "num_envs": "--num-envs", "frames_per
     arg("--lr", type=float, default=None, help="Adam learning rate"),
     arg("--delay", type=int, default=None,
         help="memory length of workbench/CueMemory-v0: steps from the cue to the decision (default: 8)"),
+    arg("--collectors", type=int, default=None,
+        help="collect on Ray with this many remote collectors, each stepping --num-envs / N environments "
+             "(default: collect in this process)"),
+    arg("--address", default=None,
+        help="with --collectors: the Ray cluster to collect on ('auto', 'host:port' or 'ray://host:port'; "
+             "default: a local Ray started for this run)"),
     arg("--no-progress", action="store_true", help="no progress bar"),
 )
 def train(args: argparse.Namespace, extra: list[str]) -> int:
@@ -266,6 +272,10 @@ def train(args: argparse.Namespace, extra: list[str]) -> int:
 
     Ctrl-C stops it: the weights after the last finished batch go to ``OUT.partial.pt``
     (never to ``--out``), and the one line on stderr says so; exit code 130.
+
+    ``--collectors N`` steps the environments in N remote collectors on Ray (torchrl's
+    ``RayCollector``, each with ``--num-envs / N`` environments): a local Ray started for the
+    run, or the cluster at ``--address`` (where every node has the workbench installed).
     """
     import math
 
@@ -278,18 +288,25 @@ def train(args: argparse.Namespace, extra: list[str]) -> int:
             config = _config_for(args.env, total_frames=args.steps, seed=args.seed, num_envs=args.num_envs,
                                  frames_per_batch=args.frames_per_batch, epochs=args.epochs,
                                  hidden_size=args.hidden_size, lr=args.lr, delay=args.delay,
-                                 progress=not args.no_progress)
+                                 collectors=args.collectors, progress=not args.no_progress)
         except ConfigError as error:  # TrainConfig names its fields; the user typed options
             message = str(error).removeprefix("TrainConfig: ")
             for field, flag in _TRAIN_FLAGS.items():
                 message = message.replace(f"'{field}'", flag)
             raise ConfigError(message) from None
         _check_env_id("--env", args.env)
+        if args.address is not None:
+            if not config.collectors:
+                raise ConfigError(f"--address: needs --collectors N (N >= 1) to collect on a Ray cluster; "
+                                  f"got --address {args.address!r} without it")
+            from .cluster import parse_address
+
+            parse_address(args.address, what="--address")
         if not args.overwrite and os.path.isfile(args.out):
             raise OutputPathError(f"--out: {args.out!r} exists; pass --overwrite to replace it, or choose another name")
         check_output_path(args.out, what="--out")
         try:
-            history = run_train(config, args.out)
+            history = run_train(config, args.out, address=args.address)
         except (ValueError, KeyError, OSError) as error:
             if isinstance(error, WorkbenchError):
                 raise

@@ -102,6 +102,8 @@ class TrainConfig(Spec):
         "batch); 0: none", low=0)
     eval_episodes: int = setting(20, "episodes of each greedy evaluation (one per environment, run side by side)",
                                  low=1)
+    collectors: int = setting(0, "remote collectors on Ray (a divisor of ``num_envs``); 0: collect in this process",
+                              low=0)
     progress: bool = setting(True, "show a progress bar")
 
     def env_spec(self, **changes):
@@ -132,6 +134,10 @@ class TrainConfig(Spec):
             raise ConfigError(
                 f"TrainConfig: 'eval_every': expected frames between evaluations (>= 1) when 'solve_return' is set "
                 f"({self.solve_return}); got 0"
+            )
+        if self.collectors and self.num_envs % self.collectors:
+            raise ConfigError(
+                f"TrainConfig: 'collectors': expected a divisor of 'num_envs' ({self.num_envs}); got {self.collectors}"
             )
         if self.num_envs % self.minibatches:
             raise ConfigError(
@@ -166,6 +172,7 @@ def train(
     callback: Callable[[dict[str, Any]], None] | None = None,
     cancel: CancelToken | None = None,
     on_progress: Progress | None = None,
+    address: str | None = None,
 ) -> list[dict[str, Any]]:
     """Trains a recurrent PPO agent; returns the history (one dict per batch) and saves ``out`` if given.
 
@@ -180,6 +187,8 @@ def train(
         cancel: a :class:`~workbench.jobs.CancelToken`, checked between batches and
             between the PPO epochs of a batch (a batch stopped inside its update does not count).
         on_progress: ``on_progress(frames, total_frames)`` after each batch's update.
+        address: with ``config.collectors``: the Ray cluster to collect on; None: a local Ray started here
+            (:func:`workbench.distributed.make_ray_collector`).
 
     Returns:
         History rows: ``frames``, ``mean_return`` (of the episodes that ended
@@ -215,7 +224,12 @@ def train(
     actor = build_policy(policy_spec, io, device="cpu")
     critic = build_critic(io, config.hidden_size, config.head_cells, seed=config.seed)
     collect_policy = TensorDictSequential(actor, critic)
-    collector = make_collector(make_train_env(env_spec, collect_policy), collect_policy, config)
+    if config.collectors:  # remote collectors on Ray, in a Ray session that the collector's shutdown ends
+        from .distributed import make_ray_collector
+
+        collector = make_ray_collector(env_spec, collect_policy, config, address=address)
+    else:
+        collector = make_collector(make_train_env(env_spec, collect_policy), collect_policy, config)
     update = PPOUpdate(actor, critic, config)
 
     book: Bookkeeper | None = None
