@@ -18,7 +18,7 @@ Examples:
     >>> SweepSpec("workbench/CueMemory-v0", {"hidden_sze": (4, 8)})
     Traceback (most recent call last):
     ...
-    workbench.errors.ConfigError: grid: unknown field 'hidden_sze'; expected one of anneal_lr, best_window, clip_epsilon, critic_coeff, delay, entropy_coeff, epochs, frames_per_batch, gamma, head_cells, hidden_size, keep_best, lmbda, lr, max_grad_norm, max_steps, minibatches, num_envs, reward_scale, total_frames
+    workbench.errors.ConfigError: grid: unknown field 'hidden_sze'; expected one of anneal_lr, best_window, clip_epsilon, critic_coeff, delay, entropy_coeff, epochs, eval_episodes, eval_every, frames_per_batch, gamma, head_cells, hidden_size, keep_best, lmbda, lr, max_grad_norm, max_steps, minibatches, num_envs, reward_scale, solve_return, total_frames
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ from .jobs import CancelToken, Progress, report
 __all__ = ["SweepSpec", "Trial", "SweepInterrupted", "run_sweep", "load_records", "latest_records",
            "results_rows", "summarize", "write_results", "format_summary", "grid_fields", "parse_grid"]
 
-EXCLUDED = {"env_id": "the sweep's env_id", "seed": "the sweep's seeds", "progress": "nothing (trials show no bar)"}
+EXCLUDED = {"env_id": "the sweep's env_id", "seed": "the sweep's seeds", "progress": "nothing (trials show no bar)",
+            "collectors": "nothing (each trial is one Ray task and collects in it)"}
 """TrainConfig fields a grid or base may not set, and what sets them instead."""
 POLICY_ONLY = ("num_layers", "activation", "python_based", "record_gates", "recurrent_backend")
 """PolicySpec fields that :func:`workbench.train.train` does not take (it builds the policy from
@@ -296,10 +297,20 @@ class SweepSpec:
                 for values in itertools.product(*(self.grid[n] for n in names)) for seed in self.seeds]
 
     def config(self, trial: Trial):
-        """The :class:`~workbench.train.TrainConfig` of ``trial``: the environment's DEFAULTS, ``base``, its values."""
-        from .train import _config_for
+        """The :class:`~workbench.train.TrainConfig` of ``trial``: the environment's DEFAULTS, ``base``, its values.
 
-        return _config_for(self.env_id, **{**self.base, **trial.params, "seed": trial.seed, "progress": False})
+        A ``None`` in ``base`` or the grid is a value, not "unset": ``solve_return=None`` trains every frame.
+
+        Examples:
+            >>> spec = SweepSpec("workbench/CueMemory-v0", {"hidden_size": [4]}, base={"solve_return": None})
+            >>> config = spec.config(spec.trials()[0])
+            >>> config.solve_return is None, config.hidden_size, config.total_frames
+            (True, 4, 28800)
+        """
+        from .train import DEFAULTS, TrainConfig
+
+        fields = {**DEFAULTS.get(self.env_id, {}), **self.base, **trial.params, "seed": trial.seed, "progress": False}
+        return TrainConfig(env_id=self.env_id, **fields)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (``spec.json``); :meth:`from_dict` inverts it."""

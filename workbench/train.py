@@ -147,7 +147,7 @@ class TrainConfig(Spec):
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     # to greedy 475 over 20 episodes (the task's reward threshold); total_frames is a cap
-    "workbench/CartPoleNoVel-v1": dict(total_frames=200_000, num_envs=16, frames_per_batch=1024, epochs=8,
+    "workbench/CartPoleNoVel-v1": dict(total_frames=204_800, num_envs=16, frames_per_batch=1024, epochs=8,
                                        minibatches=2, solve_return=475.0, eval_every=8192, eval_episodes=20),
     # to 95 % correct decisions (returns are +1/-1: a mean of 0.9) over 20 greedy episodes; total_frames is a cap
     "workbench/CueMemory-v0": dict(total_frames=28_800, hidden_size=32, head_cells=(32,), frames_per_batch=576,

@@ -301,8 +301,8 @@ SEL = {
     "timing": ".wb-timing",
     "plot": ".js-plotly-plot",
     "time_handle": ".wb-explorer .widget-hslider:has-text('time') .noUi-handle",
-    "play": ".wb-explorer .widget-play button:has(.fa-play), .wb-explorer button:has-text('Play')",
-    "pause": ".wb-explorer .widget-play button:has(.fa-pause), .wb-explorer button:has-text('Pause')",
+    "play": ".wb-explorer button:has-text('Play')",  # a toggle: Play runs in the page, the kernel follows
+    "pause": ".wb-explorer button:has-text('Pause')",
     "rollout_run": ".wb-rollout .widget-button:has-text('Run rollout')",
     "timing_run": ".wb-timing .widget-button:has-text('Run timing')",
     "job_cancel": ".wb-job .widget-button:has-text('Cancel'), .wb-job button:has-text('Cancel')",
