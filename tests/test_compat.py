@@ -111,3 +111,21 @@ def test_parameter_dicts_see_swapped_in_parameters():
         attrs, params = C.parameter_dicts(gru)
         value = attrs.get("weight_hh_l0", params["weight_hh_l0"])
         assert torch.equal(value, torch.zeros(9, 3))
+
+
+def test_rays_exit_hook_leaves_an_uncaught_ctrl_c_its_sigint_exit():
+    """Ray's import registers an atexit shutdown that turns an uncaught Ctrl-C's SIGINT exit into code 1."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray")
+    code = ("import ray\n"
+            "from workbench._compat import guard_ray_exit\n"
+            "print(guard_ray_exit(), guard_ray_exit())\n"
+            "raise KeyboardInterrupt\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["True", "False"], done.stdout + done.stderr
+    assert done.returncode == -2, done.stderr[-1000:]  # Python's exit on an uncaught KeyboardInterrupt
+    unguarded = subprocess.run([sys.executable, "-c", "import ray\nraise KeyboardInterrupt\n"],
+                               capture_output=True, text=True, timeout=120)
+    assert unguarded.returncode == 1  # what it guards against (if Ray fixes it, this test says so)

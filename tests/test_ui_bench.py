@@ -127,7 +127,7 @@ def test_a_tiny_real_run_returns_every_measure(tmp_path):
     for key, m in results.items():
         assert m["error"] is None, (key, m["error"], log)
         if m["na"] is None:
-            assert isinstance(m["value"], float) and math.isfinite(m["value"]) and m["value"] >= 0, (key, m)
+            assert isinstance(m["value"], (int, float)) and math.isfinite(m["value"]) and m["value"] >= 0, (key, m)
     assert results["rss_ratio"]["detail"]["stored_mb"] > 0
     assert results["notebook_kb"]["value"] > 1  # a notebook with its outputs
     assert "| cursor move" in (tmp_path / "r.md").read_text()

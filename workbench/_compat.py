@@ -19,6 +19,7 @@ torchrl's recurrent mode   ``torchrl.modules.tensordict_module.rnn``:
                            the base class ``set_recurrent_mode``
 kaleido's server           ``kaleido._global_server``
 profiler memory events     ``profile.profiler.kineto_results.events()``
+Ray's exit hook            ``ray._private.worker.shutdown`` (registered with ``atexit``)
 =========================  ===========================================================
 
 Examples:
@@ -46,6 +47,7 @@ __all__ = [
     "set_torchrl_recurrent_mode",
     "kaleido_server",
     "profiler_memory_events",
+    "guard_ray_exit",
 ]
 
 # ---------------------------------------------------------------------------- torch
@@ -127,3 +129,35 @@ def kaleido_server() -> Any | None:
 def profiler_memory_events(prof) -> list[tuple[int, int]]:
     """``(start_ns, bytes)`` of every allocation (+) and free (-) a CPU profile with ``profile_memory`` saw."""
     return [(e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+
+
+# ---------------------------------------------------------------------------- ray
+_ray_exit_guarded = False
+
+
+def guard_ray_exit() -> bool:
+    """Makes Ray's exit hook run only when Ray was started; returns whether it changed it (once per process).
+
+    torchrl imports Ray when it is installed, and Ray's import registers ``ray._private.worker.shutdown``
+    with ``atexit``. Run at exit in a process that never started Ray, it turns an uncaught Ctrl-C's exit
+    by SIGINT (130 in a shell, what scripts and shells expect) into exit code 1. Here it is replaced by
+    a hook that calls it only when ``ray.is_initialized()``.
+    """
+    import atexit
+    import sys
+
+    global _ray_exit_guarded
+    worker = sys.modules.get("ray._private.worker")
+    if _ray_exit_guarded or worker is None or not callable(getattr(worker, "shutdown", None)):
+        return False
+    shutdown = worker.shutdown
+    atexit.unregister(shutdown)
+
+    def shutdown_if_started() -> None:
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            shutdown(_exiting_interpreter=True)
+
+    atexit.register(shutdown_if_started)
+    _ray_exit_guarded = True
+    return True

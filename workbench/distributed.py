@@ -100,12 +100,25 @@ class RayCollection:
             self._session.close()
 
 
+FREE_WAIT_S = 10.0
+"""Seconds to wait for the cluster's CPUs to come free (Ray reports released resources with a delay)."""
+
+
 def _remote_config(collectors: int) -> dict:
     """Ray resources per collector: one CPU, or an equal share of the free CPUs when there are fewer."""
+    import time
+
     import ray
 
-    free = ray.available_resources()
-    cpus = float(free.get("CPU", 0.0))
+    # what actors just stopped (a previous run's collectors) release shows up a moment later: wait for it
+    deadline = time.monotonic() + FREE_WAIT_S
+    while True:
+        free = ray.available_resources()
+        cpus = float(free.get("CPU", 0.0))
+        wanted = min(float(collectors), float(ray.cluster_resources().get("CPU", 0.0)))
+        if cpus >= wanted or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     if cpus <= 0:
         raise ClusterError(f"--collectors: the Ray cluster has no free CPU for {collectors} collector(s) "
                            f"(free: {cpus:g} of {ray.cluster_resources().get('CPU', 0):g})")

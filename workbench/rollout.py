@@ -173,8 +173,10 @@ def rollout(
     from torchrl.envs.utils import ExplorationType, set_exploration_type
     from tqdm.auto import tqdm
 
+    from ._compat import guard_ray_exit
     from .gru import set_recurrent_mode
 
+    guard_ray_exit()  # an uncaught Ctrl-C still ends a script by SIGINT after torchrl imported Ray
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"rollout: 'steps' must be an int >= 1; got {steps!r}.")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):

@@ -209,6 +209,7 @@ def train(
     """
     from tensordict.nn import TensorDictSequential
 
+    from ._compat import guard_ray_exit
     from .files import check_output_path
     from .policy import PolicySpec, build_policy
     from .ppo import PPOUpdate, build_critic, collected_batch, make_collector, make_train_env
@@ -216,6 +217,7 @@ def train(
 
     if out is not None:
         check_output_path(out, what="out")  # a path that cannot be written fails now, not after training
+    guard_ray_exit()  # an uncaught Ctrl-C still ends a script by SIGINT after torchrl imported Ray
 
     torch.manual_seed(config.seed)
     env_spec = config.env_spec()
