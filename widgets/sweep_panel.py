@@ -25,9 +25,8 @@ import ipywidgets as w
 from workbench import figures
 from workbench.envs import EnvSpec
 from workbench.files import free_name
-from workbench.specs import settings
 from workbench.tasks import TASKS
-from workbench.train import TrainConfig
+from workbench.sweep import grid_fields
 
 from ._panel import Panel, html_table, parse_numbers
 from .jobs import kernel_loop
@@ -37,17 +36,16 @@ __all__ = ["SweepPanel", "TrialCheckpoint", "SWEEP_FIELDS", "USER_FOLDER", "tabl
 USER_FOLDER = Path.home() / "gru-workbench" / "sweeps"
 """where the panel proposes a new sweep folder"""
 
-_NOT_SWEPT = ("total_frames", "seed", "progress", "max_steps", "best_window")
+_NOT_SWEPT = ("total_frames", "max_steps", "best_window")
+"""grid fields the panel leaves out: the budget has its own control, the others are not for a grid here"""
 
 
 def _sweep_fields() -> dict[str, type]:
-    """The fields a grid may vary here, with the type of their values: the task knob ``delay`` and the
-    numeric :class:`~workbench.train.TrainConfig` fields (the budget and the seeds have their own controls)."""
-    fields: dict[str, type] = {"delay": int}
-    for name, info in settings(TrainConfig).items():
-        if name not in _NOT_SWEPT and name not in fields and info.kind in ("int", "float"):
-            fields[name] = int if info.kind == "int" else float
-    return fields
+    """The fields a grid may vary here, with the type of their values: the task knob ``delay`` first, then the
+    numeric fields of :func:`workbench.sweep.grid_fields` (the budget and the seeds have their own controls)."""
+    fields = {name: int if info.kind == "int" else float for name, info in grid_fields().items()
+              if name not in _NOT_SWEPT and info.kind in ("int", "float")}
+    return {"delay": fields.pop("delay"), **fields}
 
 
 SWEEP_FIELDS: dict[str, type] = _sweep_fields()

@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .errors import Cancelled, ConfigError, OutputPathError
 from .jobs import CancelToken, Progress, report
 
-__all__ = ["SweepSpec", "Trial", "SweepInterrupted", "run_sweep", "load_records", "latest_records",
+__all__ = ["SweepSpec", "Trial", "SweepInterrupted", "run_sweep", "load_records", "latest_records", "mean_std",
            "results_rows", "summarize", "write_results", "format_summary", "grid_fields", "parse_grid"]
 
 EXCLUDED = {"env_id": "the sweep's env_id", "seed": "the sweep's seeds", "progress": "nothing (trials show no bar)",
@@ -713,7 +713,13 @@ def results_rows(records: Sequence[dict]) -> list[dict]:
     return rows
 
 
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """The mean over seeds and the sample standard deviation (``None`` with fewer than two values).
+
+    Examples:
+        >>> mean_std([0.5, 1.0])[0], mean_std([1.0]), mean_std([])
+        (0.75, (1.0, None), (None, None))
+    """
     if not values:
         return None, None
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
@@ -742,8 +748,8 @@ def summarize(records: Sequence[dict]) -> list[dict]:
         ok = [m for m in members if m.get("status") == "ok" and m.get("metrics")]
         success = [m["metrics"]["success"] for m in ok if _is_number(m["metrics"].get("success"))]
         returns = [m["metrics"]["mean_return"] for m in ok if _is_number(m["metrics"].get("mean_return"))]
-        s_mean, s_std = _mean_std(success)
-        r_mean, r_std = _mean_std(returns)
+        s_mean, s_std = mean_std(success)
+        r_mean, r_std = mean_std(returns)
         rows.append({"group": group, "params": dict(members[0].get("params", {})), "trials": len(members),
                      "ok": len(ok), "failed": len(members) - len(ok), "success_mean": s_mean, "success_std": s_std,
                      "return_mean": r_mean, "return_std": r_std})

@@ -68,14 +68,6 @@ def _sort_key(v: Any) -> tuple:
     return (0, f, "") if f is not None else (1, 0.0, str(v))
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
-    """Mean, and the sample standard deviation over seeds (``None`` with fewer than two values)."""
-    if not values:
-        return None, None
-    a = np.asarray(values, dtype=float)
-    return float(a.mean()), (float(a.std(ddof=1)) if a.size >= 2 else None)
-
-
 def sweep_fields(records: Iterable[Mapping[str, Any]]) -> list[str]:
     """The grid fields of the records, in the order they first appear.
 
@@ -133,7 +125,7 @@ def sweep_table(records: Iterable[Mapping[str, Any]], *, metrics: Sequence[str] 
         >>> [(r["key"], r["n"], r["failed"], r["success"], r["errors"]) for r in rows]
         [('delay=4', 1, 0, 1.0, []), ('delay=16', 1, 1, 0.5, [(0, 'ValueError: boom')])]
     """
-    from ..sweep import Trial, latest_records, summarize
+    from ..sweep import Trial, latest_records, mean_std, summarize
 
     records = latest_records([_clean(r) for r in records])
     members: dict[str, list[Mapping[str, Any]]] = {}
@@ -156,7 +148,7 @@ def sweep_table(records: Iterable[Mapping[str, Any]], *, metrics: Sequence[str] 
             if m in own:
                 row[m], row[f"{m}_std"] = (summary[name] for name in own[m])
             else:
-                row[m], row[f"{m}_std"] = _mean_std([v for v in (_metric(r, m) for r in ok) if v is not None])
+                row[m], row[f"{m}_std"] = mean_std([v for v in (_metric(r, m) for r in ok) if v is not None])
         rows.append(row)
     rows.sort(key=lambda row: tuple(_sort_key(row["params"].get(f)) for f in fields))
     return rows
