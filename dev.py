@@ -2,6 +2,7 @@
 """Set up the project and run it: the two commands of the README.
 
     python3 dev.py lab [--headless] [args...]   set up, then open JupyterLab on notebooks/
+    python3 dev.py app [--headless] [args...]   set up, then serve the app with Voila (no code shown)
     python3 dev.py test [pytest args...]        set up, then run the whole pytest suite
 
 Setup is idempotent: it creates ``.venv`` with the running Python if it is missing, installs
@@ -160,7 +161,12 @@ def cmd_test(args: list[str]) -> None:
     handoff([VENV_PYTHON, "-m", "pytest", *args])
 
 
-COMMANDS = {"lab": cmd_lab, "test": cmd_test}
+def cmd_app(args: list[str]) -> None:
+    """Serve the app (notebooks/app.ipynb) with Voila, without code (``--headless``: print the URL)."""
+    handoff([VENV_PYTHON, "-m", "workbench", "app", *args])
+
+
+COMMANDS = {"lab": cmd_lab, "app": cmd_app, "test": cmd_test}
 
 
 def main(argv: list[str]) -> None:

@@ -108,7 +108,7 @@ class WorkbenchApp(w.VBox):
         self.rollout_panel.start()
 
     def _rollout_metadata(self, result: RolloutResult) -> None:
-        self.export_panel.set_metadata(trajectory_metadata(result.trajectory))
+        self.export_panel.set_metadata(trajectory_metadata(result.trajectory), diagnostics=result.report)
 
     # ------------------------------------------------------------------ shortcuts for notebooks
     def build(self) -> None:

@@ -90,11 +90,58 @@ def _free_port(ip: str, start: int, tries: int = 50, family: int = socket.AF_INE
     raise ConfigError(f"--port: no free port in {start}..{start + tries - 1} on {ip}; pass --port")
 
 
-@command(
+@dataclass(frozen=True)
+class _Serve:
+    """Where and how a local server listens: checked address, port, a fresh token, the URL to print."""
+
+    ip: str
+    port: int
+    token: str
+
+    @property
+    def host(self) -> str:
+        return f"[{self.ip}]" if ":" in self.ip else self.ip
+
+    def url(self, path: str = "/") -> str:
+        return f"http://{self.host}:{self.port}{path}?token={self.token}"
+
+    def env(self) -> dict[str, str]:
+        """The server's environment: the token goes through JUPYTER_TOKEN, which only this user can read
+        (/proc/PID/environ is private); a command line is visible to every user in `ps`."""
+        return dict(os.environ, JUPYTER_TOKEN=self.token)
+
+
+def _serve_options(args: argparse.Namespace, default_port: int) -> _Serve:
+    """The checks ``lab`` and ``app`` share: ``--port`` in range, ``--ip`` an address of this machine (one-line
+    errors), the first free port from ``default_port`` when none is given, and a random token."""
+    from .errors import ConfigError
+
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port: expected an integer in 1..65535; got {args.port}")
+    family = _listen_family(args.ip)
+    port = args.port if args.port is not None else _free_port(args.ip, default_port, family=family)
+    return _Serve(args.ip, port, secrets.token_hex(24))
+
+
+def _exec_server(cmd: list[str], serve: _Serve) -> int:
+    """Replaces this process by the server (signals such as Ctrl-C reach it directly); a child on Windows."""
+    if os.name == "nt":
+        import subprocess
+
+        return subprocess.call(cmd, env=serve.env())
+    os.execve(sys.executable, cmd, serve.env())
+
+
+_SERVE_ARGUMENTS = (
     arg("--headless", action="store_true", help="do not open a browser; just print the URL"),
+    arg("--ip", default="127.0.0.1", help="address to listen on (default: %(default)s)"),
+)
+
+
+@command(
+    *_SERVE_ARGUMENTS,
     arg("--port", type=int, default=None,
         help="port to serve on (default: the first free one from 8888)"),
-    arg("--ip", default="127.0.0.1", help="address to listen on (default: %(default)s)"),
     arg("--notebook-dir", type=Path, default=None,
         help="folder to open (default: the repository's notebooks/, else the current folder)"),
     passthrough=True,
@@ -103,39 +150,72 @@ def lab(args: argparse.Namespace, extra: list[str]) -> int:
     """Start JupyterLab on the notebooks; other arguments go to jupyterlab."""
     from .errors import ConfigError
 
-    if args.port is not None and not 1 <= args.port <= 65535:
-        raise ConfigError(f"--port: expected an integer in 1..65535; got {args.port}")
     if args.notebook_dir is not None and not args.notebook_dir.is_dir():
         raise ConfigError(f"--notebook-dir: expected an existing folder; got {str(args.notebook_dir)!r}")
-    family = _listen_family(args.ip)
+    serve = _serve_options(args, 8888)
     root = args.notebook_dir or (NOTEBOOKS if NOTEBOOKS.is_dir() else Path.cwd())
-    port = args.port if args.port is not None else _free_port(args.ip, 8888, family=family)
-    token = secrets.token_hex(24)
     cmd = [
         sys.executable, "-m", "jupyterlab",
         f"--ServerApp.root_dir={root.resolve()}",
-        f"--ServerApp.ip={args.ip}",
-        f"--ServerApp.port={port}",
+        f"--ServerApp.ip={serve.ip}",
+        f"--ServerApp.port={serve.port}",
         "--ServerApp.port_retries=0",  # the printed URL must be the real one
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
-    # The token goes through the environment (JUPYTER_TOKEN), which only this user can read
-    # (/proc/PID/environ is private); a command line is visible to every user in `ps`.
-    env = dict(os.environ, JUPYTER_TOKEN=token)
     if args.headless:
         cmd.append("--no-browser")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # jupyter refuses to run as root otherwise
     cmd += extra
-    host = f"[{args.ip}]" if ":" in args.ip else args.ip
     print(f"JupyterLab on {root}", flush=True)
-    print(f"URL: http://{host}:{port}/lab?token={token}", flush=True)
-    if os.name == "nt":
-        import subprocess
+    print(f"URL: {serve.url('/lab')}", flush=True)
+    return _exec_server(cmd, serve)
 
-        return subprocess.call(cmd, env=env)
-    os.execve(sys.executable, cmd, env)  # signals (Ctrl-C, terminate) reach the server directly
+
+APP_NOTEBOOK = NOTEBOOKS / "app.ipynb"
+"""the notebook ``python -m workbench app`` serves: the app, without tutorial text"""
+
+
+@command(
+    *_SERVE_ARGUMENTS,
+    arg("--port", type=int, default=None,
+        help="port to serve on (default: the first free one from 8866)"),
+    arg("--notebook", type=Path, default=None,
+        help="notebook to serve (default: the repository's notebooks/app.ipynb)"),
+    passthrough=True,
+)
+def app(args: argparse.Namespace, extra: list[str]) -> int:
+    """Serve the app (notebooks/app.ipynb) with Voila: the widgets, no code; other arguments go to voila.
+
+    Same rules as ``lab``: 127.0.0.1 unless ``--ip`` says otherwise, a random token (passed
+    through the environment, printed in the URL), the first free port from 8866. Exported
+    figures and reports (html, png, svg, pdf, json, csv) under the notebook's folder are served
+    to the token's holder, so the app's download links work; nothing is served without it.
+    """
+    from .errors import ConfigError
+
+    notebook = args.notebook if args.notebook is not None else APP_NOTEBOOK
+    if notebook.suffix != ".ipynb" or not notebook.is_file():
+        raise ConfigError(f"--notebook: expected an existing .ipynb file; got {str(notebook)!r}")
+    import importlib.util
+
+    if importlib.util.find_spec("voila") is None:
+        raise ConfigError("app: Voila is not installed; install the lab extra: pip install -e '.[lab]'")
+    serve = _serve_options(args, 8866)
+    cmd = [
+        sys.executable, "-m", "workbench.voila_app", str(notebook.resolve()),
+        f"--Voila.ip={serve.ip}",
+        f"--Voila.port={serve.port}",
+        "--Voila.port_retries=0",  # the printed URL must be the real one
+        "--Voila.auto_token=True",  # the token: JUPYTER_TOKEN from the environment
+    ]
+    if args.headless:
+        cmd.append("--no-browser")
+    cmd += extra
+    print(f"Voila app: {notebook}", flush=True)
+    print(f"URL: {serve.url('/')}", flush=True)
+    return _exec_server(cmd, serve)
 
 
 @command()

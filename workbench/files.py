@@ -248,7 +248,7 @@ def _named_error(error: OSError, target: Path) -> OutputPathError:
     return OutputPathError(f"cannot write {str(target)!r}: {error}")
 
 
-def atomic_write(path: str | os.PathLike, data: bytes, *, what: str = "output") -> Path:
+def atomic_write(path: str | os.PathLike, data: bytes, *, what: str = "output", overwrite: bool = True) -> Path:
     """Writes ``data`` to ``path`` through a temporary file in the target's folder and ``os.replace``.
 
     A symlink (or a chain of them, or a dangling one) is written through: its final
@@ -258,6 +258,8 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, what: str = "output") 
     removed first (:func:`clean_stale_temp_files`). A failed write raises an
     ``OutputPathError`` (an ``OSError``) naming the target after removing the temporary
     file; an existing file keeps its content and permissions. Returns ``path``.
+    ``overwrite=False`` never replaces a file: the temporary file is hard-linked to the target
+    (atomic, fails if the target exists) and a ``FileExistsError`` is raised when it is there.
 
     Examples:
         >>> import tempfile
@@ -285,14 +287,36 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, what: str = "output") 
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, target)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            _link_new(tmp, target)
     except BaseException as error:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(error, FileExistsError):
+            raise FileExistsError(errno.EEXIST, "exists; it is never overwritten", str(target)) from None
         if isinstance(error, OSError):
             raise _named_error(error, target) from error
         raise
     return Path(path)
+
+
+def _link_new(tmp: str, target: Path) -> None:
+    """Moves ``tmp`` to ``target`` unless ``target`` exists (``FileExistsError``): a hard link is atomic; where
+    the file system has none, an existence check then ``os.replace``."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
+        os.replace(tmp, target)
+        return
+    os.unlink(tmp)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike, *, what: str = "output") -> Path:
