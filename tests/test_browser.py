@@ -14,6 +14,7 @@ drawn, and the live training curve redrawn in place (one figure holding every ba
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -122,10 +123,10 @@ def test_app_build_rollout_explore_export(lab_server, page):
     export = page.locator(".wb-export")
     export.locator("select").first.select_option(label="explorer · hidden_heatmap")
     _set(export, "name", "browser-heatmap")
-    export.locator(".widget-button", has_text="Export").click()
+    export.locator(".widget-button", has_text=re.compile(r"^\s*Export\s*$")).click()  # not "Export all"
     expect(export).to_contain_text("Wrote 1 file(s).")
     written = root / "exports" / "browser-heatmap.html"
-    expect(export).to_contain_text(str(written))
+    expect(export.locator(".wb-written a[download]")).to_have_attribute("download", written.name)  # a link
     assert written.is_file() and written.stat().st_size > 100_000
     export.screenshot(path=SHOTS / "app-export.png")
 

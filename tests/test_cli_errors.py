@@ -86,6 +86,12 @@ CASES = [
     (["lab", "--port", "65536"], "--port", ["got 65536"]),
     (["lab", "--notebook-dir", "{tmp}/missing"], "--notebook-dir", ["existing folder", "missing"]),
     (["lab", "--ip", "192.0.2.1"], "--ip", ["address of this machine", "'192.0.2.1'"]),
+    (["app", "--port", "-5"], "--port", ["1..65535", "got -5"]),
+    (["app", "--port", "65536"], "--port", ["got 65536"]),
+    (["app", "--ip", "192.0.2.1"], "--ip", ["address of this machine", "'192.0.2.1'"]),
+    (["app", "--ip", "not an address"], "--ip", ["'not an address'"]),
+    (["app", "--notebook", "{tmp}/missing.ipynb"], "--notebook", [".ipynb file", "missing.ipynb"]),
+    (["app", "--notebook", "{tmp}/taken.pt"], "--notebook", [".ipynb file", "taken.pt"]),
     (["bench", "--threads", "0"], "--threads", ["integer >= 1", "got 0"]),
     (["bench", "--threads", "-2"], "--threads", ["got -2"]),
     (["bench", "--device", "tpu"], "--device", ["cpu, cuda or cuda:N", "'tpu'"]),
@@ -149,6 +155,7 @@ def test_train_lr_must_be_positive_and_finite(lr, tmp_path, capsys, no_work):
     (["bench", "--sections", "bogus"], "--sections"),
     (["demo", "--steps", "2", "--out", "{tmp}/d"], "--steps"),
     (["lab", "--port", "-5"], "--port"),
+    (["app", "--ip", "192.0.2.1"], "--ip"),
 ])
 @pytest.mark.slow
 def test_bad_option_in_a_real_process(argv, option, tmp_path):
@@ -420,6 +427,25 @@ def test_lab_passes_the_token_in_the_environment_not_argv(tmp_path, capsys, monk
     assert env["JUPYTER_TOKEN"] == token != "an-old-token"
     assert "--ServerApp.ip=127.0.0.1" in argv and "--no-browser" in argv
     assert env["PATH"] == os.environ["PATH"]  # the rest of the environment passes through
+
+
+def test_app_serves_the_app_notebook_with_lab_rules(capsys, monkeypatch):
+    """``app``: Voila on notebooks/app.ipynb through the launcher that keeps files behind the token; the
+    token only in JUPYTER_TOKEN (Voila reads it with auto_token) and in the printed URL; 127.0.0.1."""
+    calls = []
+    monkeypatch.setattr(cli.os, "execve", lambda path, argv, env: calls.append((path, argv, env)))
+    monkeypatch.setenv("JUPYTER_TOKEN", "an-old-token")
+    code = cli.main(["app", "--headless"])
+    out = capsys.readouterr().out
+    token = re.search(r"^URL: http://127\.0\.0\.1:(\d+)/\?token=([0-9a-f]{48})$", out, re.MULTILINE)
+    assert code == 0 and token is not None and len(calls) == 1, out
+    path, argv, env = calls[0]
+    assert argv[1:4] == ["-m", "workbench.voila_app", str(cli.APP_NOTEBOOK.resolve())]
+    assert not any(token.group(2) in a or a.startswith(("--Voila.token", "--token", "--IdentityProvider"))
+                   for a in argv), argv
+    assert env["JUPYTER_TOKEN"] == token.group(2) != "an-old-token"
+    assert {"--Voila.ip=127.0.0.1", f"--Voila.port={token.group(1)}", "--Voila.port_retries=0",
+            "--Voila.auto_token=True", "--no-browser"} <= set(argv)
 
 
 def _free_port() -> int:

@@ -127,3 +127,113 @@ def test_figures_not_from_the_rollout_do_not_carry_its_metadata(panel, source, t
     meta = read_metadata(path)
     assert meta["panel"] == "timing" and "seed" not in meta and meta.get("env_id") is None
     assert meta["checkpoint"] != CHECKPOINT
+
+
+# ------------------------------------------------------------------ Export all, Report, download links
+
+
+def _hrefs(panel) -> list[str]:
+    import re
+
+    return re.findall(r"<a href='([^']+)' download='([^']+)'", panel.links_html)
+
+
+def test_export_all_writes_each_figure_in_each_format_never_overwriting(panel, source, tmp_path, monkeypatch):
+    """Every figure of every source × every ticked format, in a new folder; a second click another folder;
+    the links are relative to the notebook's folder (the kernel's cwd) and name each file."""
+    panel.add_source("timing", source, from_rollout=False)
+    panel.format_boxes["html"].value = True  # json (the fixture's) and html
+    monkeypatch.chdir(tmp_path)
+    first = panel.export_all()
+    assert panel.last_error is None, panel.message
+    names = sorted(p.name for p in first)
+    assert names == sorted(f"{src}-{fig}.{fmt}" for src in ("explorer", "timing") for fig in ("heat", "line")
+                           for fmt in ("html", "json"))
+    assert len({p.parent for p in first}) == 1 and first[0].parent.parent == tmp_path
+    assert read_metadata(first[0].parent / "timing-line.json")["panel"] == "timing"
+    assert read_metadata(first[0].parent / "explorer-line.json")["seed"] == 3
+    stamps = {p: p.stat().st_mtime_ns for p in first}
+    second = panel.export_all()
+    assert len(second) == len(first) and second[0].parent != first[0].parent  # a new folder
+    assert {p: p.stat().st_mtime_ns for p in first} == stamps  # nothing of the first click rewritten
+    hrefs = _hrefs(panel)
+    assert [name for _, name in hrefs] == [p.name for p in second]
+    assert [href for href, _ in hrefs] == [f"{second[0].parent.name}/{p.name}" for p in second]
+    assert panel.written.outputs[0]["data"]["text/html"] == panel.links_html
+
+
+def test_export_takes_a_free_name_instead_of_overwriting(panel, tmp_path):
+    """The single Export never replaces a file: heat.json exists, so heat-1.json is written and said."""
+    (tmp_path / "heat.json").write_text("a user's file")
+    (path,) = panel.export()
+    assert path.name == "heat-1.json" and (tmp_path / "heat.json").read_text() == "a user's file"
+    assert "heat existed" in panel.message and "heat-1" in panel.message
+
+
+def test_export_all_cancel_keeps_finished_files(panel, source, tmp_path, monkeypatch):
+    """Cancel between figures: the figures written stay (and are linked), the rest is not written."""
+    import widgets.export_panel as export_panel
+
+    import threading
+
+    real, calls, second = export_panel.export_figure, [], threading.Event()
+
+    def second_waits(*args, cancel=None, **kwargs):
+        calls.append(kwargs["name"])
+        if len(calls) == 2:
+            second.set()
+            assert cancel.wait(30)
+        return real(*args, cancel=cancel, **kwargs)
+
+    monkeypatch.setattr(export_panel, "export_figure", second_waits)
+    job = panel.start_all()
+    assert second.wait(30)  # the first figure is written
+    panel.cancel("test")
+    panel.wait()
+    assert job.state == "cancelled" and [p.name for p in panel.paths] == ["explorer-heat.json"]
+    assert "kept 1 file(s)" in panel.message and [n for _, n in _hrefs(panel)] == ["explorer-heat.json"]
+    assert [p.name for p in panel.paths[0].parent.iterdir()] == ["explorer-heat.json"]
+
+
+def test_report_button_writes_the_run_report(panel, tmp_path):
+    """Report: the run's metadata, diagnostics and the rollout-made figures in one new HTML file, linked."""
+    from workbench.diagnostics import DiagnosticsReport, Finding
+
+    panel.set_metadata(panel.metadata, diagnostics=DiagnosticsReport([Finding("warning", "Odd", "Looks odd.")]))
+    first = panel.report()
+    text = first.read_text()
+    assert first.parent == tmp_path and first.name.startswith("report-cartpole-v1-")
+    assert "Looks odd." in text and "/runs/policy.pt" in text and text.count("Plotly.newPlot(") == 2
+    second = panel.report()
+    assert second != first and first.read_text() == text  # never overwritten
+    assert [n for _, n in _hrefs(panel)] == [second.name]
+
+
+def test_no_run_no_report():
+    """Without a rollout the Report button says what to do."""
+    panel = ExportPanel()
+    panel.report_button.click()
+    panel.wait()
+    assert "No run to report yet" in panel.message and panel.paths == []
+
+
+def test_links_in_voila_and_outside_the_root(tmp_path, monkeypatch):
+    """In a Voila kernel the links are the server's /voila/files/ URLs (a folder served: the root is above the
+    notebook's folder); a file outside the root is named with its path, without a link."""
+    from pathlib import Path
+
+    from widgets.export_panel import download_links_html, server_root
+
+    nb_dir = tmp_path / "course" / "week1"
+    (nb_dir / "exports").mkdir(parents=True)
+    inside, outside = nb_dir / "exports" / "a b.png", Path(tmp_path.parent / "elsewhere.png")
+    inside.write_bytes(b"png")
+    monkeypatch.chdir(nb_dir)
+    monkeypatch.setenv("VOILA_SERVER_URL", "/base/")
+    monkeypatch.setenv("SCRIPT_NAME", "/base/voila/render/course/week1/app.ipynb")
+    assert server_root() == (tmp_path.resolve(), "/base/voila/files/")
+    text = download_links_html([inside, outside])
+    assert "href='/base/voila/files/course/week1/exports/a%20b.png' download='a b.png'" in text
+    assert f"<code>{outside.resolve()}</code>" in text and "outside the folder this server shares" in text
+    monkeypatch.setenv("SCRIPT_NAME", "/")  # one notebook served: its folder is the root
+    assert server_root() == (nb_dir.resolve(), "/base/voila/files/")

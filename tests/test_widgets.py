@@ -520,7 +520,8 @@ class TestExportPanel:
         assert [p.name for p in panel.paths] == ["my-line.html", "my-line.json"]
         assert all(p.is_file() for p in panel.paths)
         assert read_metadata(panel.paths[1])["env_id"] == "CartPole-v1" and read_metadata(panel.paths[0])["seed"] == 3
-        assert str(panel.paths[0].resolve()) in panel.written.value
+        assert "download='my-line.html'" in panel.links_html  # a download link, named after the file
+        assert f"title='{panel.paths[0].resolve()}'" in panel.links_html
 
     def test_unwritable_folder_shows_the_error_then_exports(self, panel, tmp_path):
         """A folder that cannot be created is named in the error; a good folder works on the next click."""
