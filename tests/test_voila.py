@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from browser_fixtures import CHROMIUM, CHROME_ARGS, _stop, browser_missing
+from browser_fixtures import _stop, browser_missing
 from workbench.benchmark.ui import CELL_ERRORS, KERNEL_IDLE
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
