@@ -96,11 +96,16 @@ def _free_port(ip: str, start: int, tries: int = 50, family: int = socket.AF_INE
         help="port to serve on (default: the first free one from 8888)"),
     arg("--ip", default="127.0.0.1", help="address to listen on (default: %(default)s)"),
     arg("--notebook-dir", type=Path, default=None,
-        help="folder to open (default: the repository's notebooks/, else the current folder)"),
+        help="folder to serve (default: the repository, opened on notebooks/; else the current folder)"),
     passthrough=True,
 )
 def lab(args: argparse.Namespace, extra: list[str]) -> int:
-    """Start JupyterLab on the notebooks; other arguments go to jupyterlab."""
+    """Start JupyterLab on the notebooks; other arguments go to jupyterlab.
+
+    Lab serves the whole repository and opens on ``notebooks/`` (``/lab/tree/notebooks``, and it is Lab's
+    preferred folder), so its file browser also reaches ``assets/`` (the shipped agents, the figures);
+    the notebooks still run from ``notebooks/``.
+    """
     from .errors import ConfigError
 
     if args.port is not None and not 1 <= args.port <= 65535:
@@ -108,7 +113,8 @@ def lab(args: argparse.Namespace, extra: list[str]) -> int:
     if args.notebook_dir is not None and not args.notebook_dir.is_dir():
         raise ConfigError(f"--notebook-dir: expected an existing folder; got {str(args.notebook_dir)!r}")
     family = _listen_family(args.ip)
-    root = args.notebook_dir or (NOTEBOOKS if NOTEBOOKS.is_dir() else Path.cwd())
+    in_repo = args.notebook_dir is None and NOTEBOOKS.is_dir()
+    root = args.notebook_dir or (REPO_ROOT if in_repo else Path.cwd())
     port = args.port if args.port is not None else _free_port(args.ip, 8888, family=family)
     token = secrets.token_hex(24)
     cmd = [
@@ -120,6 +126,8 @@ def lab(args: argparse.Namespace, extra: list[str]) -> int:
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
+    if in_repo:
+        cmd.append(f"--ContentsManager.preferred_dir={NOTEBOOKS.name}")  # the file browser starts there
     # The token goes through the environment (JUPYTER_TOKEN), which only this user can read
     # (/proc/PID/environ is private); a command line is visible to every user in `ps`.
     env = dict(os.environ, JUPYTER_TOKEN=token)
@@ -129,8 +137,8 @@ def lab(args: argparse.Namespace, extra: list[str]) -> int:
         cmd.append("--allow-root")  # jupyter refuses to run as root otherwise
     cmd += extra
     host = f"[{args.ip}]" if ":" in args.ip else args.ip
-    print(f"JupyterLab on {root}", flush=True)
-    print(f"URL: http://{host}:{port}/lab?token={token}", flush=True)
+    print(f"JupyterLab on {root}" + (f", opened on {NOTEBOOKS.name}/" if in_repo else ""), flush=True)
+    print(f"URL: http://{host}:{port}/lab{'/tree/' + NOTEBOOKS.name if in_repo else ''}?token={token}", flush=True)
     if os.name == "nt":
         import subprocess
 
