@@ -243,6 +243,13 @@ class PolicyPanel(Panel):
         """Sets the controls from a spec."""
         set_controls(self.spec_controls, spec)
 
+    def set_env_spec(self, env_spec: EnvSpec) -> None:
+        """Sets the environment controls (``env_id``, ``hide_velocity``) from a spec."""
+        if env_spec.env_id not in self.env_id.options:
+            self.env_id.options = [*self.env_id.options, env_spec.env_id]
+        self.env_id.value = env_spec.env_id
+        self.hide_velocity.value = env_spec.hide_velocity and not self.hide_velocity.disabled
+
     # ------------------------------------------------------------------ actions
     def _env_io(self, env_spec: EnvSpec) -> PolicyIO:
         return policy_io(env_spec)
