@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Set up the project and run it: the two commands of the README.
 
-    python3 dev.py lab [--headless] [args...]   set up, then open JupyterLab on notebooks/
+    python3 dev.py lab [--headless] [args...]   set up, then open JupyterLab on notebooks/ (it serves the
+                                                repository, so its file browser reaches assets/ too)
     python3 dev.py app [--headless] [args...]   set up, then serve the app with Voila (no code shown)
     python3 dev.py test [pytest args...]        set up, then run the whole pytest suite
 
@@ -152,7 +153,7 @@ def handoff(cmd: list[str]) -> None:
 
 
 def cmd_lab(args: list[str]) -> None:
-    """Open JupyterLab on notebooks/ (``--headless``: no browser, print the URL)."""
+    """Open JupyterLab on notebooks/, serving the repository (``--headless``: no browser, print the URL)."""
     handoff([VENV_PYTHON, "-m", "workbench", "lab", *args])
 
 

@@ -61,7 +61,8 @@ def _read_lines(stream, lines: queue.Queue) -> None:
 
 
 def test_lab_headless_serves_the_notebooks(tmp_path):
-    """``lab --headless`` prints a URL with a token, and the server answers on it."""
+    """``lab --headless`` prints a URL with a token that opens ``notebooks/``, and the server answers on it;
+    it serves the repository, so the file browser reaches the shipped agents in ``assets/checkpoints``."""
     port = free_port()
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"))
@@ -83,7 +84,7 @@ def test_lab_headless_serves_the_notebooks(tmp_path):
             match = re.search(r"URL: (http://\S+)", log[-1])
             url = match and match.group(1)
         assert url, "no URL printed:\n" + "".join(log)
-        assert url.startswith(f"http://127.0.0.1:{port}/lab?token=")
+        assert url.startswith(f"http://127.0.0.1:{port}/lab/tree/notebooks?token=")
         token = url.split("token=")[1]
 
         base = f"http://127.0.0.1:{port}"
@@ -98,9 +99,23 @@ def test_lab_headless_serves_the_notebooks(tmp_path):
                 assert time.monotonic() < deadline, "server never answered:\n" + "".join(log)
                 time.sleep(0.5)
         assert "started" in status
-        with urllib.request.urlopen(f"{base}/api/contents?token={token}", timeout=10) as r:
+        with urllib.request.urlopen(f"{base}/api/contents/notebooks?token={token}", timeout=10) as r:
             names = {item["name"] for item in json.load(r)["content"]}
-        assert "01-quickstart.ipynb" in names  # served from notebooks/
+        assert "01-quickstart.ipynb" in names
+        with urllib.request.urlopen(f"{base}/api/contents/assets?token={token}", timeout=10) as r:
+            assert {"name": "checkpoints", "type": "directory"}.items() <= next(
+                item for item in json.load(r)["content"] if item["name"] == "checkpoints").items()
+        # the shipped agents, reachable from Lab (jupyter-server routes ".../checkpoints" itself to its file
+        # checkpoints API, so the folder's listing is read as the files')
+        for name in ("cartpole_novel.pt", "cue_memory.pt"):
+            with urllib.request.urlopen(f"{base}/api/contents/assets/checkpoints/{name}?content=0&token={token}",
+                                        timeout=10) as r:
+                assert json.load(r)["path"] == f"assets/checkpoints/{name}"
+        with urllib.request.urlopen(url, timeout=30) as r:  # the printed URL: Lab, opened on notebooks/
+            page = r.read().decode()
+        config = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
+                                      page, re.S).group(1))
+        assert config["treePath"] == "notebooks" and config["preferredPath"].strip("/") == "notebooks"
     finally:
         proc.terminate()  # SIGTERM: jupyter-server shuts down cleanly
         try:

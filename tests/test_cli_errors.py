@@ -490,7 +490,7 @@ def test_real_lab_keeps_its_token_out_of_proc_cmdline(tmp_path):
                 log.append(lines.get(timeout=1))
             except queue.Empty:
                 continue
-            match = re.search(r"URL: http://127\.0\.0\.1:\d+/lab\?token=(\w+)", log[-1])
+            match = re.search(r"URL: http://127\.0\.0\.1:\d+/lab(?:/tree/notebooks)?\?token=(\w+)", log[-1])
             token = match and match.group(1)
         base = f"http://127.0.0.1:{port}"
         while True:

@@ -167,3 +167,6 @@ def test_notebook_runs_without_errors(path: Path):
     nb = set_parameters(nbformat.read(path, as_version=4), **budgets(path.name))
     nb = execute(nb, path.parent)
     assert error_outputs(nb) == []
+    generators = [c.source for c in nb.cells if c.cell_type == "code"
+                  for o in c.get("outputs", []) if "torch._C.Generator" in str(o.get("data", o.get("text", "")))]
+    assert generators == [], "a cell prints a torch.Generator (end it with an assignment, not torch.manual_seed)"

@@ -24,15 +24,17 @@ from __future__ import annotations
 import json
 import os
 import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .errors import CheckpointError
-from .files import atomic_torch_save, json_entry, load_tagged
-from .policy import PolicyIO, PolicySpec, build_policy, expected_weight_shapes, policy_spec_of, resolve_device
+from .errors import CheckpointError, ConfigError
+from .files import SHIPPED_ASSETS, atomic_torch_save, json_entry, load_tagged
+from .policy import (PolicyIO, PolicySpec, build_policy, derived_from, expected_weight_shapes, policy_spec_of,
+                     resolve_device)
 from .provenance import checkpoint_identity, versions
 
 __all__ = [
@@ -43,6 +45,11 @@ __all__ = [
     "checkpoint_metadata",
     "checkpoint_of",
     "recorded_env",
+    "CheckpointInfo",
+    "CheckpointListing",
+    "checkpoint_info",
+    "shipped_checkpoints",
+    "find_checkpoints",
 ]
 
 CHECKPOINT_FORMAT = "gru-workbench-checkpoint"
@@ -183,9 +190,11 @@ def checkpoint_of(policy) -> dict[str, str] | None:
     """The checkpoint a policy was loaded from (:func:`~workbench.provenance.checkpoint_identity`: path and
     sha256), or None when it was built here."""
     try:
-        return _LOADED_FROM.get(policy)
+        found = _LOADED_FROM.get(policy)
     except TypeError:  # not weak-referenceable: not one of ours
         return None
+    origin = derived_from(policy) if found is None else None  # with_recorded_gates: the same weights
+    return checkpoint_of(origin) if origin is not None else found
 
 
 def recorded_env(metadata: dict[str, Any]) -> dict[str, Any] | None:
@@ -210,3 +219,151 @@ def recorded_env(metadata: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+
+
+# ---------------------------------------------------------------------------- finding checkpoints
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """One checkpoint file as a list shows it: where it is, what it was trained on, how big, how good."""
+
+    path: Path
+    """the file"""
+    spec: PolicySpec
+    """its architecture"""
+    env_id: str | None = None
+    """the environment its metadata records (None when it records none)"""
+    solved: bool | None = None
+    """whether training reached its solve threshold (None when not recorded)"""
+    mean_return: float | None = None
+    """the last recorded return: greedy evaluation, else the training batches' mean (None when not recorded)"""
+    shipped: bool = False
+    """whether it is one of the repository's ``assets/checkpoints``"""
+
+    @property
+    def label(self) -> str:
+        """``"cue_memory.pt · workbench/CueMemory-v0 · GRU 32 · return 0.97 · shipped"``: one line for a list."""
+        parts = [self.path.name, self.env_id or "environment not recorded",
+                 f"GRU {self.spec.hidden_size}" + (f" × {self.spec.num_layers}" if self.spec.num_layers > 1 else "")]
+        if self.solved is not None:
+            parts.append("solved" if self.solved else "not solved")
+        if self.mean_return is not None:
+            parts.append(f"return {self.mean_return:.3g}")
+        if self.shipped:
+            parts.append("shipped")
+        return " · ".join(parts)
+
+
+@dataclass(frozen=True)
+class CheckpointListing:
+    """What :func:`find_checkpoints` found in a folder: the checkpoints, and the ``.pt`` files it skipped (why)."""
+
+    folder: Path
+    checkpoints: list[CheckpointInfo] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    """``(file, reason)`` for every ``.pt`` file that is not a readable workbench checkpoint"""
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
+    """Reads a checkpoint's spec and metadata (not its weights into a policy) for a listing.
+
+    Raises :class:`~workbench.errors.CheckpointError` for a file that is not a readable checkpoint.
+
+    Examples:
+        >>> info = checkpoint_info(SHIPPED_ASSETS / "checkpoints" / "cue_memory.pt")
+        >>> info.env_id, info.spec.hidden_size, info.shipped
+        ('workbench/CueMemory-v0', 32, True)
+    """
+    caller = "checkpoint_info"
+    payload = _load_payload(path, caller)
+    try:
+        spec = PolicySpec.from_dict(json_entry(payload, "spec", path, caller))
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"{caller}: {str(path)!r}: the stored spec is invalid: {error}") from None
+    metadata = json_entry(payload, "metadata", path, caller, "{}", expect=dict)
+    env = recorded_env(metadata)
+    solved = metadata.get("solved")
+    returns = [_number(metadata.get(k)) for k in ("eval_return", "final_mean_return")]
+    from .files import is_shipped_asset
+
+    return CheckpointInfo(
+        path=Path(path), spec=spec, env_id=env["env_id"] if env else None,
+        solved=solved if isinstance(solved, bool) else None,
+        mean_return=next((r for r in returns if r is not None), None), shipped=is_shipped_asset(path))
+
+
+def _shipped_folder() -> Path | None:
+    """The shipped checkpoints' folder: next to the package (a source checkout or an editable install), else
+    ``assets/checkpoints`` under the current folder or its parent (a notebook in ``notebooks/``)."""
+    here = Path.cwd()
+    for folder in (SHIPPED_ASSETS / "checkpoints", here / "assets" / "checkpoints",
+                   here.parent / "assets" / "checkpoints"):
+        if folder.is_dir() and any(folder.glob("*.pt")):
+            return folder
+    return None
+
+
+def shipped_checkpoints() -> list[CheckpointInfo]:
+    """The trained agents shipped in the repository's ``assets/checkpoints`` (``[]`` when they are not there).
+
+    Examples:
+        >>> [info.path.name for info in shipped_checkpoints()]
+        ['cartpole_novel.pt', 'cue_memory.pt']
+        >>> shipped_checkpoints()[0].label
+        'cartpole_novel.pt · workbench/CartPoleNoVel-v1 · GRU 64 · return 500 · shipped'
+    """
+    folder = _shipped_folder()
+    return [] if folder is None else find_checkpoints(folder).checkpoints
+
+
+def find_checkpoints(folder: str | os.PathLike, *, limit: int = 200) -> CheckpointListing:
+    """The workbench checkpoints among the ``*.pt`` files of ``folder`` (not its subfolders), sorted by name.
+
+    A ``.pt`` file that is not a readable workbench checkpoint is skipped, with the reason, in
+    :attr:`CheckpointListing.skipped`.
+
+    Args:
+        folder: the folder to list.
+
+    Keyword Args:
+        limit: read at most this many ``.pt`` files (the rest are skipped, with that reason).
+
+    Raises:
+        ConfigError: ``folder`` is not an existing folder.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = (Path(tmp) / "notes.pt").write_text("hello")
+        ...     listing = find_checkpoints(tmp)
+        >>> listing.checkpoints, [(p.name, why) for p, why in listing.skipped]
+        ([], [('notes.pt', 'not a GRU Workbench checkpoint: the file is text, not a checkpoint')])
+        >>> find_checkpoints("/no/such/folder")
+        Traceback (most recent call last):
+        ...
+        workbench.errors.ConfigError: find_checkpoints: 'folder' must be an existing folder; got '/no/such/folder' (no such folder)
+    """
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        why = "a file, not a folder" if path.exists() else "no such folder"
+        raise ConfigError(f"find_checkpoints: 'folder' must be an existing folder; got {str(folder)!r} ({why})")
+    listing = CheckpointListing(path)
+    try:
+        files = sorted(p for p in path.iterdir() if p.suffix == ".pt" and p.is_file())
+    except OSError as error:
+        raise ConfigError(f"find_checkpoints: cannot list {str(folder)!r}: {error.strerror or error}") from None
+    for i, file in enumerate(files):
+        if i >= limit:
+            listing.skipped.append((file, f"not read: more than {limit} .pt files in the folder"))
+            continue
+        try:
+            listing.checkpoints.append(checkpoint_info(file))
+        except CheckpointError as error:
+            reason = str(error).split(f"{str(file)!r}", 1)[-1].lstrip(": ")
+            listing.skipped.append((file, reason.replace("is not a GRU", "not a GRU", 1)))
+    return listing

@@ -143,17 +143,23 @@ _SERVE_ARGUMENTS = (
     arg("--port", type=int, default=None,
         help="port to serve on (default: the first free one from 8888)"),
     arg("--notebook-dir", type=Path, default=None,
-        help="folder to open (default: the repository's notebooks/, else the current folder)"),
+        help="folder to serve (default: the repository, opened on notebooks/; else the current folder)"),
     passthrough=True,
 )
 def lab(args: argparse.Namespace, extra: list[str]) -> int:
-    """Start JupyterLab on the notebooks; other arguments go to jupyterlab."""
+    """Start JupyterLab on the notebooks; other arguments go to jupyterlab.
+
+    Lab serves the whole repository and opens on ``notebooks/`` (``/lab/tree/notebooks``, and it is Lab's
+    preferred folder), so its file browser also reaches ``assets/`` (the shipped agents, the figures);
+    the notebooks still run from ``notebooks/``.
+    """
     from .errors import ConfigError
 
     if args.notebook_dir is not None and not args.notebook_dir.is_dir():
         raise ConfigError(f"--notebook-dir: expected an existing folder; got {str(args.notebook_dir)!r}")
     serve = _serve_options(args, 8888)
-    root = args.notebook_dir or (NOTEBOOKS if NOTEBOOKS.is_dir() else Path.cwd())
+    in_repo = args.notebook_dir is None and NOTEBOOKS.is_dir()
+    root = args.notebook_dir or (REPO_ROOT if in_repo else Path.cwd())
     cmd = [
         sys.executable, "-m", "jupyterlab",
         f"--ServerApp.root_dir={root.resolve()}",
@@ -163,13 +169,15 @@ def lab(args: argparse.Namespace, extra: list[str]) -> int:
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
+    if in_repo:
+        cmd.append(f"--ContentsManager.preferred_dir={NOTEBOOKS.name}")  # the file browser starts there
     if args.headless:
         cmd.append("--no-browser")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # jupyter refuses to run as root otherwise
     cmd += extra
-    print(f"JupyterLab on {root}", flush=True)
-    print(f"URL: {serve.url('/lab')}", flush=True)
+    print(f"JupyterLab on {root}" + (f", opened on {NOTEBOOKS.name}/" if in_repo else ""), flush=True)
+    print(f"URL: {serve.url('/lab' + ('/tree/' + NOTEBOOKS.name if in_repo else ''))}", flush=True)
     return _exec_server(cmd, serve)
 
 

@@ -23,6 +23,7 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import weakref
 from dataclasses import dataclass
 from typing import Literal
@@ -44,6 +45,8 @@ __all__ = [
     "recurrent_modules",
     "policy_spec_of",
     "resolve_device",
+    "with_recorded_gates",
+    "derived_from",
 ]
 
 FEATURES_KEY = "features"
@@ -196,6 +199,20 @@ class PolicyIO(Spec):
             "PolicyIO.from_env: the action space must be discrete (Categorical/OneHot) or a bounded box "
             f"(Bounded, 1-d); got {type(action).__name__} with shape {list(action.shape)}."
         )
+
+    @property
+    def action_range(self) -> str | None:
+        """A continuous action's bounds as people write them, one ``[low, high]`` per dimension (None if discrete).
+
+        Examples:
+            >>> PolicyIO(2, "continuous", 1, (-2.0,), (2.0,)).action_range
+            '[-2, 2]'
+            >>> PolicyIO(2, "continuous", 2, (-1.0, 0.0), (1.0, 0.5)).action_range
+            '[-1, 1] × [0, 0.5]'
+        """
+        if self.action_kind != "continuous":
+            return None
+        return " × ".join(f"[{lo:g}, {hi:g}]" for lo, hi in zip(self.action_low, self.action_high))
 
     def action_spec(self):
         """The torchrl action spec (unbatched)."""
@@ -375,6 +392,51 @@ def policy_spec_of(policy) -> tuple[PolicySpec, PolicyIO] | None:
     """The spec and IO a policy was built from (None if not built by :func:`build_policy`)."""
     try:
         return _POLICY_SPECS.get(policy)
+    except TypeError:  # not weak-referenceable: not one of ours
+        return None
+
+
+_DERIVED_FROM: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""which policy :func:`with_recorded_gates` made each twin from (its checkpoint stays the twin's provenance)"""
+
+
+def with_recorded_gates(policy):
+    """The same policy on our Python cell, recording the GRU's gates: the same weights (copied), the same outputs.
+
+    A policy on ``torch.nn.GRU`` (every trained checkpoint: it is the fast path) does not expose its
+    gates. This builds the policy's spec with ``python_based=True, record_gates=True`` (the layer
+    :meth:`~workbench.gru.GRUModule.make_python_based` switches to, plus the gates key) and loads the
+    original's weights into it; the original is left as it was. A policy that records gates already
+    is returned as it is. :func:`derived_from` names the original (and
+    :func:`~workbench.checkpoints.checkpoint_of` its file).
+
+    Examples:
+        >>> native = build_policy(PolicySpec(hidden_size=4), PolicyIO(3, "categorical", 2), device="cpu")
+        >>> twin = with_recorded_gates(native)
+        >>> type(recurrent_modules(native)[0].gru).__name__, type(recurrent_modules(twin)[0].gru).__name__
+        ('GRU', 'PythonGRU')
+        >>> policy_spec_of(twin)[0].record_gates, derived_from(twin) is native, with_recorded_gates(twin) is twin
+        (True, True, True)
+    """
+    built = policy_spec_of(policy)
+    if built is None:
+        raise TypeError("with_recorded_gates: 'policy' must come from build_policy or load_checkpoint; got "
+                        f"{type(policy).__name__} not built by the workbench.")
+    spec, io = built
+    if spec.record_gates:
+        return policy
+    device = next(policy.parameters()).device
+    twin = build_policy(dataclasses.replace(spec, python_based=True, record_gates=True), io, device=device)
+    twin.load_state_dict(policy.state_dict())
+    twin.train(policy.training)
+    _DERIVED_FROM[twin] = policy
+    return twin
+
+
+def derived_from(policy):
+    """The policy :func:`with_recorded_gates` made ``policy`` from (None when it was not made that way)."""
+    try:
+        return _DERIVED_FROM.get(policy)
     except TypeError:  # not weak-referenceable: not one of ours
         return None
 

@@ -272,8 +272,7 @@ def check_wiring(policy, env, *, strict: bool = True) -> list[Finding]:
 def _describe_io(io) -> str:
     """``io``'s observation size and action space in words."""
     if io.action_kind == "continuous":
-        bounds = ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in zip(io.action_low, io.action_high))
-        action = f"a continuous action of {io.action_size} dim(s) in {bounds}"
+        action = f"a continuous action of {io.action_size} dim(s) in {io.action_range}"
     else:
         action = f"{io.action_size} discrete actions ({io.action_kind})"
     return f"observation size {io.observation_size} and {action}"
