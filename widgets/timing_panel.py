@@ -114,10 +114,10 @@ class TimingPanel(Panel):
                                  style=text["style"], layout=w.Layout(**text["layout"]))
         self.log_y = w.Checkbox(value=False, description="log time axis", indent=False)
         self.floor_note = w.HTML(f"<div class='wb-timing-floor' style='font-size:13px;margin:2px 0'>"
-                                 f"<b>Floor.</b> {html.escape(timing.FLOOR_TEXT)}</div>")
-        self.lesson = w.HTML(f"<details class='wb-timing-lesson' style='font-size:13px;margin:2px 0'>"
+                                 f"<b>Floor.</b> {html.escape(timing.FLOOR_TEXT, quote=False)}</div>")
+        self.lesson = w.HTML(f"<details open class='wb-timing-lesson' style='font-size:13px;margin:2px 0'>"
                              f"<summary style='cursor:pointer'><b>On the CPU the Python cell beats nn.GRU: "
-                             f"why?</b></summary><div style='max-width:1100px'>{html.escape(LESSON)}</div>"
+                             f"why?</b></summary><div style='max-width:1100px'>{html.escape(LESSON, quote=False)}</div>"
                              f"</details>")
         self.run_button = w.Button(description="Run timing", button_style="primary", icon="clock-o")
         self.progress = self.job_controls  # bar, rate, time left, Cancel: one area, reused by every run
