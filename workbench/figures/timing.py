@@ -287,8 +287,10 @@ def ratio_figure(
     default_title = (f"Time as a ratio to the floor ({floor} = 1; lower is faster)"
                      + (f" · {', '.join(fixed)}" if fixed else ""))
     if height is None:
-        height = 150 + 250 * nrows
+        height = 170 + 250 * nrows
+    top, bottom = 90, 100  # the legend goes under the facets: at the top it would run into the title when it wraps
     return _finish(fig, title=title, default_title=default_title, height=height, width=width, template=template,
                    barmode="group", bargap=0.15,
-                   legend=dict(orientation="h", yanchor="bottom", y=1.0 + 40 / height, x=0, title=dict(text="")),
-                   margin=dict(t=110, l=60, r=20, b=40))
+                   legend=dict(orientation="h", yanchor="top", y=-48 / max(1, height - top - bottom), x=0,
+                               title=dict(text="")),
+                   margin=dict(t=top, l=60, r=20, b=bottom))
