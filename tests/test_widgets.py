@@ -457,6 +457,15 @@ class TestTimingPanel:
         assert [float(c[3]) for c in ratio.data[0].customdata] == [1.0, 1.0]  # the floor is 1, exactly
         assert shown(panel, "timing_ratio")["data"]
 
+    def test_line_chart_takes_an_axis_with_several_values(self):
+        """One T and two hidden sizes: after the run the time-per-call chart has hidden on x (T alone would
+        draw every point at one x)."""
+        panel = TimingPanel(backends=("torch",), batch=(2,), steps=(4,), hidden=(4, 8), reset_rate=(0.0,),
+                            passes=("forward",), rounds=2, block_s=0.0005)
+        panel.run()
+        assert panel.x_axis.value == "hidden" and list(panel.figures["timing"].data[0].x) == [4, 8]
+        assert [a.text for a in panel.figures["timing_ratio"].layout.annotations] == ["H 4", "H 8"]
+
     def test_floor_sentence_and_lesson_are_shown(self):
         """The floor in one sentence above the ratio chart; the measured lesson (why the Python cell beats
         nn.GRU on the CPU) under it."""

@@ -173,6 +173,7 @@ class TimingPanel(Panel):
             def on_end(job) -> None:
                 if job.state == "done":
                     self.records = job.result
+                    self._pick_x_axis()
                     self._draw()
                     self.show_message(f"{len(self.records)} measurements on {cfg.device} {shape}.", "ok")
                     return
@@ -200,8 +201,20 @@ class TimingPanel(Panel):
         if self.start() is not None:
             self.wait()
 
+    def _pick_x_axis(self) -> None:
+        """After a run: when the chosen x axis has one value and another axis several, the line chart takes the
+        axis with the most values (points along T = 64 alone say little)."""
+        counts = {name: len({r.get(name) for r in self.records}) for _, name in self.x_axis.options}
+        best = max(counts, key=counts.get)
+        if counts[self.x_axis.value] < 2 <= counts[best]:
+            self._quiet = True
+            try:
+                self.x_axis.value = best
+            finally:
+                self._quiet = False
+
     def _redraw(self) -> None:
-        if self.records:
+        if self.records and not getattr(self, "_quiet", False):
             with self.guard():
                 self._draw()
 
