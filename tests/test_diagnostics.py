@@ -39,7 +39,10 @@ class TestHealthy:
         findings = reset_audit(traj)
         assert [f.severity for f in findings] == ["ok"] * 4
         restarted = next(f for f in findings if f.title == "Resets restart the memory")
-        assert restarted.where == {"resets": 4}
+        assert restarted.where == {"resets": 4, "is_init_steps": 6, "env_starts": 2}
+        # both counts and their definition, in words (the explorer counts every is_init step: 6)
+        assert restarted.explanation == ("All 4 resets restarted from a zero hidden state. Counted: 6 is_init steps "
+                                         "= 2 env starts (t = 0) + 4 resets after an episode ended.")
         status = reset_status(traj)
         assert (status[:, [0, 10, 20]] == ResetStatus.RESTARTED).all()
         assert (status[:, 1:10] == ResetStatus.CARRIED).all()
@@ -83,7 +86,10 @@ class TestBrokenTrajectories:
         findings = reset_audit(leaky)
         (leak,) = [f for f in findings if f.severity == "error"]
         assert leak.title == "Memory leaks across episodes"
-        assert leak.where == {"env": 0, "step": 10, "count": 4, "resets": 4}
+        assert leak.where == {"env": 0, "step": 10, "count": 4, "resets": 4, "is_init_steps": 6, "env_starts": 2}
+        assert leak.explanation.startswith("At 4 resets of 4 (first: env 0, step 10)")
+        assert leak.explanation.endswith("Counted: 6 is_init steps = 2 env starts (t = 0) + 4 resets after an "
+                                         "episode ended.")
         status = reset_status(leaky)
         assert (status[:, [10, 20]] == ResetStatus.LEAKED).all()
         replay = replay_check(policy, leaky)
@@ -324,3 +330,52 @@ def test_replay_policy_reproduces_the_rollout_and_shows_the_leak(healthy):
     leaked = replay_policy(policy, traj, resets=False)
     torch.testing.assert_close(leaked["logits"][:, :10], traj["logits"][:, :10], atol=1e-5, rtol=0)
     assert (leaked["logits"][:, 10:] - traj["logits"][:, 10:]).abs().amax() > 1e-3
+
+
+class TestResetCounts:
+    """One owner of reset counting (workbench.episodes.reset_counts): the explorer's and the audit's numbers."""
+
+    def test_counts_on_a_hand_built_is_init(self):
+        from workbench.episodes import reset_counts
+
+        is_init = torch.zeros(4, 12, dtype=torch.bool)
+        is_init[:, 0] = True  # 4 env starts
+        done = torch.zeros(4, 12, dtype=torch.bool)
+        for env, step in ((0, 3), (0, 7), (1, 5), (3, 10), (3, 11)):  # 5 episodes end; the last at t = T-1
+            done[env, step] = True
+            if step + 1 < 12:
+                is_init[env, step + 1] = True
+        is_init[2, 6] = True  # a reset without a done before it
+        counts = reset_counts(is_init.unsqueeze(-1), done.unsqueeze(-1))
+        assert (counts.is_init_steps, counts.env_starts, counts.resets, counts.episode_starts_after_done,
+                counts.unmarked_resets, counts.envs) == (9, 4, 5, 4, 1, 4)
+        assert counts.differ
+        assert counts.describe() == "9 is_init steps = 4 env starts (t = 0) + 5 resets (4 after a done, 1 without one)"
+        plain = reset_counts(is_init)
+        assert plain.episode_starts_after_done is None and plain.unmarked_resets is None
+        assert plain.describe() == "9 is_init steps = 4 env starts (t = 0) + 5 resets after an episode ended"
+
+    def test_no_env_start_means_one_count(self):
+        from workbench.episodes import reset_counts
+
+        counts = reset_counts(torch.tensor([[False, True, False, True]]))
+        assert (counts.is_init_steps, counts.env_starts, counts.resets, counts.differ) == (2, 0, 2, False)
+        assert counts.describe() == "2 resets after an episode ended (is_init at t = 0: none)"
+
+    def test_bad_shape_is_named(self):
+        from workbench.episodes import reset_counts
+        from workbench.errors import AnalysisError
+
+        with pytest.raises(AnalysisError, match="is_init must have shape"):
+            reset_counts(torch.zeros(5, dtype=torch.bool))
+        with pytest.raises(AnalysisError, match=r"'done' must have the shape of is_init, \(1, 4\).*got \(1, 3\)"):
+            reset_counts(torch.zeros(1, 4, dtype=torch.bool), torch.zeros(1, 3, dtype=torch.bool))
+
+    def test_a_healthy_rollout_says_both_counts(self, healthy):
+        from workbench.episodes import reset_counts
+
+        _, _, traj = healthy
+        counts = reset_counts(traj["is_init"], traj["next", "done"])
+        assert (counts.is_init_steps, counts.env_starts, counts.resets, counts.episode_starts_after_done) == (6, 2, 4, 4)
+        text = diagnose(traj).summary()
+        assert "All 4 resets restarted from a zero hidden state. Counted: 6 is_init steps" in text

@@ -300,6 +300,55 @@ class TestTimingFigure:
             F.timing_rows([{"backend": "torch", "pass": "forward", "steps": 4}])
 
 
+def _grid(backends=(("torch", 1.0), ("workbench", 1.5), ("workbench:python", 0.75))):
+    """2 hidden sizes × 2 reset rates × 2 passes; each backend's median is ``factor`` × the floor's."""
+    return [{"backend": b, "pass": p, "batch": 8, "steps": 64, "hidden": h, "reset_rate": rr,
+             "median_s": f * h * (1 + rr) * (3 if p == "forward+backward" else 1) * 1e-5}
+            for h in (32, 128) for rr in (0.0, 0.05) for p in ("forward", "forward+backward") for b, f in backends]
+
+
+class TestRatioFigure:
+    def test_one_facet_per_shape_one_bar_per_backend(self):
+        """4 shapes → 4 facets titled by what varies; in each, one bar trace per backend (same colour
+        everywhere, one legend entry each), x = the passes, the ratio to torch's time (torch exactly 1)."""
+        fig = F.ratio_figure(_grid())
+        assert [a.text for a in fig.layout.annotations] == ["H 32 · reset 0", "H 32 · reset 0.05",
+                                                             "H 128 · reset 0", "H 128 · reset 0.05"]
+        assert len(fig.data) == 4 * 3 and all(isinstance(d, go.Bar) for d in fig.data)
+        assert [d.xaxis for d in fig.data] == [f"x{'' if i == 0 else i + 1}" for i in range(4) for _ in range(3)]
+        names = [d.legendgroup for d in fig.data[:3]]
+        assert names == ["torch", "workbench", "workbench:python"] and fig.data[0].name == "torch (floor)"
+        assert [d.showlegend for d in fig.data] == [True] * 3 + [False] * 9
+        for i, d in enumerate(fig.data):
+            assert d.marker.color == fig.data[i % 3].marker.color  # one colour per backend across facets
+            assert list(d.x) == ["forward", "forward+backward"] and d.base == 1.0
+        expected = {"torch": 1.0, "workbench": 1.5, "workbench:python": 0.75}
+        for d in fig.data:
+            ratios = [float(c[3]) for c in d.customdata]
+            np.testing.assert_allclose(ratios, [expected[d.legendgroup]] * 2, rtol=1e-12)
+            if d.legendgroup == "torch":
+                assert ratios == [1.0, 1.0]  # exactly: the floor over itself
+            np.testing.assert_allclose(d.y, np.array(ratios) - 1)  # bars start at the floor line
+        assert fig.layout.title.text.startswith("Time as a ratio to the floor (torch = 1")
+        assert "B 8, T 64" in fig.layout.title.text and fig.layout.barmode == "group"
+        assert [s.y0 for s in fig.layout.shapes] == [1] * 4  # the floor line in each facet
+
+    def test_without_torch_the_fastest_is_the_floor(self):
+        fig = F.ratio_figure(_grid(backends=(("workbench", 2.0), ("workbench:python", 0.5))))
+        python = [d for d in fig.data if d.legendgroup == "workbench:python"]
+        assert all(float(c[3]) == 1.0 for d in python for c in d.customdata)
+        assert python[0].name == "workbench:python (floor)"
+        assert all(float(c[3]) == 4.0 for d in fig.data if d.legendgroup == "workbench" for c in d.customdata)
+        assert "the fastest backend of each shape" in fig.layout.title.text
+
+    def test_log_axis_for_wide_ranges_and_facet_columns(self):
+        """A 40× spread gets a log axis with 2× ticks; 4 facets in 2 columns make 2 rows."""
+        fig = F.ratio_figure(_grid(backends=(("torch", 1.0), ("torchrl", 40.0))), columns=2)
+        assert fig.layout.yaxis.type == "log" and list(fig.layout.yaxis.ticktext)[:2] == ["1×", "2×"]
+        assert fig.layout.xaxis3.anchor == "y3" and fig.layout.yaxis3.domain[1] < fig.layout.yaxis.domain[0]
+        assert F.ratio_figure(_grid()).layout.yaxis.type != "log"
+
+
 BUILDERS = {
     "hidden_heatmap": lambda td, **kw: F.hidden_heatmap(td, **kw),
     "pca_figure": lambda td, **kw: F.pca_figure(td, **kw),
@@ -308,6 +357,7 @@ BUILDERS = {
     "divergence_figure": lambda td, **kw: F.divergence_figure(torch.rand(E, T), **kw),
     "probe_figure": lambda td, **kw: F.probe_figure([_probe("hidden", [0.5], 0.5)], **kw),
     "timing_figure": lambda td, **kw: F.timing_figure(_records(), **kw),
+    "ratio_figure": lambda td, **kw: F.ratio_figure(_records(), **kw),
     "pca_groups_figure": lambda td, **kw: F.pca_groups_figure(td, torch.ones(E, T), **kw),
     "training_figure": lambda td, **kw: F.training_figure([{"frames": 10, "mean_return": 1.0}], **kw),
 }

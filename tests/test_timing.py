@@ -245,3 +245,19 @@ class TestTimingConfig:
         with pytest.raises(ConfigError, match=f"TimingConfig: '{name}'"):
             timing.time_backends(**{**dict(backends=("torch",), batch=(2,), steps=(3,), hidden=(4,),
                                            reset_rate=(0.0,), rounds=2, block_s=0.0005), **kwargs})
+
+
+def test_floor_ratios_agree_with_the_records_and_fall_back_to_the_fastest():
+    """With torch measured, floor_ratios is each record's ratio_to_floor (torch exactly 1); without it, the
+    fastest backend of each shape and pass is the floor."""
+    rows = timing.time_backends(backends=("torch", "workbench:loop"), batch=(2,), steps=(3, 5), hidden=(4,),
+                                reset_rate=(0.0,), input_size=3, rounds=2, block_s=0.0005, memory=False)
+    ratios = timing.floor_ratios(rows)
+    assert [q["floor"] for q in ratios] == ["torch"] * len(rows)
+    for row, q in zip(rows, ratios):
+        assert q["ratio"] == pytest.approx(row["ratio_to_floor"], rel=1e-12)
+        if row["backend"] == "torch":
+            assert q["ratio"] == 1.0 and q["floor_s"] == row["median_s"]
+    loop = [r for r in rows if r["backend"] == "workbench:loop"]
+    assert [q["ratio"] for q in timing.floor_ratios(loop)] == [1.0] * len(loop)  # alone: its own floor
+    assert timing.FLOOR in timing.FLOOR_TEXT.replace("torch.nn.GRU", "torch")

@@ -237,6 +237,55 @@ class TestRolloutPanel:
         assert panel.summary.value.count("<tr>") == 1 + 2  # header + one row per env
         assert shown(panel, "replay_divergence")["data"]
 
+    def test_worker_advice_is_shown_with_the_choice(self):
+        """The advice (in-process is faster on a small machine, the measured 71.9 s vs 106.7 s) sits right under
+        the worker-processes checkbox, in the same column, and is its tooltip too."""
+        from widgets.rollout_panel import PARALLEL_ADVICE
+
+        panel = RolloutPanel(steps=STEPS, env_spec=ENV, device="cpu")
+        def parent(root, widget):
+            for child in getattr(root, "children", ()):
+                if child is widget:
+                    return root
+                found = parent(child, widget)
+                if found is not None:
+                    return found
+            return None
+
+        kids = list(parent(panel, panel.parallel).children)
+        assert kids[kids.index(panel.parallel) + 1] is panel.parallel_advice
+        assert "in-process is faster" in PARALLEL_ADVICE and "71.9 s" in PARALLEL_ADVICE
+        assert "106.7 s" in PARALLEL_ADVICE and "env step is expensive" in PARALLEL_ADVICE
+        assert "in-process is faster" in panel.parallel_advice.value and panel.parallel.tooltip == PARALLEL_ADVICE
+
+    def test_new_policy_or_env_settings_mark_the_shown_rollout_stale(self):
+        """After a rollout, a new policy marks its summary and diagnostics stale; the next rollout clears it.
+        Changing the envs or seed marks it too, and changing it back clears it. The summary gives both reset
+        counts (is_init steps = env starts + resets)."""
+        panel = RolloutPanel(steps=STEPS, env_spec=ENV, device="cpu")
+        policy_panel = PolicyPanel(SPEC, ENV)
+        policy_panel.on_policy(panel.set_policy)
+        policy_panel.build_button.click()
+        assert panel.stale == "" and panel._stale_note not in panel.children  # nothing shown yet: nothing stale
+        panel.run()
+        assert panel.stale == ""
+        counts = panel.trajectory.get(KEYS.is_init)
+        n_init, n_start = int(counts.sum()), int(counts[:, 0].sum())
+        assert (f"Episode starts: {n_init} is_init steps = {n_start} env starts (t = 0) + {n_init - n_start} "
+                f"resets after an episode ended.") in panel.summary.value
+        policy_panel.build_button.click()  # a new policy
+        assert panel.stale.startswith("the summary, diagnostics and replay figure below are from the previous")
+        assert "Stale:" in panel._stale_note.value and panel._stale_note.layout.display is None
+        assert panel.children[list(panel.children).index(panel.header) + 1] is panel._stale_note
+        panel.run()
+        assert panel.stale == "" and panel._stale_note.layout.display == "none"
+        panel.seed.value = 5
+        assert "seed 0 → 5" in panel.stale
+        panel.num_envs.value = 3
+        assert "envs 2 → 3" in panel.stale and "seed 0 → 5" in panel.stale
+        panel.seed.value, panel.num_envs.value = 0, 2
+        assert panel.stale == ""
+
     def test_store_on_disk_writes_a_memmap_folder_the_explorer_reads(self, tmp_path):
         """A folder in *store on disk in*: the trajectory is written there as it runs and reopens equal;
         a folder with files in it is refused before any work, untouched, and the panel keeps working."""
@@ -401,6 +450,35 @@ class TestTimingPanel:
         assert panel.progress.text.startswith("2 / 2 cases") and panel.progress.layout.display == "none"
         panel.x_axis.value = "batch"
         assert list(panel.figures["timing"].data[0].x) == [2]
+        ratio = panel.figures["timing_ratio"]  # one facet per shape (T 4, T 8), one bar per backend in each
+        assert [a.text for a in ratio.layout.annotations] == ["T 4", "T 8"]
+        assert [(d.legendgroup, d.xaxis) for d in ratio.data] == [("torch", "x"), ("workbench:loop", "x"),
+                                                                  ("torch", "x2"), ("workbench:loop", "x2")]
+        assert [float(c[3]) for c in ratio.data[0].customdata] == [1.0, 1.0]  # the floor is 1, exactly
+        assert shown(panel, "timing_ratio")["data"]
+
+    def test_line_chart_takes_an_axis_with_several_values(self):
+        """One T and two hidden sizes: after the run the time-per-call chart has hidden on x (T alone would
+        draw every point at one x)."""
+        panel = TimingPanel(backends=("torch",), batch=(2,), steps=(4,), hidden=(4, 8), reset_rate=(0.0,),
+                            passes=("forward",), rounds=2, block_s=0.0005)
+        panel.run()
+        assert panel.x_axis.value == "hidden" and list(panel.figures["timing"].data[0].x) == [4, 8]
+        assert [a.text for a in panel.figures["timing_ratio"].layout.annotations] == ["H 4", "H 8"]
+
+    def test_floor_sentence_and_lesson_are_shown(self):
+        """The floor in one sentence above the ratio chart; the measured lesson (why the Python cell beats
+        nn.GRU on the CPU) under it."""
+        from widgets.timing_panel import LESSON
+
+        panel = TimingPanel()
+        kids = list(panel.children)
+        ratio_view = panel.views["timing_ratio"]
+        assert kids.index(panel.floor_note) + 1 == kids.index(ratio_view) == kids.index(panel.lesson) - 1
+        assert "The floor is bare torch.nn.GRU" in panel.floor_note.value and "ignoring the resets" in panel.floor_note.value
+        assert timing.FLOOR_TEXT.count(". ") == 0  # one sentence
+        assert "beats nn.GRU" in panel.lesson.value and "0.63×" in LESSON and "1.43×" in LESSON
+        assert "torchrl's Python cell" in panel.lesson.value
 
     def test_bad_grid_is_reported_then_runs(self):
         """A non-numeric value is named in the error; the button works again after fixing it."""
@@ -578,6 +656,24 @@ class TestApp:
         app.build()
         app.run()
         assert app.errors == {} and app.explorer_panel.figures["hidden_heatmap"].data[0].z.shape == (4, STEPS)
+
+    def test_new_policy_marks_rollout_and_explorer_stale_until_the_next_rollout(self, built_app):
+        """Through the app: a new policy marks the rollout panel and the explorer stale (and the comparison
+        view when the app has one); the next rollout clears them all."""
+        app = built_app
+        app.build()  # before any rollout: nothing to mark
+        assert app.rollout_panel.stale == app.explorer_panel.stale == ""
+        app.run()
+        app.policy_panel.hidden_size.value = 4
+        app.build()
+        panels = [app.rollout_panel, app.explorer_panel] + (
+            [app.compare_panel] if getattr(app, "compare_panel", None) is not None else [])
+        for panel in panels:
+            assert "previous policy" in panel.stale, type(panel).__name__
+            assert panel._stale_note in panel.children and "Stale:" in panel._stale_note.value
+        assert "GRU 8 in CartPole-v1" in app.explorer_panel.stale
+        app.run()
+        assert [p.stale for p in panels] == [""] * len(panels) and app.errors == {}
 
     def test_rollout_before_build_is_explained(self):
         """Clicking Run before Build shows what to do, and the app recovers after a build."""

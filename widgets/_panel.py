@@ -16,6 +16,9 @@ Every panel of :mod:`widgets` derives from :class:`Panel`:
   ``panel.show_figure(name, fig)`` stores it and replaces the view's output
   with a static plotly figure (the recipe that works in Lab, Voila and
   headless); every change emits ``"figures"``.
+- ``panel.mark_stale(text)`` shows a warning line under the title: the results shown belong to an
+  earlier policy or environment; ``panel.clear_stale()`` removes it (the panel's next result does).
+  ``panel.stale`` is the text, empty when the results are current.
 - ``panel.start_job(work, ...)`` runs long work in the background (:mod:`widgets.jobs`): the
   panel's :class:`~widgets.jobs.JobControls` (``panel.job_controls``: bar, rate, time left, Cancel)
   show while it runs, the buttons are disabled, a second job is refused with a message, and
@@ -212,6 +215,10 @@ class Panel(w.VBox):
         self.job = None
         """the panel's last background job (:class:`widgets.jobs.Job`), ``None`` before the first"""
         self._job_controls = None
+        self.stale = ""
+        """the stale warning shown (:meth:`mark_stale`), empty when the results shown are current"""
+        self._stale_note = w.HTML("", layout=w.Layout(width="100%", display="none"))
+        self._stale_note.add_class("wb-stale")
         kwargs.setdefault("layout", w.Layout(border="1px solid #d0d7de", padding="4px 10px", margin="6px 0"))
         super().__init__(**kwargs)
         self.add_class("wb-panel")
@@ -273,6 +280,33 @@ class Panel(w.VBox):
 
     def refresh_controls(self) -> None:
         """Sets state-dependent ``disabled`` flags; subclasses override (called after every ``busy``)."""
+
+    # ------------------------------------------------------------------ stale results
+    def mark_stale(self, text: str) -> None:
+        """Shows ``text`` as a warning line under the panel's title: what it shows belongs to an earlier
+        policy or environment. It stays until :meth:`clear_stale` (called when the next result is shown).
+
+        Examples:
+            >>> p = Panel(title="Demo")
+            >>> p.mark_stale("From the previous policy: run again.")
+            >>> p.stale, "wb-msg-warning" in p._stale_note.value, p._stale_note in p.children
+            ('From the previous policy: run again.', True, True)
+            >>> p.clear_stale(); p.stale, p._stale_note.layout.display
+            ('', 'none')
+        """
+        self.stale = str(text)
+        self._stale_note.value = box(f"<b>Stale:</b> {html.escape(self.stale)}", "warning")
+        self._stale_note.layout.display = None
+        if self._stale_note not in self.children:  # placed on first use: right under the title
+            children = list(self.children)
+            at = children.index(self.header) + 1 if self.header in children else 0
+            self.children = tuple(children[:at] + [self._stale_note] + children[at:])
+
+    def clear_stale(self) -> None:
+        """Removes the :meth:`mark_stale` line (the results shown are current again)."""
+        self.stale = ""
+        self._stale_note.value = ""
+        self._stale_note.layout.display = "none"
 
     # ------------------------------------------------------------------ background jobs
     @property

@@ -78,6 +78,8 @@ class WorkbenchApp(w.VBox):
         self.rollout_panel.on_rollout(self.explorer_panel.set_trajectory)
         self.rollout_panel.on_rollout(self._rollout_metadata)
         self.sweep_panel.on_open(self.open_trial)
+        self.policy_panel.on_policy(self._mark_stale)  # a new policy: what the explorer (and compare) show is old
+        self.rollout_panel.on_rollout(self._clear_stale)
         for name in ("rollout", "explorer", "timing", "sweep"):
             self.export_panel.add_source(name, self.panels[name], from_rollout=name not in ("timing", "sweep"))
         for panel in (self.policy_panel, self.rollout_panel):
@@ -106,6 +108,22 @@ class WorkbenchApp(w.VBox):
         if policy.last_error is not None:
             raise RuntimeError(f"could not open trial {trial.key}: {policy.message}")
         self.rollout_panel.start()
+
+    def _stale_panels(self) -> list[Panel]:
+        return [p for p in (self.explorer_panel, getattr(self, "compare_panel", None)) if p is not None]
+
+    def _mark_stale(self, built) -> None:
+        """A new policy: the explorer's (and the comparison's) rollout is the previous policy's until the next one."""
+        result = self.rollout_panel.result
+        if result is None or result.built is built:
+            return
+        for panel in self._stale_panels():
+            panel.mark_stale(f"this shows the rollout of the previous policy (GRU {result.built.spec.hidden_size} in "
+                             f"{result.env_spec.env_id}); run the rollout to see the new one.")
+
+    def _clear_stale(self, result: RolloutResult) -> None:
+        for panel in self._stale_panels():
+            panel.clear_stale()
 
     def _rollout_metadata(self, result: RolloutResult) -> None:
         self.export_panel.set_metadata(trajectory_metadata(result.trajectory), diagnostics=result.report)

@@ -33,7 +33,7 @@ from tensordict import TensorDictBase
 from torch import Tensor
 
 from .diagnostics import Finding
-from .episodes import as_env_time, trajectory_is_init
+from .episodes import ResetCounts, as_env_time, reset_counts, trajectory_is_init
 from .keys import KEYS
 
 __all__ = ["ResetStatus", "reset_status", "reset_audit"]
@@ -154,7 +154,7 @@ def reset_audit(trajectory: TensorDictBase, *, atol: float = 0.0) -> list[Findin
     done = traj.get(KEYS.done, None)
     done = None if done is None else done.reshape(*traj.batch_size).bool()
     status = reset_status(traj, atol=atol)
-    _audit_resets(status, is_init, findings)
+    _audit_resets(status, is_init, findings, reset_counts(is_init, done))
     if not dead:  # with a dead primer every step "drops" the memory: the finding above says it
         _audit_carried(status, is_init, done, findings)
     if done is not None:
@@ -205,13 +205,20 @@ def _audit_fed_back(hidden: Tensor, next_hidden: Tensor, atol: float, findings: 
     return False
 
 
-def _audit_resets(status: Tensor, is_init: Tensor, findings: list[Finding]) -> None:
+def _counted(counts: ResetCounts) -> str:
+    """`` Counted: 40 is_init steps = 4 env starts (t = 0) + 36 resets after an episode ended.``: both counts
+    (the explorer's and the audit's) and their difference in words, when they differ; else empty."""
+    return f" Counted: {counts.describe()}." if counts.differ else ""
+
+
+def _audit_resets(status: Tensor, is_init: Tensor, findings: list[Finding], counts: ResetCounts) -> None:
     """At every is_init after the first step: restarted from zero, or leaked?"""
     resets = is_init.clone()
     resets[:, 0] = False
-    n_resets = int(resets.sum())
+    n_resets = counts.resets
     leaked = resets & (status == ResetStatus.LEAKED)
     changed = resets & (status == ResetStatus.CHANGED)
+    both = {"resets": n_resets, "is_init_steps": counts.is_init_steps, "env_starts": counts.env_starts}
     if bool(leaked.any()):
         n, where = int(leaked.sum()), _first(leaked)
         findings.append(
@@ -221,10 +228,10 @@ def _audit_resets(status: Tensor, is_init: Tensor, findings: list[Finding]) -> N
                 f"At {_count(n, 'reset')} of {n_resets} (first: env {where['env']}, step {where['step']}) the hidden "
                 "state read at is_init is the previous episode's final hidden state, not zero. A single-step policy "
                 "zeroes it, but a recurrent-mode replay (losses, GAE) restarts from the stored value, so the old "
-                "episode leaks into the new one.",
+                f"episode leaks into the new one.{_counted(counts)}",
                 "Zero the hidden state at resets: keep the primer from make_tensordict_primer() in the environment "
                 "(it resets the state) and do not copy ('next', hidden) into a reset step by hand.",
-                {**where, "count": n, "resets": n_resets},
+                {**where, "count": n, **both},
             )
         )
     if bool(changed.any()):
@@ -235,15 +242,17 @@ def _audit_resets(status: Tensor, is_init: Tensor, findings: list[Finding]) -> N
                 "Non-zero hidden state at resets",
                 f"At {_count(n, 'reset')} of {n_resets} (first: env {where['env']}, step {where['step']}) the hidden "
                 "state read at is_init is neither zero nor the previous final state (a random or learned initial "
-                "state?). Single steps zero it; recurrent-mode replays restart from it, so the two disagree.",
+                f"state?). Single steps zero it; recurrent-mode replays restart from it, so the two disagree."
+                f"{_counted(counts)}",
                 "Use a zero-initialised primer (the GRUModule default) unless the difference is intended.",
-                {**where, "count": n, "resets": n_resets},
+                {**where, "count": n, **both},
             )
         )
     if n_resets and not bool(leaked.any()) and not bool(changed.any()):
         findings.append(
-            Finding("ok", "Resets restart the memory", f"All {_count(n_resets, 'reset')} restarted from a zero hidden state.",
-                    where={"resets": n_resets})
+            Finding("ok", "Resets restart the memory",
+                    f"All {_count(n_resets, 'reset')} restarted from a zero hidden state.{_counted(counts)}",
+                    where=both)
         )
 
 

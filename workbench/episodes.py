@@ -46,6 +46,8 @@ __all__ = [
     "episode_returns",
     "RunningReturns",
     "episode_summary",
+    "ResetCounts",
+    "reset_counts",
 ]
 
 
@@ -266,6 +268,96 @@ class RunningReturns:
                     finished.append((env, self.running[env]))
                     self.running[env] = 0.0
         return finished
+
+
+@dataclass(frozen=True)
+class ResetCounts:
+    """How many steps of an ``[E, T]`` trajectory start an episode, counted two ways (see :func:`reset_counts`).
+
+    ``is_init_steps`` (every step with ``is_init`` True: what the explorer counts) is
+    ``env_starts`` (``is_init`` at ``t = 0``: each env's first step, right after ``env.reset()``)
+    plus ``resets`` (``is_init`` after ``t = 0``: episodes restarted inside the trajectory, what the
+    reset audit checks).
+    """
+
+    is_init_steps: int
+    """steps with ``is_init`` True, ``t = 0`` included"""
+    env_starts: int
+    """``is_init`` at ``t = 0`` (at most one per env)"""
+    resets: int
+    """``is_init`` after ``t = 0``: ``is_init_steps - env_starts``"""
+    episode_starts_after_done: int | None
+    """of ``resets``, those right after a step whose ``done`` is True (``None``: no ``done`` given)"""
+    envs: int
+    """``E``"""
+
+    @property
+    def differ(self) -> bool:
+        """Whether the two counts (``is_init_steps`` and ``resets``) differ, i.e. some env starts at ``t = 0``."""
+        return self.is_init_steps != self.resets
+
+    @property
+    def unmarked_resets(self) -> int | None:
+        """``is_init`` after ``t = 0`` without a ``done`` before it (``None``: no ``done`` given)."""
+        return None if self.episode_starts_after_done is None else self.resets - self.episode_starts_after_done
+
+    def describe(self) -> str:
+        """Both counts and what separates them, in one sentence.
+
+        Examples:
+            >>> reset_counts(torch.tensor([[1, 0, 1], [1, 0, 0]])).describe()
+            '3 is_init steps = 2 env starts (t = 0) + 1 reset after an episode ended'
+            >>> reset_counts(torch.tensor([[0, 0, 1]])).describe()
+            '1 reset after an episode ended (is_init at t = 0: none)'
+        """
+        after = f"{_plural(self.resets, 'reset')} after an episode ended"
+        if self.unmarked_resets:
+            after = (f"{_plural(self.resets, 'reset')} ({self.episode_starts_after_done} after a done, "
+                     f"{self.unmarked_resets} without one)")
+        if not self.env_starts:
+            return f"{after} (is_init at t = 0: none)"
+        return (f"{_plural(self.is_init_steps, 'is_init step')} = {_plural(self.env_starts, 'env start')} (t = 0) "
+                f"+ {after}")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def reset_counts(is_init: Tensor, done: Tensor | None = None) -> ResetCounts:
+    """Counts the episode starts of ``[E, T]`` (or ``[E, T, 1]``) ``is_init`` flags: the one place that does.
+
+    Two numbers are easy to mix up: every ``is_init`` step (``t = 0`` included; each env starts
+    there) and the *resets*, ``is_init`` after ``t = 0`` (an episode ended and the next began). With
+    ``done`` (``("next", "done")``, same shape), also how many resets follow a done.
+
+    Args:
+        is_init: the flags, ``[E, T]`` or ``[E, T, 1]``.
+        done: optional ``[E, T]`` or ``[E, T, 1]`` done flags of the same trajectory.
+
+    Examples:
+        >>> is_init = torch.zeros(4, 10, dtype=torch.bool)
+        >>> is_init[:, 0] = True                  # 4 envs start
+        >>> is_init[0, 5] = is_init[2, 3] = True  # 2 episodes restart
+        >>> done = torch.zeros(4, 10, dtype=torch.bool)
+        >>> done[0, 4] = done[2, 2] = True
+        >>> counts = reset_counts(is_init, done)
+        >>> counts.is_init_steps, counts.env_starts, counts.resets, counts.episode_starts_after_done
+        (6, 4, 2, 2)
+        >>> counts.describe()
+        '6 is_init steps = 4 env starts (t = 0) + 2 resets after an episode ended'
+    """
+    init = as_bool_init(is_init)
+    total, starts = int(init.sum()), int(init[:, 0].sum())
+    after_done = None
+    if done is not None:
+        d = done.squeeze(-1) if done.dim() == 3 and done.shape[-1] == 1 else done
+        if tuple(d.shape) != tuple(init.shape):
+            raise AnalysisError(f"reset_counts: 'done' must have the shape of is_init, {tuple(init.shape)} (or with a "
+                                f"trailing 1); got {tuple(done.shape)}.")
+        d = d.to(torch.bool)
+        after_done = int((init[:, 1:] & d[:, :-1]).sum())
+    return ResetCounts(total, starts, total - starts, after_done, int(init.shape[0]))
 
 
 def episode_summary(trajectory) -> list[dict]:

@@ -42,6 +42,10 @@ __all__ = [
     "contestants",
     "check_case",
     "time_backends",
+    "FLOOR",
+    "FLOOR_TEXT",
+    "SHAPE_FIELDS",
+    "floor_ratios",
 ]
 
 PASSES = ("forward", "forward+backward")
@@ -66,6 +70,49 @@ with ``recurrent_backend="auto"``, and ``workbench:<backend>`` forces one;
 ``workbench:python`` and ``torchrl:python`` are the Python cells
 (``python_based=True``).
 """
+
+
+FLOOR = "torch"
+"""the backend every other is measured against (:data:`FLOOR_TEXT` says why)"""
+
+FLOOR_TEXT = ("The floor is bare torch.nn.GRU run once over the whole sequence on the same data, ignoring the "
+              "resets: the least work a GRU layer does here, so 1.0 is the floor's own time, 2.0 twice it, and "
+              "below 1.0 faster than it (without torch in the run, the fastest backend of each shape is the floor).")
+"""the floor in one sentence, as the timing panel and figure show it"""
+
+SHAPE_FIELDS = ("batch", "steps", "hidden", "reset_rate", "layers", "input_size", "device", "dtype")
+"""the fields of a record that make its shape: records with equal ones were measured in one interleaved run"""
+
+
+def floor_ratios(records: Iterable[dict]) -> list[dict[str, object]]:
+    """Each record's median over its floor's: the floor of a shape and pass is :data:`FLOOR` when it
+    was measured, else the fastest backend of that shape and pass.
+
+    Returns one dict per record, in order: ``{"ratio": float, "floor": backend, "floor_s": seconds}``.
+    The floor's own ratio is exactly 1.
+
+    Examples:
+        >>> recs = [{"backend": b, "pass": "forward", "steps": 8, "median_s": s}
+        ...         for b, s in (("torch", 0.002), ("workbench", 0.003), ("workbench:python", 0.0015))]
+        >>> [(r["floor"], r["ratio"]) for r in floor_ratios(recs)]
+        [('torch', 1.0), ('torch', 1.5), ('torch', 0.75)]
+        >>> [(r["floor"], r["ratio"]) for r in floor_ratios(recs[1:])]  # no torch: the fastest
+        [('workbench:python', 2.0), ('workbench:python', 1.0)]
+    """
+    records = list(records)
+    groups: dict[tuple, list[dict]] = {}
+    for rec in records:
+        groups.setdefault((rec["pass"], *(rec.get(f) for f in SHAPE_FIELDS)), []).append(rec)
+    floors = {}
+    for key, recs in groups.items():
+        named = [r for r in recs if r["backend"] == FLOOR]
+        floors[key] = named[0] if named else min(recs, key=lambda r: r["median_s"])
+    out = []
+    for rec in records:
+        floor = floors[(rec["pass"], *(rec.get(f) for f in SHAPE_FIELDS))]
+        out.append({"ratio": rec["median_s"] / floor["median_s"], "floor": floor["backend"],
+                    "floor_s": floor["median_s"]})
+    return out
 
 
 # ---------------------------------------------------------------------------- settings

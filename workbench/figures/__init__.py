@@ -31,7 +31,7 @@ from .pca import pca_figure, pca_groups_figure
 from .probes import probe_figure
 from .replay import divergence_figure
 from .sweep import sweep_curves_figure, sweep_heatmap, sweep_probe_figure, sweep_table
-from .timing import timing_figure, timing_rows
+from .timing import ratio_figure, shape_label, timing_figure, timing_rows
 from .training import training_figure
 
 __all__ = [
@@ -46,6 +46,8 @@ __all__ = [
     "divergence_figure",
     "probe_figure",
     "timing_figure",
+    "ratio_figure",
+    "shape_label",
     "timing_rows",
     "training_figure",
     # sweeps (workbench.sweep's records)

@@ -1,4 +1,6 @@
-"""Backend timing: median time per call against sequence length (or batch, hidden, reset rate).
+"""Backend timing: each backend's time as a ratio to the floor, one facet per shape
+(:func:`ratio_figure`), and the median time per call against sequence length (or batch, hidden,
+reset rate; :func:`timing_figure`).
 
 Examples:
     >>> timing_rows([{"backend": "torch", "pass": "forward", "steps": 8, "median_s": 0.002}])[0]["batch"] is None
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import keyword
+import math
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -17,11 +20,14 @@ from plotly.subplots import make_subplots
 
 from ._style import PALETTE, TEMPLATE, _finish
 
-__all__ = ["timing_rows", "timing_figure"]
+__all__ = ["timing_rows", "timing_figure", "ratio_figure", "shape_label"]
 
 _TIMING_REQUIRED = ("backend", "pass", "steps", "median_s")
-_TIMING_FIELDS = ("backend", "pass", "batch", "steps", "hidden", "reset_rate", "median_s", "q1_s", "q3_s")
+_TIMING_FIELDS = ("backend", "pass", "batch", "steps", "hidden", "reset_rate", "median_s", "q1_s", "q3_s",
+                  "layers", "input_size", "device", "dtype")
 _TIMING_LABELS = {"batch": "batch", "steps": "steps T", "hidden": "hidden", "reset_rate": "reset rate"}
+_SHAPE_LABELS = {"batch": "B", "steps": "T", "hidden": "H", "reset_rate": "reset", "layers": "layers",
+                 "input_size": "inputs", "device": "", "dtype": ""}
 
 
 def _field_name(attribute: str) -> str:
@@ -155,3 +161,136 @@ def timing_figure(
     default_title = "Backend timing: median time per call" + (f" ({', '.join(fixed)})" if fixed else "")
     return _finish(fig, title=title, default_title=default_title, height=height, width=width, template=template,
                    barmode="group", legend=dict(title=dict(text="backend")))
+
+
+def shape_label(row: Mapping[str, Any], fields: Iterable[str]) -> str:
+    """A shape's short name from the given fields: ``"B 8 · T 64 · H 32 · reset 0.05"``.
+
+    Examples:
+        >>> shape_label({"batch": 8, "steps": 64, "hidden": 32, "reset_rate": 0.05}, ("steps", "hidden", "reset_rate"))
+        'T 64 · H 32 · reset 0.05'
+    """
+    parts = []
+    for f in fields:
+        v = row.get(f)
+        if v is None:
+            continue
+        text = f"{v:g}" if isinstance(v, float) else str(v)
+        parts.append(f"{_SHAPE_LABELS[f]} {text}".strip())
+    return " · ".join(parts)
+
+
+def ratio_figure(
+    records: Iterable[Any],
+    *,
+    columns: int | None = None,
+    log_y: bool | None = None,
+    text: bool | None = None,
+    env: int | None = None,
+    title: str | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    template: str = TEMPLATE,
+) -> go.Figure:
+    """Each backend's median time over the floor's, as grouped bars: one facet per shape, one colour per backend.
+
+    A facet is one shape (batch × T × hidden × reset rate, and layers, inputs, device, dtype when they
+    vary), titled by the fields that vary; inside it the passes (forward, forward+backward) are the x
+    categories and each backend one bar, in the same colour in every facet, so the legend has one
+    entry per backend. The floor (:data:`workbench.timing.FLOOR`, bare ``nn.GRU``, or the fastest
+    backend when it was not measured; :func:`workbench.timing.floor_ratios`) is 1, drawn as a dashed
+    line from which the bars start (up: slower, down: faster; ``y`` holds ``ratio - 1``, ``base`` 1, the
+    ratio itself is ``customdata[:, 3]``); the y axes are shared, so facets compare.
+
+    Args:
+        records: as for :func:`timing_figure` (:func:`workbench.timing.time_backends`' records).
+
+    Keyword Args:
+        columns: facets per row (default: up to 4).
+        log_y: log ratio axis (default: when the ratios span a factor 10 or more).
+        text: print the ratio on each bar (default: when a facet has 12 bars or fewer).
+        env: unused; accepted for the shared signature.
+
+    Examples:
+        >>> recs = [{"backend": b, "pass": p, "batch": 8, "steps": 64, "hidden": h, "reset_rate": 0.0,
+        ...          "median_s": s * h * (2 if p == "forward+backward" else 1)}
+        ...         for b, s in (("torch", 1e-4), ("workbench", 2e-4)) for h in (16, 32)
+        ...         for p in ("forward", "forward+backward")]
+        >>> fig = ratio_figure(recs)
+        >>> [a.text for a in fig.layout.annotations][:2], [(d.name, d.xaxis) for d in fig.data]
+        (['H 16', 'H 32'], [('torch (floor)', 'x'), ('workbench', 'x'), ('torch (floor)', 'x2'), ('workbench', 'x2')])
+        >>> ratios = [float(c[3]) for c in fig.data[1].customdata]  # bars start at the floor: y = ratio - 1
+        >>> list(fig.data[1].x), ratios, [float(y) for y in fig.data[1].y], fig.data[1].base
+        (['forward', 'forward+backward'], [2.0, 2.0], [1.0, 1.0], 1.0)
+        >>> [d.showlegend for d in fig.data]
+        [True, True, False, False]
+    """
+    from ..timing import FLOOR, SHAPE_FIELDS, floor_ratios
+
+    raw = list(records)
+    rows = timing_rows(raw)
+    if not rows:
+        raise ValueError("ratio_figure needs at least one record.")
+    ratios = floor_ratios(rows)
+    passes = sorted({r["pass"] for r in rows}, key=lambda p: (p != "forward", p != "forward+backward", p))
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    varying = [f for f in SHAPE_FIELDS if len({r.get(f) for r in rows}) > 1]
+    shape_key = lambda r: tuple(r.get(f) for f in SHAPE_FIELDS)  # noqa: E731
+    shapes = sorted(dict.fromkeys(shape_key(r) for r in rows),
+                    key=lambda k: tuple((v is None, v if not isinstance(v, str) else 0, str(v)) for v in k))
+    n = len(shapes)
+    cols = columns or min(n, 4)
+    if cols < 1:
+        raise ValueError(f"columns must be an int >= 1; got {columns!r}.")
+    nrows = -(-n // cols)
+    titles = [shape_label(dict(zip(SHAPE_FIELDS, k)), varying) or "all records" for k in shapes]
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=titles, shared_yaxes="all",
+                        horizontal_spacing=0.03 if cols > 1 else 0.0, vertical_spacing=min(0.3, 0.5 / nrows))
+    values = [q["ratio"] for q in ratios]
+    if log_y is None:
+        log_y = min(values) > 0 and max(values) / min(values) >= 10
+    if text is None:
+        text = len(backends) * len(passes) <= 12
+    floor_names = sorted({q["floor"] for q in ratios})
+    ticks = {}
+    if log_y:  # powers of two, labelled 0.5×, 1×, 2×: no minor-tick digits
+        low, high = math.floor(math.log2(min(values))), math.ceil(math.log2(max(values)))
+        vals = [2.0 ** k for k in range(low, high + 1)]
+        ticks = dict(tickvals=vals, ticktext=[f"{v:g}×" for v in vals])
+    for i, key in enumerate(shapes):
+        row, col = i // cols + 1, i % cols + 1
+        for backend in backends:
+            sel = [(r, q) for r, q in zip(rows, ratios) if shape_key(r) == key and r["backend"] == backend]
+            sel.sort(key=lambda rq: passes.index(rq[0]["pass"]))
+            if not sel:
+                continue
+            color = PALETTE[backends.index(backend) % len(PALETTE)]
+            y = [q["ratio"] for _, q in sel]
+            custom = [[r["median_s"] * 1e3, q["floor"], q["floor_s"] * 1e3, q["ratio"]] for r, q in sel]
+            fig.add_trace(go.Bar(  # drawn from the floor line: up is slower, down faster
+                x=[r["pass"] for r, _ in sel], y=[v - 1.0 for v in y], base=1.0,
+                name=f"{backend} (floor)" if backend in floor_names else backend, legendgroup=backend, showlegend=i == 0,
+                marker=dict(color=color), customdata=custom, offsetgroup=backend,
+                text=[f"{v:.2f}" for v in y] if text else None, textposition="outside" if text else None,
+                cliponaxis=False, textfont=dict(size=10),
+                hovertemplate=(f"<b>{backend}</b> · %{{x}}<br>{titles[i]}<br>%{{customdata[3]:.2f}} × floor "
+                               "(%{customdata[0]:.3f} ms; floor %{customdata[1]}: %{customdata[2]:.3f} ms)"
+                               "<extra></extra>"),
+            ), row=row, col=col)
+        fig.add_hline(y=1, line=dict(color="#333", width=1, dash="dash"), row=row, col=col)
+        fig.update_yaxes(type="log" if log_y else None, rangemode=None if log_y else "tozero", row=row, col=col,
+                         title_text="× floor (lower is faster)" if col == 1 else None, **ticks)
+        fig.update_xaxes(type="category", categoryorder="array", categoryarray=passes, row=row, col=col)
+    fixed = [shape_label(rows[0], [f]) for f in ("batch", "steps", "hidden", "reset_rate") if f not in varying]
+    fixed = [f for f in fixed if f]
+    floor = FLOOR if floor_names == [FLOOR] else "the fastest backend of each shape"
+    default_title = (f"Time as a ratio to the floor ({floor} = 1; lower is faster)"
+                     + (f" · {', '.join(fixed)}" if fixed else ""))
+    if height is None:
+        height = 170 + 250 * nrows
+    top, bottom = 90, 100  # the legend goes under the facets: at the top it would run into the title when it wraps
+    return _finish(fig, title=title, default_title=default_title, height=height, width=width, template=template,
+                   barmode="group", bargap=0.15,
+                   legend=dict(orientation="h", yanchor="top", y=-48 / max(1, height - top - bottom), x=0,
+                               title=dict(text="")),
+                   margin=dict(t=top, l=60, r=20, b=bottom))
