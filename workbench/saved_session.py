@@ -247,12 +247,15 @@ def _open_zip(path) -> zipfile.ZipFile:
             head = fh.read(512)
         if not head:
             raise CheckpointError(f"{where}: {expected}; the file is empty")
+        if head.startswith(b"PK\x03\x04") and not _ends_as_zip(path):
+            raise CheckpointError(f"{where}: {expected}; the zip archive is truncated or damaged (its end is missing)")
         if not zipfile.is_zipfile(path):
             try:
                 head.decode("utf-8")
-                what = "the file is text"
+                text = b"\x00" not in head
             except UnicodeDecodeError:
-                what = f"the file is not a zip archive (it starts with {head[:8].hex(' ')})"
+                text = False
+            what = "the file is text" if text else f"the file is not a zip archive (it starts with {head[:8].hex(' ')})"
             if head.startswith(b"PK\x03\x04"):
                 what = "the zip archive is truncated or damaged (its end is missing)"
             raise CheckpointError(f"{where}: {expected}; {what}")
@@ -261,6 +264,17 @@ def _open_zip(path) -> zipfile.ZipFile:
         raise CheckpointError(f"{where}: cannot read the file: {error.strerror or error}") from None
     except zipfile.BadZipFile as error:
         raise CheckpointError(f"{where}: {expected}; the zip archive is damaged ({error})") from None
+
+
+def _ends_as_zip(path: Path) -> bool:
+    """Whether the file ends with a zip end-of-archive record (a cut file does not; one of the stored
+    archives inside, e.g. policy.pt, would otherwise pass for it)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - (1 << 16) - 22))
+        tail = fh.read()
+    end = tail.rfind(b"PK\x05\x06")
+    return end >= 0 and len(tail) - end >= 22 and end + 22 + int.from_bytes(tail[end + 20:end + 22], "little") == len(tail)
 
 
 def _manifest(zf: zipfile.ZipFile, where: str) -> dict[str, Any]:
