@@ -181,4 +181,12 @@ def test_notebook_6_runs_in_lab_with_its_live_curve(lab_server, page, tmp_path):
     shots = tmp_path if small else SHOTS
     page.locator(".jp-Cell", has=page.locator(".js-plotly-plot", has_text="training return")).last.screenshot(
         path=shots / "notebook6-training-curve.png")
+    # the live curve ended as a static figure: the saved notebook holds the curve and no widget view (which a
+    # reopened notebook would show as "model not found")
+    assert page.evaluate("window.jupyterapp.commands.execute('docmanager:save')") is not False
+    saved = nbformat.read(root / name, as_version=4)
+    outputs = [o for c in saved.cells if c.cell_type == "code" for o in c.outputs]
+    assert [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})] == []
+    assert len([o for o in outputs if "training return" in str(o.get("data", {}).get(
+        "application/vnd.plotly.v1+json", {}).get("layout", {}).get("title", ""))]) == 1
     assert page.console_errors == [], page.console_errors

@@ -701,7 +701,9 @@ def test_training_curve_is_a_train_callback_that_redraws():
 
 
 def test_training_curve_redraws_in_place_in_a_kernel(tmp_path):
-    """In a real kernel: one output (an Output widget) whose content is replaced, not a new display per batch."""
+    """In a real kernel: one output whose content is replaced, not a new display per batch; when the cell
+    ends (also by an error) it is a static plotly figure holding every batch, and no widget view is left
+    (a reopened notebook would read "model not found" there)."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -709,13 +711,21 @@ def test_training_curve_redraws_in_place_in_a_kernel(tmp_path):
         "from widgets import TrainingCurve\n"
         "curve = TrainingCurve(target=2.0)\n"
         "for i in range(5):\n"
-        "    curve({'frames': i + 1, 'mean_return': float(i)})"
-    )])
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = nb.cells[0].outputs
-    assert len(outputs) == 1 and "application/vnd.jupyter.widget-view+json" in outputs[0]["data"], outputs
-    model_id = outputs[0]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
-    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"][model_id]["state"]
-    shown = state["outputs"]
-    assert len(shown) == 1
-    assert shown[0]["data"]["application/vnd.plotly.v1+json"]["data"][0]["x"] == [1, 2, 3, 4, 5]
+        "    curve({'frames': i + 1, 'mean_return': float(i)})\n"
+        "print(curve.live)"
+    ), nbformat.v4.new_code_cell(
+        "failing = TrainingCurve(target=2.0)\n"
+        "failing({'frames': 1, 'mean_return': 0.5})\n"
+        "raise RuntimeError('training failed')"
+    ), nbformat.v4.new_code_cell("print(curve.live, failing.live)")])
+    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    first, failed, after = (c.outputs for c in nb.cells)
+    assert [o.get("text") for o in first if o["output_type"] == "stream"] == ["True\n"]  # live while the cell ran
+    figures = [o for o in first if o["output_type"] == "display_data"]
+    assert len(figures) == 1 and "application/vnd.jupyter.widget-view+json" not in figures[0]["data"], figures
+    assert figures[0]["data"]["application/vnd.plotly.v1+json"]["data"][0]["x"] == [1, 2, 3, 4, 5]
+    shown = [o for o in failed if o["output_type"] == "display_data"]
+    assert len(shown) == 1 and shown[0]["data"]["application/vnd.plotly.v1+json"]["data"][0]["x"] == [1]
+    assert failed[-1]["output_type"] == "error"
+    assert after[0]["text"] == "False False\n"

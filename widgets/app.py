@@ -31,6 +31,7 @@ from .explorer_panel import ExplorerPanel
 from .export_panel import ExportPanel
 from .policy_panel import PolicyPanel
 from .rollout_panel import RolloutPanel, RolloutResult
+from .session_bar import SessionBar
 from .sweep_panel import SweepPanel, TrialCheckpoint
 from .timing_panel import TimingPanel
 
@@ -80,6 +81,7 @@ class WorkbenchApp(w.VBox):
         self.sweep_panel.on_open(self.open_trial)
         self.policy_panel.on_policy(self._mark_stale)  # a new policy: what the explorer (and compare) show is old
         self.rollout_panel.on_rollout(self._clear_stale)
+        self.session_bar = SessionBar(self)  # Save session / Open session (not a panel of `panels`: it reads them)
         for name in ("rollout", "explorer", "timing", "sweep"):
             self.export_panel.add_source(name, self.panels[name], from_rollout=name not in ("timing", "sweep"))
         for panel in (self.policy_panel, self.rollout_panel):
@@ -90,6 +92,7 @@ class WorkbenchApp(w.VBox):
             w.HTML("<h2 style='margin:4px 0'>GRU Workbench</h2>"
                    "<span style='color:#555'>Build a recurrent policy, roll it out, look inside its memory. "
                    "Resets are the dotted lines; the red line is the time cursor.</span>"),
+            self.session_bar,
             top,
             self.explorer_panel,
             self.export_panel,
@@ -127,6 +130,24 @@ class WorkbenchApp(w.VBox):
 
     def _rollout_metadata(self, result: RolloutResult) -> None:
         self.export_panel.set_metadata(trajectory_metadata(result.trajectory), diagnostics=result.report)
+
+    def save_session(self, path, overwrite: bool = False):
+        """Saves the policy, environment, trajectory and explorer view to one file (*Save session…*) and
+        returns its path; an existing file only with ``overwrite``. Errors raise (and show in the bar)."""
+        bar = self.session_bar
+        if bar.save_to(path, overwrite=overwrite) is not None:
+            bar.wait()
+        bar.raise_if_failed("save_session", conflict=True)
+        return bar.saved
+
+    def open_session(self, path):
+        """Opens a session file (*Open session…*): the policy into the policy builder, the environment and
+        trajectory into the rollout panel and explorer, then the explorer's view. Errors raise."""
+        bar = self.session_bar
+        if bar.open_from(path) is not None:
+            bar.wait()
+        bar.raise_if_failed("open_session")
+        return bar.opened
 
     # ------------------------------------------------------------------ shortcuts for notebooks
     def build(self) -> None:

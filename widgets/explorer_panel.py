@@ -571,3 +571,107 @@ class ExplorerPanel(Panel):
                       f"{self.env.value}) across every episode, aligned on resets"))
             self.show_message(f"Selected {len(self.selected_units)} unit(s).", "ok")
         return self.selected_units
+
+    # ------------------------------------------------------------------ session (saved view state)
+    def view_state(self) -> dict[str, Any]:
+        """What the explorer shows, as a JSON-able dict (:meth:`restore_view_state` applies it): env, layer,
+        episode (``None``: all), cursor, PCA dims, colour, the selection's threshold, steps and |h| flag,
+        the selected units, and the timeline's x range when zoomed (else ``None``)."""
+        span = self._span() if self.trajectory is not None else None
+        shown = self._shown
+        zoomed = shown is not None and span is not None and [round(v, 6) for v in shown] != [span[0] - 0.5, span[1] - 0.5]
+        a, b = self._selection if self._selection is not None else self.time_range.value
+        return {
+            "env": int(self.env.value), "layer": int(self.layer.value),
+            "episode": None if self.episode.value == ALL else int(self.episode.value),
+            "cursor": int(self.cursor.value), "pca_dims": int(self.pca_dims.value), "color": self.color.value,
+            "threshold": float(self.threshold.value), "time_range": [int(a), int(b)],
+            "absolute": bool(self.absolute.value), "selected_units": [int(u) for u in self.selected_units],
+            "x_range": [float(v) for v in shown] if zoomed else None,
+        }
+
+    def restore_view_state(self, state: dict[str, Any]) -> None:
+        """Applies a :meth:`view_state` dict to the trajectory shown: env and layer, episode, PCA dims and
+        colour, cursor (clamped into the episode), zoom, then the unit selection (selected again with the
+        saved threshold, steps and |h| flag). A value that does not fit this trajectory is left out or
+        clamped, and the panel's message says which."""
+        if not isinstance(state, dict):
+            raise TypeError(f"restore_view_state: 'state' must be a dict (from view_state()); got {type(state).__name__}")
+        if self.trajectory is None:
+            raise RuntimeError("restore_view_state: no trajectory shown yet; set one first (set_trajectory)")
+        skipped: list[str] = []
+
+        def pick(name: str, widget, convert=int) -> None:
+            if state.get(name) is None:
+                return
+            try:
+                value = convert(state[name])
+            except (TypeError, ValueError):
+                skipped.append(f"{name}={state[name]!r} (not a {convert.__name__})")
+                return
+            values = [v for _, v in widget.options] if isinstance(widget.options[0], tuple) else list(widget.options)
+            if value in values:
+                widget.value = value
+            else:
+                skipped.append(f"{name}={value!r} (this trajectory offers {values[:8]})")
+
+        def number(name: str, convert):
+            if state.get(name) is None:
+                return None
+            try:
+                return convert(state[name])
+            except (TypeError, ValueError):
+                skipped.append(f"{name}={state[name]!r} (not a number)")
+                return None
+
+        with self.guard():
+            pick("env", self.env)
+            pick("layer", self.layer)
+            if state.get("episode") is not None:
+                pick("episode", self.episode)
+            pick("pca_dims", self.pca_dims)
+            pick("color", self.color, str)
+            t = number("cursor", int)
+            if t is not None:
+                if not self.cursor.min <= t <= self.cursor.max:
+                    skipped.append(f"cursor {t} (clamped into {self.cursor.min}–{self.cursor.max})")
+                self._set_cursor(t)
+            x_range = state.get("x_range")
+            if x_range is not None:
+                try:
+                    lo, hi = sorted(float(v) for v in x_range)
+                    self._rebin_if_needed(max(0, int(np.floor(lo + 0.5))), int(np.ceil(hi - 0.5)) + 1,
+                                          x_range=[lo, hi])
+                except (TypeError, ValueError):
+                    skipped.append(f"x_range={x_range!r} (not two numbers)")
+            top = self.steps - 1
+            value = number("threshold", float)
+            if value is not None:
+                if not self.threshold.min <= value <= self.threshold.max:
+                    skipped.append(f"threshold {value:g} (clamped into {self.threshold.min:g}–{self.threshold.max:g})")
+                self.threshold.value = float(np.clip(value, self.threshold.min, self.threshold.max))
+            steps = state.get("time_range")
+            if steps is not None:
+                try:
+                    a, b = sorted(int(v) for v in steps)
+                    if not 0 <= a <= b <= top:
+                        skipped.append(f"steps {a}–{b} (clamped into 0–{top})")
+                    self.time_range.value = (int(np.clip(a, 0, top)), int(np.clip(b, 0, top)))
+                except (TypeError, ValueError):
+                    skipped.append(f"time_range={steps!r} (not two steps)")
+            if state.get("absolute") is not None:
+                self.absolute.value = bool(state["absolute"])
+            try:
+                wanted = [int(u) for u in state.get("selected_units") or []]
+            except (TypeError, ValueError):
+                skipped.append(f"selected_units={state.get('selected_units')!r} (not unit numbers)")
+                wanted = []
+            if wanted:
+                got = self.select_units()
+                if got != wanted:
+                    skipped.append(f"the selected units {wanted} (the same threshold and steps now select {got})")
+        if self.last_error is None:
+            if skipped:
+                self.show_message("View restored, except: " + "; ".join(skipped) + ".", "warning")
+            else:
+                self.show_message(f"View restored: {self.describe_step()}.", "ok")

@@ -5,7 +5,12 @@ replaces the Output's content on each ``update`` (the panels' recipe).
 A plain display handle is not enough: JupyterLab stores an
 ``update_display_data`` but plotly's renderer does not redraw on it.
 :class:`TrainingCurve` is a :func:`workbench.train.train` ``callback`` that
-redraws :func:`workbench.figures.training_figure` after every batch:
+redraws :func:`workbench.figures.training_figure` after every batch.
+
+When the cell that showed it ends (the work done, cancelled or failed), the live figure leaves a
+static copy behind: its display is replaced by the last figure as a plain plotly output, and the
+widget is closed. A saved notebook then holds the curve itself, which JupyterLab draws on reopening
+(a widget's view would read "model not found" there: its kernel-side model is gone).
 
     >>> from widgets.live import TrainingCurve                      # doctest: +SKIP
     >>> curve = TrainingCurve(target=475)                           # doctest: +SKIP
@@ -52,16 +57,58 @@ class LiveFigure:
 
             self.output = w.Output()
             self._draw(fig)
-            display(self.output)
+            self._handle = display(self.output, display_id=True)
+            self._finish_when_the_cell_ends()
+
+    _handle = None
 
     def _draw(self, fig) -> None:
         self.output.outputs = ({"output_type": "display_data", "data": _bundle(fig), "metadata": {}},)
 
     def update(self, fig) -> None:
-        """Replaces the displayed figure with ``fig``."""
+        """Replaces the displayed figure with ``fig`` (after :meth:`finish`: the static copy)."""
         self.figure = fig
         if self.output is not None:
             self._draw(fig)
+        elif self._handle is not None:
+            self._handle.update(self._static(), raw=True)
+
+    @property
+    def live(self) -> bool:
+        """Whether the figure is still a live widget (False once :meth:`finish` ran, or when not shown)."""
+        return self.output is not None
+
+    def _static(self) -> dict:
+        return {**_bundle(self.figure), "text/plain": f"<{type(self).__name__}: {_title(self.figure)}>"}
+
+    def finish(self) -> None:
+        """Leaves the last figure behind as a static plotly output (saved with the notebook) in place of the
+        live widget, and closes the widget. Runs by itself when the cell that showed the figure ends."""
+        if self.output is None:
+            return
+        output, self.output = self.output, None
+        self._handle.update(self._static(), raw=True)
+        output.close()
+
+    def _finish_when_the_cell_ends(self) -> None:
+        """Registers :meth:`finish` to run once, after the current cell (IPython's ``post_run_cell``: also
+        after an error or an interrupt)."""
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is None:
+            return
+
+        def ended(*_args) -> None:
+            shell.events.unregister("post_run_cell", ended)
+            self.finish()
+
+        shell.events.register("post_run_cell", ended)
+
+
+def _title(fig) -> str:
+    title = fig.layout.title.text if fig.layout.title is not None else None
+    return title or "figure"
 
 
 class TrainingCurve(LiveFigure):

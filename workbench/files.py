@@ -27,14 +27,14 @@ import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 import torch
 
 from .errors import CheckpointError, OutputPathError
 
 __all__ = [
-    "atomic_write", "atomic_torch_save", "check_output_folder", "check_output_path", "clean_stale_temp_files",
+    "atomic_write", "atomic_writer", "atomic_torch_save", "check_output_folder", "check_output_path", "clean_stale_temp_files",
     "free_name", "is_shipped_asset", "json_entry", "load_tagged", "save_or_fallback",
 ]
 
@@ -274,6 +274,28 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, what: str = "output", 
         ...
         workbench.errors.OutputPathError: --out: expected a regular file path; '/dev/null' is a character device
     """
+    with atomic_writer(path, what=what, overwrite=overwrite) as fh:
+        _write_bytes(fh, data)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike, *, what: str = "output", overwrite: bool = True) -> Iterator[BinaryIO]:
+    """:func:`atomic_write` for data written in pieces: yields the temporary file (binary, seekable);
+    when the block ends without an error it replaces ``path`` (symlinks written through, as there;
+    ``overwrite=False``: a ``FileExistsError`` instead when ``path`` exists).
+
+    An error (or a :class:`~workbench.errors.Cancelled`, or Ctrl-C) inside the block removes the
+    temporary file and leaves ``path`` as it was.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     with atomic_writer(Path(tmp) / "a.txt") as fh:
+        ...         _ = fh.write(b"one "); _ = fh.write(b"two")
+        ...     (Path(tmp) / "a.txt").read_bytes(), [p.name for p in Path(tmp).iterdir()]
+        (b'one two', ['a.txt'])
+    """
     target = _real_target(path, what)
     mode = (target.stat().st_mode & 0o777) if target.exists() else (0o666 & ~_umask())
     clean_stale_temp_files(target.parent, target.name)
@@ -282,8 +304,8 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, what: str = "output", 
     except OSError as error:
         raise _named_error(error, target) from error
     try:
-        with os.fdopen(fd, "wb") as fh:
-            _write_bytes(fh, data)
+        with os.fdopen(fd, "w+b") as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
@@ -296,10 +318,9 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, what: str = "output", 
             os.unlink(tmp)
         if isinstance(error, FileExistsError):
             raise FileExistsError(errno.EEXIST, "exists; it is never overwritten", str(target)) from None
-        if isinstance(error, OSError):
+        if isinstance(error, OSError) and not isinstance(error, OutputPathError):
             raise _named_error(error, target) from error
         raise
-    return Path(path)
 
 
 def _link_new(tmp: str, target: Path) -> None:

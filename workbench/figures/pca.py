@@ -209,7 +209,9 @@ def pca_groups_figure(
                                                            line=dict(width=1, color="black"))))
     ratio = _np(res.explained_variance_ratio)
     return _finish(fig, title=title, default_title="Hidden-state paths by group (PCA)", height=height, width=width,
-                   template=template, legend=dict(orientation="h", y=-0.15),
+                   template=template,  # the legend above the plot, under the title: clear of the axis titles
+                   legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
+                   margin=dict(t=90),
                    xaxis=dict(title=dict(text=f"PC1 ({ratio[0]:.1%} of variance)")),
                    yaxis=dict(title=dict(text=f"PC2 ({ratio[1]:.1%} of variance)")),
                    meta=dict(explained_variance_ratio=ratio.tolist()))
