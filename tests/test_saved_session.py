@@ -7,6 +7,7 @@ read with one error naming the file, and writes safely; the app's *Save session*
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import zipfile
@@ -17,7 +18,7 @@ import torch
 
 from widgets.app import WorkbenchApp
 from widgets.explorer_panel import ExplorerPanel
-from workbench.checkpoints import save_checkpoint
+from workbench.checkpoints import checkpoint_of, save_checkpoint
 from workbench.envs import EnvSpec, make_env
 from workbench.errors import Cancelled, CheckpointError, ConfigError, OutputPathError
 from workbench.jobs import CancelToken
@@ -67,6 +68,10 @@ class TestRoundTrip:
         assert manifest["format_version"] == SESSION_VERSION and manifest["contents"]["trajectory"]["kind"] == "embedded"
         with zipfile.ZipFile(path) as zf:  # a plain zip: the checkpoint inside loads on its own
             assert sorted(zf.namelist()) == ["env.json", "manifest.json", "policy.pt", "trajectory.pt", "view.json"]
+            policy_bytes = zf.read("policy.pt")
+        # provenance names the session's member (the temporary copy it was loaded from is gone)
+        origin = checkpoint_of(opened.policy)
+        assert origin == {"path": f"{path.resolve()}!policy.pt", "sha256": hashlib.sha256(policy_bytes).hexdigest()}
 
     def test_without_a_trajectory_policy_and_env_only(self, run, tmp_path):
         opened = load_session(save(tmp_path / "p.zip", run, trajectory=None))

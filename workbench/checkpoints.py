@@ -197,6 +197,12 @@ def checkpoint_of(policy) -> dict[str, str] | None:
     return checkpoint_of(origin) if origin is not None else found
 
 
+def record_origin(policy, path: str, sha256: str) -> None:
+    """Records where a loaded ``policy`` came from when that is not a file of its own (``path`` may name a
+    member of an archive, e.g. ``"run.zip!policy.pt"``): :func:`checkpoint_of` then returns it."""
+    _LOADED_FROM[policy] = {"path": str(path), "sha256": str(sha256)}
+
+
 def recorded_env(metadata: dict[str, Any]) -> dict[str, Any] | None:
     """The environment a checkpoint's metadata records, as ``EnvSpec`` fields (None when it records none).
 

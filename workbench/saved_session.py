@@ -355,7 +355,7 @@ def load_session(path: str | os.PathLike, *, device: str = "cpu", cancel: Cancel
         CheckpointError: a file that is not a session, is damaged, of a newer format, or whose entries are
             unreadable (each named), or a trajectory folder it refers to that is not there any more.
     """
-    from .checkpoints import checkpoint_metadata, load_checkpoint
+    from .checkpoints import checkpoint_metadata, checkpoint_of, load_checkpoint, record_origin
     from .envs import EnvSpec
     from .rollout import load_trajectory
 
@@ -377,6 +377,8 @@ def load_session(path: str | os.PathLike, *, device: str = "cpu", cancel: Cancel
             try:
                 policy, spec = load_checkpoint(policy_file, device=device)
                 metadata = checkpoint_metadata(policy_file)
+                # provenance names the session file's member, not the temporary copy removed below
+                record_origin(policy, f"{Path(path).resolve()}!{POLICY}", checkpoint_of(policy)["sha256"])
             except CheckpointError as error:
                 raise CheckpointError(f"{where}: its {POLICY} is not a readable policy checkpoint "
                                       f"({str(error).split(': ', 2)[-1]})") from None
