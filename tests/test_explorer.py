@@ -331,7 +331,7 @@ def test_a_click_on_a_heatmap_row_selects_and_drops_that_unit(panel, big, how):
     assert panel.selected_units == [11]
     from_browser(panel.view, clicked=dict(click, unit=11, n=4))
     assert panel.selected_units == [] and "units_aligned" not in panel.figures
-    assert "No unit selected" in panel.units_info.value and "none" not in panel.units_info.value
+    assert "No unit (picked by hand) of env 0" in panel.units_info.value and "none" not in panel.units_info.value
     assert [s for s in panel.timeline.layout.shapes if s.name == "selection"] == []
     # a modified click on a gate row is still a cursor move
     from_browser(panel.view, clicked=dict(click, trace="gate z", n=5))
@@ -405,7 +405,7 @@ def test_a_new_env_replaces_the_selection_message(panel):
 
 def test_an_empty_selection_is_said_and_draws_no_figure(panel):
     assert panel.select_units(threshold=1.0, steps=(5, 15)) == []
-    assert "No unit selected (|h| &gt; 1 at every step 5–15" in panel.units_info.value
+    assert "No unit with |h| &gt; 1 at every step 5–15 of env 0: lower the threshold" in panel.units_info.value
     assert "none" not in panel.units_info.value.lower().replace("no unit", "")
     assert "units_aligned" not in panel.figures and panel.views["units_aligned"].outputs == ()
 

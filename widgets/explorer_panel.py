@@ -628,19 +628,19 @@ class ExplorerPanel(Panel):
         units, e = self.selected_units, self.env.value
         self._send_timeline(self._shown or [self._win.start - 0.5, self._win.stop - 0.5])
         self.figures.mark("hidden_heatmap")
+        words = html.escape(self._selection_words)
+        how = f"with {words} of env {e}" if "by hand" not in words else f"({words}) of env {e}"
         if not units:
-            self.units_info.value = box(f"No unit selected ({html.escape(self._selection_words)}, steps {a}–{b} of "
-                                        f"env {e}): lower the threshold, shorten the range, or shift-click a row "
-                                        "of the heatmap.", "warning")
+            self.units_info.value = box(f"No unit {how}: lower the threshold, shorten the range, or shift-click a "
+                                        "row of the heatmap.", "warning")
             self.drop_figure("units_aligned")
             self.show_message(f"{done}: no unit selected.", "warning")
             return
-        self.units_info.value = box(f"{len(units)} unit(s) ({html.escape(self._selection_words)}; outlined over steps "
-                                    f"{a}–{b} of env {e}): <b>{', '.join(map(str, units))}</b>.", "ok")
+        self.units_info.value = box(f"{len(units)} unit(s) {how}, outlined over steps {a}–{b}: "
+                                    f"<b>{', '.join(map(str, units))}</b>.", "ok")
         self.show_figure("units_aligned", figures.aligned_units_figure(
             self.trajectory, units, layer=self.layer.value,
-            title=f"{len(units)} unit(s), {self._selection_words} (env {e}), across every episode, "
-                  "aligned on resets"))
+            title=f"{len(units)} unit(s) {how.replace('&gt;', '>')}: every episode, aligned on resets"))
         self.show_message(f"{done}: {len(units)} unit(s) selected.", "ok")
 
     def _range_changed(self, change) -> None:
