@@ -617,8 +617,9 @@ class ExplorerPanel(Panel):
             self.selected_units = sorted(set(self.selected_units) ^ {unit})
             if self._selection is None:
                 self._selection = tuple(self.time_range.value)
-            base = self._selection_words.replace(", edited by hand", "")
-            self._selection_words = f"{base}, edited by hand" if base else "picked by hand"
+            words = self._selection_words
+            if "by hand" not in words:  # a threshold's selection, edited; or the first pick
+                self._selection_words = f"{words}, edited by hand" if words else "picked by hand"
             self._show_selection(f"Unit {unit} {'added' if added else 'dropped'}")
         return self.selected_units
 
