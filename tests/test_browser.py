@@ -205,7 +205,7 @@ def test_explorer_click_brush_and_pick_units(lab_server, page):
     page.wait_for_function(KERNEL_IDLE)
     ok = page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
     assert ok is True, page.evaluate(CELL_ERRORS)
-    page.wait_for_function(HEATMAP_SHAPE, arg=[16, 150])  # 2 envs × 150 steps, 16 units, every step drawn
+    page.wait_for_function(HEATMAP_SHAPE, arg=[16, 150], timeout=240_000)  # 2 envs × 150 steps, 16 units
     explorer = page.locator(".wb-explorer")
     readout = explorer.locator(".widget-hslider", has_text="time").locator(".widget-readout")
 

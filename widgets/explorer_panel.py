@@ -161,7 +161,7 @@ class ExplorerPanel(Panel):
         self.pca_dims = w.ToggleButtons(options=[("PCA 2D", 2), ("PCA 3D", 3)], value=2,
                                         style={"button_width": "70px"})
         self.color = w.ToggleButtons(options=[("by time", "time"), ("by episode", "episode")], value="time",
-                                     style={"button_width": "90px"})
+                                     style={"button_width": "100px"})
         self.play = w.ToggleButton(value=False, description="Play", icon="play", layout=w.Layout(width="90px"),
                                    tooltip="move the time cursor forward, step by step (in the browser)")
         self.cursor = w.IntSlider(value=0, min=0, max=0, description="time", continuous_update=False,
@@ -179,7 +179,8 @@ class ExplorerPanel(Panel):
         self.range_last = w.BoundedIntText(value=0, min=0, max=0, description="to", layout=w.Layout(width="120px"),
                                            style={"description_width": "25px"})
         self.drag = w.ToggleButtons(options=[("zoom", "zoom"), ("select steps", "select")], value="zoom",
-                                    description="drag", style={"button_width": "90px", "description_width": "35px"},
+                                    description="drag", layout=w.Layout(flex="0 0 auto", width="auto"),
+                                    style={"button_width": "100px", "description_width": "35px"},
                                     tooltips=["drag over the timeline to zoom (double-click: back)",
                                               "drag over the timeline to choose a step range; "
                                               "a click on a heatmap row selects or drops that unit"])
@@ -215,9 +216,10 @@ class ExplorerPanel(Panel):
             self.header,
             w.HBox([self.env, self.episode, self.layer, self.pca_dims, self.color]),
             w.HBox([self.play, self.cursor, self.cursor_info]),
-            w.HBox([self.drag, w.HTML("<span style='font-size:12px;color:#555'>click a figure: move the cursor · "
-                                      "shift-click a heatmap row: select or drop that unit · <i>select steps</i>: "
-                                      "drag over the timeline to choose the steps below</span>")]),
+            w.HBox([self.drag, w.HTML(
+                "<span style='font-size:12px;color:#555'>click a figure: move the cursor · shift-click a heatmap "
+                "row: select or drop that unit · <i>select steps</i>: drag over the timeline to choose the steps "
+                "below</span>", layout=w.Layout(flex="1 1 auto"))]),
             self.status,
             self.view,
             w.HTML("<b>Select units</b> <span style='font-size:12px;color:#555'>(units above the threshold "
