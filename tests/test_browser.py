@@ -115,7 +115,7 @@ def test_app_build_rollout_explore_export(lab_server, page):
     page.wait_for_function(f"""() => {{ const x = ({CURSOR_X})('timeline');
       return document.querySelector('.wb-explorer').innerText.includes(`step ${{x}} ·`); }}""")
     explorer.locator(".widget-button", has_text="Select units").click()
-    expect(explorer).to_contain_text("unit(s) with |h| > 0.15 at every step 5–15 of env 0")
+    expect(explorer).to_contain_text(re.compile(r"(unit\(s\)|No unit) with \|h\| > 0\.15 at every step 5–15 of env 0"))
     page.wait_for_function(f"() => ({TRACES})('units-aligned') >= 0")
     explorer.screenshot(path=SHOTS / "app-explorer.png")
 
@@ -189,4 +189,73 @@ def test_notebook_6_runs_in_lab_with_its_live_curve(lab_server, page, tmp_path):
     assert [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})] == []
     assert len([o for o in outputs if "training return" in str(o.get("data", {}).get(
         "application/vnd.plotly.v1+json", {}).get("layout", {}).get("title", ""))]) == 1
+    assert page.console_errors == [], page.console_errors
+
+
+TIMELINE_POINT = f"""([step, unit]) => {{ const gd = ({PLOT})('timeline');  // page pixels of (step, unit) on the heatmap
+  gd.scrollIntoView({{block: 'center'}});
+  const fl = gd._fullLayout, xa = fl.xaxis, ya = fl.yaxis, r = gd.getBoundingClientRect();
+  return [r.left + xa._offset + xa.d2p(step), r.top + ya._offset + ya.d2p(unit)]; }}"""
+OUTLINED = f"""(unit) => {{ const gd = ({PLOT})('timeline');  // is the unit outlined on the heatmap?
+  return (gd.layout.shapes || []).some(s => s.name === 'selection' && Math.abs(s.y0 - (unit - 0.5)) < 1e-6); }}"""
+
+
+@pytest.mark.slow
+def test_explorer_click_brush_and_pick_units(lab_server, page):
+    """LSTMVis-style, by mouse in real Lab: a click on the heatmap moves the cursor (slider and words), a drag in
+    "select steps" mode sets the step range exactly, a shift-click on a heatmap row selects (or drops) that unit."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=60_000)
+    base, token, _ = lab_server
+    page.goto(f"{base}/doc/tree/{NOTEBOOK}?token={token}")
+    page.wait_for_selector(".jp-Notebook")
+    page.wait_for_function(KERNEL_IDLE)
+    ok = page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    assert ok is True, page.evaluate(CELL_ERRORS)
+    page.wait_for_function(HEATMAP_SHAPE, arg=[16, 150], timeout=240_000)  # 2 envs × 150 steps, 16 units
+    explorer = page.locator(".wb-explorer")
+    readout = explorer.locator(".widget-hslider", has_text="time").locator(".widget-readout")
+
+    # a click on the heatmap: the kernel moves the slider, rewrites the words, the page moves the mark
+    x, y = page.evaluate(f"({TIMELINE_POINT})", [57, 8])
+    page.mouse.click(x, y)
+    expect(readout).to_have_text("57")
+    expect(explorer).to_contain_text("step 57 ·")
+    page.wait_for_function(f"() => ({CURSOR_X})('timeline') === 57")
+
+    # brush steps 20–30 in "select steps" mode: the range (typed boxes, from the kernel) is exactly that
+    explorer.locator(".widget-toggle-button", has_text="select steps").click()
+    page.wait_for_function(f"() => ({PLOT})('timeline')._fullLayout.dragmode === 'select'")
+    (x0, y0), (x1, _) = page.evaluate(f"({TIMELINE_POINT})", [19.7, 8]), page.evaluate(f"({TIMELINE_POINT})", [30.3, 8])
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, y0 + 5, steps=4)
+    page.mouse.move(x1, y0 + 5, steps=4)
+    page.mouse.up()
+    first = explorer.locator(".widget-inline-hbox", has=page.get_by_text("from", exact=True)).locator("input")
+    last = explorer.locator(".widget-inline-hbox", has=page.get_by_text("to", exact=True)).locator("input")
+    expect(first).to_have_value("20")
+    expect(last).to_have_value("30")
+    expect(explorer).to_contain_text("at every step 20–30 of env 0")  # and the units above threshold over it
+    expect(readout).to_have_text("57")  # a brush is not a click
+
+    # a shift-click on unit 4's row: selected if it was not, dropped if it was (outline and words follow)
+    was = page.evaluate(f"({OUTLINED})(4)")
+    x, y = page.evaluate(f"({TIMELINE_POINT})", [100, 4])
+    page.keyboard.down("Shift")
+    page.mouse.click(x, y)
+    page.keyboard.up("Shift")
+    expect(explorer).to_contain_text(f"Unit 4 {'dropped' if was else 'added'}")
+    page.wait_for_function(f"() => ({OUTLINED})(4) === {'false' if was else 'true'}")
+    expect(readout).to_have_text("57")  # a pick is not a cursor move
+    if was:  # show it selected in the screenshot
+        page.keyboard.down("Shift")
+        page.mouse.click(x, y)
+        page.keyboard.up("Shift")
+        page.wait_for_function(f"() => ({OUTLINED})(4) === true")
+    page.wait_for_function(f"() => ({TRACES})('units-aligned') >= 0")
+    explorer.screenshot(path=SHOTS / "explorer-select.png")
+    assert page.locator(".wb-msg-error").count() == 0, page.locator(".wb-msg-error").first.inner_text()
+    assert page.evaluate(CELL_ERRORS) == []
     assert page.console_errors == [], page.console_errors

@@ -106,7 +106,7 @@ def test_a_cursor_move_sends_only_the_cursor(panel, dims):
     assert panel.view.cursor["pca"] == pytest.approx(want)
     assert "step 1234" in panel.cursor_info.value
     # the marks the browser moves are there, named "cursor": an image (2D) or a one-point trace (3D)
-    assert [im.name for im in panel.timeline.layout.images] == ["cursor"]
+    assert [im.name for im in panel.timeline.layout.images if im.name != "band"] == ["cursor"]  # band: the range
     if dims == 2:
         assert [im.name for im in panel.pca_view.layout.images] == ["cursor"]
     else:
@@ -257,3 +257,159 @@ def test_play_is_bounded_by_the_episode_shown(panel):
     panel.play.value = True  # (the page links it to the view's `playing`)
     assert panel.play.description == "Pause" and panel.play.icon == "pause"
     from_browser(panel.view, playing=False)
+
+
+# ---------------------------------------------------------------------------- LSTMVis-style interaction
+def hidden_of(big, env=0):
+    return big[KEYS.next_hidden][env, :, 0]
+
+
+@pytest.mark.parametrize("trace", ["hidden", "norm", "gate r", "gate n"])
+def test_a_click_on_any_timeline_row_moves_only_the_cursor(panel, trace):
+    """What the page sends for a click on each row (the step under the mouse): the cursor moves, nothing else."""
+    wire = Wire(panel.view)
+    unit = 3 if trace != "norm" else None
+    from_browser(panel.view, clicked={"figure": "timeline", "t": 2222, "n": 1, "trace": trace, "unit": unit,
+                                      "shift": False, "alt": False, "ctrl": False})
+    assert panel.last_error is None, panel.message
+    assert panel.cursor.value == 2222 and "step 2222" in panel.cursor_info.value
+    assert [keys for keys, _ in wire.sent] == [{"cursor"}] and panel.selected_units == []
+
+
+def test_a_brush_sets_the_range_exactly_and_selects_its_units(panel, big):
+    panel.drag.value = "select"
+    assert panel.view.dragmode == "select"
+    from_browser(panel.view, brushed={"figure": "timeline", "x": [3010.2, 3000.6], "n": 1})  # either direction
+    assert panel.last_error is None, panel.message
+    assert panel.time_range.value == (3001, 3010) and (panel.range_first.value, panel.range_last.value) == (3001, 3010)
+    from workbench.hidden import select_units
+    want = select_units(hidden_of(big), 3001, 3010, panel.threshold.value, absolute=True)
+    assert panel.selected_units == want and 0 < len(want) < UNITS
+    assert "at every step 3001–3010" in panel.units_info.value
+    assert panel.view.band["timeline"] == {"range": [3000.5, 3010.5]}
+    coords = panel._pca_fit()[0][3001:3011, :2]
+    np.testing.assert_allclose(np.array([panel.view.band["pca"]["x"], panel.view.band["pca"]["y"]]).T, coords, rtol=1e-6)
+    from_browser(panel.view, brushed={"figure": "timeline", "x": [7.2, 7.4], "n": 2})  # inside one step
+    assert panel.time_range.value == (7, 7)
+    from_browser(panel.view, brushed={"figure": "timeline", "x": [-50.0, 1e9], "n": 3})  # clamped
+    assert panel.time_range.value == (0, STEPS - 1)
+
+
+def test_a_range_typed_or_slid_sends_only_the_band(panel):
+    wire = Wire(panel.view)
+    panel.range_last.value = 4012
+    panel.range_first.value = 4003
+    assert panel.time_range.value == (4003, 4012)
+    panel.range_first.value = 5000  # past the last: the range is the two numbers, in order
+    assert panel.time_range.value == (4012, 5000) and (panel.range_first.value, panel.range_last.value) == (4012, 5000)
+    assert {k for keys, _ in wire.sent for k in keys} == {"band"} and sum(n for _, n in wire.sent) < 200_000
+    assert panel.view.band["timeline"] == {"range": [4011.5, 5000.5]}
+    assert panel.range_last.max == STEPS - 1
+    panel.range_last.value = 10 ** 9  # bounded
+    assert panel.time_range.value == (4012, STEPS - 1)
+    # the timeline itself carries the band image, so a redrawn figure shows the range
+    assert [im.name for im in panel.timeline.layout.images].count("band") == 1
+
+
+@pytest.mark.parametrize("how", ["shift", "alt", "select mode"])
+def test_a_click_on_a_heatmap_row_selects_and_drops_that_unit(panel, big, how):
+    if how == "select mode":
+        panel.drag.value = "select"
+    panel.cursor.value = 100
+    click = {"figure": "timeline", "t": 3000, "trace": "hidden", "unit": 3, "shift": how == "shift",
+             "alt": how == "alt", "ctrl": False}
+    from_browser(panel.view, clicked=dict(click, n=1))
+    assert panel.last_error is None, panel.message
+    assert panel.selected_units == [3] and panel.cursor.value == 100  # a pick does not move the cursor
+    outlines = [s for s in panel.timeline.layout.shapes if s.name == "selection"]
+    assert [(s.y0, s.y1) for s in outlines] == [(2.5, 3.5)]
+    assert "units_aligned" in panel.figures and [d.name for d in panel.figures["units_aligned"].data] == [
+        "unit 3 (episodes)", "unit 3 (mean)"]
+    from_browser(panel.view, clicked=dict(click, unit=11, n=2))
+    assert panel.selected_units == [3, 11] and "3, 11" in panel.units_info.value
+    from_browser(panel.view, clicked=dict(click, n=3))
+    assert panel.selected_units == [11]
+    from_browser(panel.view, clicked=dict(click, unit=11, n=4))
+    assert panel.selected_units == [] and "units_aligned" not in panel.figures
+    assert "No unit (picked by hand) of env 0" in panel.units_info.value and "none" not in panel.units_info.value
+    assert [s for s in panel.timeline.layout.shapes if s.name == "selection"] == []
+    # a modified click on a gate row is still a cursor move
+    from_browser(panel.view, clicked=dict(click, trace="gate z", n=5))
+    assert panel.cursor.value == 3000 and panel.selected_units == []
+
+
+def test_toggle_unit_checks_its_argument(panel):
+    panel.toggle_unit(UNITS)
+    assert isinstance(panel.last_error, ValueError) and "unit: expected a unit of layer 0, 0..15; got 16" in panel.message
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_the_pca_follows_the_episode_its_cursor_and_the_brush(panel, dims):
+    panel.pca_dims.value = dims
+    panel.cursor.value = 5000
+    episode = panel.episode.options[3][1]
+    a, b = panel._spans[episode]
+    panel.episode.value = episode
+    assert panel.cursor.value == a  # the episode's FIRST step
+    points = panel.pca_view.data[0]
+    assert list(points.customdata) == list(range(a, b + 1))
+    coords = panel._pca_fit()[0]
+    assert panel.view.cursor["pca"] == pytest.approx(coords[a, :dims].tolist())
+    assert panel.view.cursor["timeline"] == [a] and f"step {a}" in panel.cursor_info.value
+    assert points.x[0] == pytest.approx(coords[a, 0])
+    from_browser(panel.view, brushed={"figure": "timeline", "x": [a - 20.0, a + 4.2], "n": 1})
+    assert panel.time_range.value == (max(0, a - 20), a + 4)
+    band = panel.view.band["pca"]  # only the brushed steps inside the episode shown are ringed
+    assert len(band["x"]) == 5 and sorted(band) == sorted("xyz"[:dims])
+    assert band["x"] == pytest.approx(coords[a:a + 5, 0].tolist())
+    assert [d.name for d in panel.pca_view.data].count("band") == 1
+    panel.episode.value = -1  # all episodes: every point again, the cursor stays
+    assert len(panel.pca_view.data[0].customdata) == STEPS and panel.cursor.value == a
+
+
+def test_the_3d_pca_has_short_legible_axis_titles(panel):
+    panel.pca_dims.value = 3
+    scene = panel.pca_view.layout.scene
+    import re
+    for axis in (scene.xaxis, scene.yaxis, scene.zaxis):
+        assert re.fullmatch(r"PC\d \(\d+%\)", axis.title.text), axis.title.text
+        assert axis.tickfont.size <= 10 and axis.title.font.size <= 11
+
+
+def test_the_aligned_units_figure_shows_every_selected_unit(big):
+    from workbench import figures
+    from workbench.hidden import align_on_resets
+    units = [0, 2, 3, 5, 7, 9, 12, 15]
+    fig = figures.aligned_units_figure(big, units, layer=0)
+    names = [d.name for d in fig.data if d.name]
+    assert names == [f"unit {u} ({k})" for u in units for k in ("episodes", "mean")]
+    aligned = align_on_resets(big[KEYS.next_hidden][..., 0, :], big[KEYS.is_init])
+    mean = aligned.mean().double().numpy()
+    for i, u in enumerate(units):
+        np.testing.assert_allclose(fig.data[2 * i + 1].y, mean[:, u])
+    assert len({(d.xaxis, d.yaxis) for d in fig.data}) == 8  # one panel per unit
+    assert "left out" not in fig.layout.title.text and fig.layout.height >= 8 // 2 * 130
+    many = figures.aligned_units_figure(big, list(range(16)), layer=0, max_units=10)
+    assert len(many.data) == 20 and "10 of 16 selected units shown" in many.layout.title.text
+    assert "6 left out" in many.layout.title.text
+
+
+def test_a_new_env_replaces_the_selection_message(panel):
+    panel.select_units(threshold=0.0, steps=(5, 15))
+    assert panel.selected_units and "selected" in panel.message
+    panel.env.value = 1
+    assert panel.last_error is None, panel.message
+    assert "Showing env 1 · layer 0" in panel.message and "unit selection was cleared" in panel.message
+    assert "selected:" not in panel.message and panel.units_info.value == "" and "units_aligned" not in panel.figures
+
+
+def test_an_empty_selection_is_said_and_draws_no_figure(panel):
+    assert panel.select_units(threshold=1.0, steps=(5, 15)) == []
+    assert "No unit with |h| &gt; 1 at every step 5–15 of env 0: lower the threshold" in panel.units_info.value
+    assert "none" not in panel.units_info.value.lower().replace("no unit", "")
+    assert "units_aligned" not in panel.figures and panel.views["units_aligned"].outputs == ()
+
+
+def test_the_resets_are_counted_in_words(panel):
+    # is_init every 97 steps from t = 0: 62 per env, of which the first is the env's start
+    assert "124 is_init steps (2 env starts + 122 episode resets)" in panel.message

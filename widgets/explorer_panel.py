@@ -13,8 +13,16 @@ interaction sends only what changed:
   per step; the slider and the description follow a few times a second;
 - zooming the timeline re-bins the visible window at full resolution (a 500-step window shows
   every step) and sends the timeline figure only; double-click goes back;
-- an episode zooms the timeline on it, bounds the cursor and shows its points in the PCA
-  (on the env's principal components, so the axes stay comparable).
+- an episode zooms the timeline on it, puts the cursor on its first step, bounds it, and shows its
+  points in the PCA (on the env's principal components, so the axes stay comparable).
+
+As in LSTMVis, the figures are the controls: a click on any row of the timeline (heatmap, norm,
+gates) or on a PCA point moves the cursor there; with *drag: select steps* a drag over the timeline
+brushes a step range (``time_range``, shown as a band on the timeline and as ringed points in the
+PCA; sends only ``band``) and selects the units above the threshold over it; a shift-click (or a
+click in select mode) on a row of the hidden-state heatmap adds that unit to the selection or
+removes it. The range can also be typed (``range_first``/``range_last``), so 5–15 of 20,000 steps
+is reachable without a mouse.
 
 ``figures`` holds static ``go.Figure`` s of the current window for export (``hidden_heatmap``,
 ``hidden_norm``, ``hidden_pca``, ``gates`` when recorded, ``units_aligned`` after a selection),
@@ -46,9 +54,25 @@ __all__ = ["ExplorerPanel"]
 ALL = -1
 PCA_FIT_POINTS = 20_000
 PCA_DRAW_POINTS = 20_000
+BAND_POINTS = 2_000
+"""the PCA rings at most this many points of the selected range (evenly spaced)"""
 """the PCA draws at most this many points (evenly spaced steps; the cursor's point is exact at every step)"""
 """the PCA is fitted on at most this many evenly spaced points of the env, then every point is projected"""
 STATIC = ("hidden_heatmap", "hidden_norm", "gates", "hidden_pca")
+
+
+def _reset_words(is_init) -> str:
+    """``"N is_init steps (E env starts + R episode resets)"``: every ``is_init`` step, those at ``t = 0`` (an env's
+    first step) and the others (an episode reset mid-run); to be replaced by the project's one reset count.
+
+    Examples:
+        >>> _reset_words(torch.tensor([[True, False, True], [True, False, False]]))
+        '3 is_init steps (2 env starts + 1 episode reset)'
+    """
+    init = torch.as_tensor(is_init).bool()
+    total, starts = int(init.sum()), int(init[:, 0].sum()) if init.shape[-1] else 0
+    resets = total - starts
+    return f"{total} is_init steps ({starts} env start{'s' * (starts != 1)} + {resets} episode reset{'s' * (resets != 1)})"
 
 
 class _Figures(dict):
@@ -98,7 +122,9 @@ class ExplorerPanel(Panel):
     Public: ``set_trajectory``, ``trajectory``, the controls (``env``, ``episode``, ``layer``,
     ``pca_dims``, ``color``, ``cursor``, ``play`` (a toggle: Play runs in the browser, see
     :class:`~widgets.plotly_view.PlotlyView`), ``threshold``, ``time_range``, ``absolute``),
-    ``select_units(...)`` (the *Select units* button), ``selected_units``, ``describe_step``,
+    ``select_units(...)`` (the *Select units* button), ``toggle_unit(unit)`` (a shift-click on a heatmap row),
+    ``drag`` (``"zoom"`` or ``"select"``: what a drag on the timeline does), ``range_first``/``range_last``
+    (the range typed), ``selected_units``, ``describe_step``,
     ``figures``; ``view`` (the :class:`~widgets.plotly_view.PlotlyView` drawing both figures) and, as
     drawn there, ``timeline`` and ``pca_view`` (``go.Figure`` s, arrays decoded), ``zoom(first, last)``.
 
@@ -135,7 +161,7 @@ class ExplorerPanel(Panel):
         self.pca_dims = w.ToggleButtons(options=[("PCA 2D", 2), ("PCA 3D", 3)], value=2,
                                         style={"button_width": "70px"})
         self.color = w.ToggleButtons(options=[("by time", "time"), ("by episode", "episode")], value="time",
-                                     style={"button_width": "90px"})
+                                     style={"button_width": "100px"})
         self.play = w.ToggleButton(value=False, description="Play", icon="play", layout=w.Layout(width="90px"),
                                    tooltip="move the time cursor forward, step by step (in the browser)")
         self.cursor = w.IntSlider(value=0, min=0, max=0, description="time", continuous_update=False,
@@ -148,6 +174,18 @@ class ExplorerPanel(Panel):
                                            style={"description_width": "50px"})
         self.absolute = w.Checkbox(value=True, description="|h| (else h)", indent=False,
                                    layout=w.Layout(width="110px"))
+        self.range_first = w.BoundedIntText(value=0, min=0, max=0, description="from", layout=w.Layout(width="130px"),
+                                            style={"description_width": "35px"})
+        self.range_last = w.BoundedIntText(value=0, min=0, max=0, description="to", layout=w.Layout(width="120px"),
+                                           style={"description_width": "25px"})
+        self.drag = w.ToggleButtons(options=[("zoom", "zoom"), ("select steps", "select")], value="zoom",
+                                    description="drag", layout=w.Layout(flex="0 0 auto", width="auto"),
+                                    style={"button_width": "100px", "description_width": "35px"},
+                                    tooltips=["drag over the timeline to zoom (double-click: back)",
+                                              "drag over the timeline to choose a step range; "
+                                              "a click on a heatmap row selects or drops that unit"])
+        self._selection_words = ""
+        self._syncing = False
         self.select_button = w.Button(description="Select units", icon="crosshairs", button_style="info")
         self.units_info = w.HTML()
         self.buttons.append(self.select_button)
@@ -156,6 +194,11 @@ class ExplorerPanel(Panel):
                                layout=w.Layout(width="100%", min_height="380px"))
         self.view.observe(self._view_range_changed, "view_range")
         self.view.observe(self._clicked, "clicked")
+        self.view.observe(self._brushed, "brushed")
+        self.drag.observe(lambda change: setattr(self.view, "dragmode", change["new"]), "value")
+        self.time_range.observe(self._range_changed, "value")
+        self.range_first.observe(self._range_typed, "value")
+        self.range_last.observe(self._range_typed, "value")
         self.view.play_settings = dict(self.view.play_settings, interval_ms=int(play_interval_ms))
         w.jslink((self.play, "value"), (self.view, "playing"))  # Play starts and stops in the page
         self.play.observe(self._play_toggled, "value")
@@ -173,12 +216,17 @@ class ExplorerPanel(Panel):
             self.header,
             w.HBox([self.env, self.episode, self.layer, self.pca_dims, self.color]),
             w.HBox([self.play, self.cursor, self.cursor_info]),
+            w.HBox([self.drag, w.HTML(
+                "<span style='font-size:12px;color:#555'>click a figure: move the cursor · shift-click a heatmap "
+                "row: select or drop that unit · <i>select steps</i>: drag over the timeline to choose the steps "
+                "below</span>", layout=w.Layout(flex="1 1 auto"))]),
             self.status,
             self.view,
             w.HTML("<b>Select units</b> <span style='font-size:12px;color:#555'>(units above the threshold "
                    "at every step of the range, in the selected env; then every episode, aligned on resets)"
                    "</span>"),
-            w.HBox([self.threshold, self.time_range, self.absolute, self.select_button]),
+            w.HBox([self.threshold, self.time_range, self.range_first, self.range_last, self.absolute,
+                    self.select_button]),
             self.units_info,
             self.add_view("units_aligned", 0),
         ]
@@ -210,12 +258,14 @@ class ExplorerPanel(Panel):
                 self._episode_options()
                 self._set_bounds(0, t - 1)
                 self.time_range.max = t - 1
+                for box_ in (self.range_first, self.range_last):
+                    box_.max = t - 1
                 self.time_range.value = (min(5, t - 1), min(15, t - 1))
             finally:
                 self._quiet = False
             self._draw()
-            n_resets = int(as_bool_init(traj.get(KEYS.is_init), (e_count, t)).sum())
-            self.show_message(f"{e_count} env(s) × {t} steps, {n_layers} layer(s), {n_resets} resets.", "ok")
+            resets = _reset_words(as_bool_init(traj.get(KEYS.is_init), (e_count, t)))
+            self.show_message(f"{e_count} env(s) × {t} steps, {n_layers} layer(s), {resets}.", "ok")
 
     def _episode_options(self) -> None:
         spans = episode_spans(self.trajectory.get(KEYS.episode)[self.env.value]) \
@@ -238,7 +288,7 @@ class ExplorerPanel(Panel):
             self.cursor.value = low
 
     def _clear_selection(self) -> None:
-        self.selected_units, self._selection = [], None
+        self.selected_units, self._selection, self._selection_words = [], None, ""
         self.units_info.value = ""
         self.drop_figure("units_aligned", emit=False)
 
@@ -364,6 +414,7 @@ class ExplorerPanel(Panel):
             self.view.set_figure("timeline", spec, packed=True)
             return
         fig = tl.timeline_figure(self._win, cursor=None, selection=self._selection_marks(), height=None)
+        fig.add_layout_image(tl.range_band_image(*self.time_range.value))
         fig.add_layout_image(tl.time_cursor_image(self.cursor.value))
         if x_range is not None:
             fig.update_xaxes(range=list(x_range), autorange=False)
@@ -376,11 +427,13 @@ class ExplorerPanel(Panel):
             self.view.set_path("pca", self._pca_fit()[0][:, :self._pca.k])
             self._path_key = key
         three = self._pca.k == 3
-        fig = tl.pca_scatter_figure(self._pca, cursor=self.cursor.value if three else None, height=420)
+        fig = tl.pca_scatter_figure(self._pca, cursor=self.cursor.value if three else None, height=420,
+                                    band=np.zeros((0, self._pca.k)))  # its points come with the view's `band`
         if not three:
             p = self._pca_point(self.cursor.value)
             fig.add_layout_image(tl.point_cursor_image(p[0], p[1]))
         self.view.set_figure("pca", fig)
+        self._send_band()
 
     def _selection_marks(self):
         if self._selection is None:
@@ -392,7 +445,7 @@ class ExplorerPanel(Panel):
         t = self.cursor.value
         label = f"env {self.env.value} · layer {self.layer.value}"
         if name == "hidden_pca":
-            return tl.pca_scatter_figure(self._pca, cursor=t, height=420)
+            return tl.pca_scatter_figure(self._pca, cursor=t, height=420, band=self._band_points())
         rows, title = {"hidden_heatmap": (("hidden",), "Hidden state"), "hidden_norm": (("norm",), "Hidden-state norm"),
                        "gates": (("gates",), "GRU gates")}[name]
         return tl.timeline_figure(self._win, rows=rows, cursor=t, selection=self._selection_marks(),
@@ -437,6 +490,7 @@ class ExplorerPanel(Panel):
             return
         with self.guard():
             if full:
+                had = bool(self.selected_units)
                 self._clear_selection()
                 self._quiet = True
                 try:
@@ -445,6 +499,11 @@ class ExplorerPanel(Panel):
                 finally:
                     self._quiet = False
             self._draw(pca_only=pca and not full)
+            if full:  # what is shown now (not the last selection's message, which no longer applies)
+                e, t = self.env.value, self.steps
+                init = as_bool_init(torch.as_tensor(self.trajectory.get(KEYS.is_init)[e:e + 1]).cpu(), (1, t))
+                self.show_message(f"Showing env {e} · layer {self.layer.value}: {t} steps, {_reset_words(init)}."
+                                  + (" The unit selection was cleared." if had else ""), "ok")
 
     def _episode_changed(self) -> None:
         if self._quiet or self.trajectory is None:
@@ -454,8 +513,11 @@ class ExplorerPanel(Panel):
             self._quiet = True
             try:
                 self._set_bounds(start, stop - 1)
+                if self.episode.value != ALL:  # an episode is read from its first step
+                    self.cursor.value = start
             finally:
                 self._quiet = False
+            self.figures.mark(*STATIC)
             with self.view.hold_sync():
                 self.zoom(start, stop - 1)
                 self._pca = self._pca_data()
@@ -489,9 +551,16 @@ class ExplorerPanel(Panel):
             self._echo = False
 
     def _clicked(self, change) -> None:
-        """A click in the browser (``{"figure", "t", "n"}``: the point's step) moves the cursor there."""
+        """A click in the browser (``{"figure", "t", "n", "trace", "unit", "shift", "alt", "ctrl"}``) moves the
+        cursor to the step; on a row of the hidden-state heatmap with shift, alt or ctrl held, or in the
+        *select* drag mode, it selects or drops that unit instead (:meth:`toggle_unit`)."""
         click = change["new"] or {}
         if self.trajectory is None or click.get("t") is None:
+            return
+        picks = click.get("trace") == "hidden" and click.get("unit") is not None and (
+            self.drag.value == "select" or any(click.get(k) for k in ("shift", "alt", "ctrl")))
+        if picks:
+            self.toggle_unit(int(click["unit"]))
             return
         with self.guard():
             self._set_cursor(int(click["t"]))
@@ -535,6 +604,101 @@ class ExplorerPanel(Panel):
             return
         self._rebin(start, stop, x_range=x_range)
 
+    # ------------------------------------------------------------------ LSTMVis-style interaction
+    def toggle_unit(self, unit: int) -> list[int]:
+        """Adds ``unit`` to the selected units or drops it (a shift-click on its heatmap row): the outline on
+        the heatmap and the aligned-units figure follow. Returns the selected units."""
+        with self.busy(f"Selecting unit {unit}…"):
+            if self.trajectory is None:
+                raise RuntimeError("No trajectory yet: run a rollout first.")
+            n = self._series()["hidden"].shape[1]
+            if not 0 <= int(unit) < n:
+                raise ValueError(f"unit: expected a unit of layer {self.layer.value}, 0..{n - 1}; got {unit!r}.")
+            unit = int(unit)
+            added = unit not in self.selected_units
+            self.selected_units = sorted(set(self.selected_units) ^ {unit})
+            if self._selection is None:
+                self._selection = tuple(self.time_range.value)
+            words = self._selection_words
+            if "by hand" not in words:  # a threshold's selection, edited; or the first pick
+                self._selection_words = f"{words}, edited by hand" if words else "picked by hand"
+            self._show_selection(f"Unit {unit} {'added' if added else 'dropped'}")
+        return self.selected_units
+
+    def _show_selection(self, done: str) -> None:
+        """Shows ``selected_units``: the outlines (the timeline is sent again), the words, the aligned units."""
+        a, b = self._selection
+        units, e = self.selected_units, self.env.value
+        self._send_timeline(self._shown or [self._win.start - 0.5, self._win.stop - 0.5])
+        self.figures.mark("hidden_heatmap")
+        words = html.escape(self._selection_words)
+        how = f"with {words} of env {e}" if "by hand" not in words else f"({words}) of env {e}"
+        if not units:
+            self.units_info.value = box(f"No unit {how}: lower the threshold, shorten the range, or shift-click a "
+                                        "row of the heatmap.", "warning")
+            self.drop_figure("units_aligned")
+            self.show_message(f"{done}: no unit selected.", "warning")
+            return
+        self.units_info.value = box(f"{len(units)} unit(s) {how}, outlined over steps {a}–{b}: "
+                                    f"<b>{', '.join(map(str, units))}</b>.", "ok")
+        self.show_figure("units_aligned", figures.aligned_units_figure(
+            self.trajectory, units, layer=self.layer.value,
+            title=f"{len(units)} unit(s) {how.replace('&gt;', '>')}: every episode, aligned on resets"))
+        self.show_message(f"{done}: {len(units)} unit(s) selected.", "ok")
+
+    def _range_changed(self, change) -> None:
+        """``time_range`` moved (slider, typed, brushed): the typed boxes and the band marks follow."""
+        a, b = change["new"]
+        self._syncing = True
+        try:
+            self.range_first.value, self.range_last.value = int(a), int(b)
+        finally:
+            self._syncing = False
+        if self._quiet or self.trajectory is None or self._pca is None:
+            return
+        with self.guard():
+            self._send_band()
+            self.figures.mark("hidden_pca")
+
+    def _range_typed(self, _change) -> None:
+        if self._syncing or self.trajectory is None:
+            return
+        a, b = sorted((int(self.range_first.value), int(self.range_last.value)))
+        self.time_range.value = (a, b)
+
+    def _brushed(self, change) -> None:
+        """A box drawn over the timeline in *select* mode (``{"figure", "x": [x0, x1]}``): the steps whose
+        centre it covers become ``time_range`` (whole steps, clamped), and the units above the threshold
+        over them are selected."""
+        x = (change["new"] or {}).get("x")
+        if self.trajectory is None or not x:
+            return
+        lo, hi = sorted((float(x[0]), float(x[1])))
+        a, b = int(np.ceil(lo)), int(np.floor(hi))
+        if a > b:  # inside one step
+            a = b = int(np.floor((lo + hi) / 2 + 0.5))
+        top = self.time_range.max
+        a, b = int(np.clip(a, 0, top)), int(np.clip(b, 0, top))
+        self.time_range.value = (a, b)
+        self.select_units()
+
+    def _band_points(self) -> np.ndarray:
+        """The PCA coordinates of the selected range's steps within the shown episode (at most ``BAND_POINTS``)."""
+        a, b = self.time_range.value
+        lo, hi = self._span()
+        a, b = max(a, lo), min(b, hi - 1)
+        if a > b:
+            return np.zeros((0, self._pca.k), dtype=np.float32)
+        steps = np.arange(a, b + 1, max(1, -(-(b + 1 - a) // BAND_POINTS)))
+        return self._pca_fit()[0][steps, :self._pca.k]
+
+    def _send_band(self) -> None:
+        """Sends the view's ``band``: the range on the timeline, its points in the PCA (a few bytes to kB)."""
+        a, b = self.time_range.value
+        pts = self._band_points()
+        self.view.set_band(timeline={"range": [a - 0.5, b + 0.5]},
+                           pca={axis: pts[:, i] for i, axis in enumerate("xyz"[:pts.shape[1]])})
+
     # ------------------------------------------------------------------ unit selection
     def select_units(self, threshold: float | None = None, steps: tuple[int, int] | None = None,
                      absolute: bool | None = None) -> list[int]:
@@ -558,18 +722,8 @@ class ExplorerPanel(Panel):
             self.selected_units = select_units(hidden, a, b, self.threshold.value, absolute=self.absolute.value)
             self._selection = (a, b)
             what = "|h|" if self.absolute.value else "h"
-            units = ", ".join(map(str, self.selected_units)) or "none"
-            self.units_info.value = box(
-                f"{len(self.selected_units)} unit(s) with {what} &gt; {self.threshold.value:g} at every step "
-                f"{a}–{b} of env {self.env.value}: <b>{html.escape(units)}</b>.",
-                "ok" if self.selected_units else "warning")
-            self._send_timeline(self._shown or [self._win.start - 0.5, self._win.stop - 0.5])
-            self.figures.mark("hidden_heatmap")
-            self.show_figure("units_aligned", figures.aligned_units_figure(
-                self.trajectory, self.selected_units, layer=self.layer.value, height=360,
-                title=f"Units {units} ({what} > {self.threshold.value:g} over steps {a}–{b}, env "
-                      f"{self.env.value}) across every episode, aligned on resets"))
-            self.show_message(f"Selected {len(self.selected_units)} unit(s).", "ok")
+            self._selection_words = f"{what} > {self.threshold.value:g} at every step {a}–{b}"
+            self._show_selection(f"Units with {what} > {self.threshold.value:g} over steps {a}–{b}")
         return self.selected_units
 
     # ------------------------------------------------------------------ session (saved view state)

@@ -15,9 +15,17 @@ already has (a time axis's mark sits at the step; another figure's at the step's
 :meth:`set_path` positions). No message per step: the kernel hears the step in :attr:`step_seen` a
 few times a second (``report_ms``) and when Play stops.
 
+A selected step range is shown by :attr:`band` (``{name: marks}``): on a time axis, layout images
+named ``"band"`` stretched over ``{"range": [x0, x1]}`` (at least a few pixels wide at any zoom);
+in a scatter, the trace named ``"band"`` gets the points ``{"x", "y"[, "z"]}``. :attr:`dragmode`
+(``"zoom"`` or ``"select"``) is the first figure's drag: in ``"select"`` a drag draws a box over
+x only, reported in :attr:`brushed`.
+
 From the browser: :attr:`view_range` (the first figure's x range after a zoom, pan or
 double-click, debounced; ``None`` when autoranged), :attr:`clicked` (the figure and step of a
-click on a point; the step is the point's ``customdata`` when it has one, else its x),
+click on a point; the step is the point's ``customdata`` when it has one, else the x under the
+mouse; with the trace's name, the heatmap row (``unit``) and the modifier keys ``shift``, ``alt``,
+``ctrl``), :attr:`brushed` (``{"figure", "x": [x0, x1], "n"}``: a box drawn in select mode),
 :attr:`step_seen` and :attr:`playing` (false again when Play reaches the end).
 
 Examples:
@@ -111,7 +119,7 @@ _ESM: str | None = None
 
 _VIEW_JS = r"""
 const CONFIG = {responsive: true, displaylogo: false};
-const LINE_PX = 2, RING_PX = 16;
+const LINE_PX = 2, RING_PX = 16, BAND_PX = 4;
 
 function axisName(ref) { return ref === 'x' || ref === 'y' ? ref + 'axis' : ref[0] + 'axis' + ref.slice(1); }
 
@@ -123,10 +131,31 @@ function cursorImages(gd) {
 
 function cursorTrace(gd) { return (gd.data || []).findIndex(tr => tr.name === 'cursor'); }
 
+function bandImages(gd) {
+  const out = [];
+  ((gd.layout && gd.layout.images) || []).forEach((im, i) => { if (im.name === 'band') out.push([i, im]); });
+  return out;
+}
+
+// the selected step range [x0, x1] as the 'band' images: centred on it, at least BAND_PX pixels wide
+function bandEdits(gd, range, edit) {
+  const fl = gd._fullLayout; if (!fl) return edit;
+  for (const [i, im] of bandImages(gd)) {
+    if (!range) { edit[`images[${i}].visible`] = false; continue; }
+    const xa = fl[axisName(im.xref || 'x')];
+    if (!xa || !xa._length) continue;
+    const perX = Math.abs(xa.range[1] - xa.range[0]) / xa._length;
+    edit[`images[${i}].visible`] = true;
+    edit[`images[${i}].x`] = (range[0] + range[1]) / 2;
+    edit[`images[${i}].sizex`] = Math.max(Math.abs(range[1] - range[0]), BAND_PX * perX);
+  }
+  return edit;
+}
+
 // the cursor images' sizes in data units, so that they stay LINE_PX / RING_PX pixels wide at any zoom
-function fit(gd) {
+function fit(gd, band) {
   const fl = gd._fullLayout; if (!fl) return;
-  const edit = {};
+  const edit = bandEdits(gd, band && band.range, {});
   for (const [i, im] of cursorImages(gd)) {
     const xa = fl[axisName(im.xref || 'x')];
     if (!xa || !xa._length) continue;
@@ -160,6 +189,19 @@ function place(gd, pos) {
   }
 }
 
+// the selected range's marks of one figure: {range: [x0, x1]} (band images) or {x, y[, z]} (the 'band' trace)
+function placeBand(gd, band) {
+  if (!gd._fullLayout) return;
+  const edit = bandEdits(gd, band && band.range, {});
+  if (Object.keys(edit).length) Plotly.relayout(gd, edit);
+  const k = (gd.data || []).findIndex(tr => tr.name === 'band');
+  if (k >= 0) {
+    const upd = {x: [(band && band.x) || []], y: [(band && band.y) || []]};
+    if (gd.data[k].type === 'scatter3d') upd.z = [(band && band.z) || []];
+    Plotly.restyle(gd, upd, [k]);
+  }
+}
+
 // per-step positions of a figure's cursor mark, from the `path` / `path_data` traits: {name: {k, rows, data}}
 function readPaths(model) {
   const spec = model.get('path') || {}, dv = model.get('path_data');
@@ -173,7 +215,8 @@ function readPaths(model) {
 function render({model, el}) {
   el.classList.add('wb-plotly-view');
   const views = {};
-  let clicks = 0, ranges = 0, timer = null;
+  let clicks = 0, ranges = 0, brushes = 0, timer = null;
+  const bandOf = (name) => (model.get('band') || {})[name];
   // Play runs here: each tick moves every cursor mark from data already in the page; the kernel
   // hears the step a few times a second (`step_seen`) and once more when Play stops
   let paths = readPaths(model), playTimer = null, playT = null, seen = 0, lastReport = 0;
@@ -226,28 +269,49 @@ function render({model, el}) {
     gd.on('plotly_relayout', ev => {
       const keys = Object.keys(ev || {});
       if (!keys.some(k => /^(x|y)axis\d*\.(range|autorange)|^(xaxis|yaxis)\d*$|^scene/.test(k))) return;
-      fit(gd);
+      fit(gd, bandOf(name));
       if (name === names[0] && keys.some(k => /^xaxis\d*\.(range|autorange)|^xaxis\d*$/.test(k))) report(gd);
     });
     gd.on('plotly_click', ev => {
       const p = ev && ev.points && ev.points[0];
-      if (!p || (p.data && (p.data.name === 'cursor' || p.data.name === 'resets'))) return;
-      const step = p.customdata !== undefined && p.customdata !== null ? Number(Array.isArray(p.customdata) ? p.customdata[0] : p.customdata) : Number(p.x);
+      if (!p || (p.data && (p.data.name === 'cursor' || p.data.name === 'resets' || p.data.name === 'band'))) return;
+      const e = ev.event || {}, xa = p.xaxis;
+      let step = p.customdata !== undefined && p.customdata !== null ? Number(Array.isArray(p.customdata) ? p.customdata[0] : p.customdata) : Number(p.x);
+      if ((p.customdata === undefined || p.customdata === null) && xa && xa.p2d && e.clientX !== undefined) {
+        // a time axis: the step under the mouse (not the nearest point's, nor a binned column's centre)
+        const box = gd.getBoundingClientRect(), x = xa.p2d(e.clientX - box.left - xa._offset);
+        if (Number.isFinite(x)) step = x;
+      }
       if (!Number.isFinite(step)) return;
-      model.set('clicked', {figure: name, t: Math.round(step), n: ++clicks});
+      const heat = p.data && p.data.type === 'heatmap', row = heat ? Math.round(Number(p.y)) : null;
+      model.set('clicked', {figure: name, t: Math.round(step), n: ++clicks, trace: (p.data && p.data.name) || null,
+                            unit: Number.isFinite(row) ? row : null, shift: !!e.shiftKey, alt: !!e.altKey,
+                            ctrl: !!(e.ctrlKey || e.metaKey)});
       model.save_changes();
+    });
+    // a box drawn in "select" drag mode: its x range (the subplot's own x axis) is a step range
+    gd.on('plotly_selected', ev => {
+      const r = ev && ev.range; if (!r) return;
+      const key = Object.keys(r).find(k => /^x\d*$/.test(k)); if (!key) return;
+      const lo = Number(r[key][0]), hi = Number(r[key][1]);
+      if (!Number.isFinite(lo) || !Number.isFinite(hi)) return;
+      model.set('brushed', {figure: name, x: [Math.min(lo, hi), Math.max(lo, hi)], n: ++brushes});
+      model.save_changes();
+      Plotly.relayout(gd, {selections: []});  // the kernel's range comes back as the 'band' marks
     });
   };
   const draw = async (name) => {
     const v = views[name], fig = model.get(name);
     if (!fig || !fig.data) { if (v.drawn) Plotly.purge(v.gd); v.drawn = false; v.wired = false; return; }
     const layout = Object.assign({}, fig.layout || {});
+    if (name === names[0]) Object.assign(layout, {dragmode: model.get('dragmode') || 'zoom', selectdirection: 'h'});
     if (v.drawn) await Plotly.react(v.gd, fig.data, layout, CONFIG);
     else await Plotly.newPlot(v.gd, fig.data, layout, CONFIG);
     v.drawn = true;
     if (!v.wired) { wire(name, v.gd); v.wired = true; }
     place(v.gd, playTimer !== null ? positions(playT)[name] : (model.get('cursor') || {})[name]);
-    await fit(v.gd);
+    placeBand(v.gd, bandOf(name));
+    await fit(v.gd, bandOf(name));
   };
   const redraw = (name) => { const v = views[name]; v.queue = v.queue.then(() => draw(name)).catch(e => console.error(e)); };
   const move = () => {
@@ -257,11 +321,14 @@ function render({model, el}) {
   };
   const handlers = names.map(name => [`change:${name}`, () => redraw(name)]);
   handlers.push(['change:cursor', move]);
+  handlers.push(['change:band', () => { for (const name of names) { const v = views[name]; if (v.drawn) placeBand(v.gd, bandOf(name)); } }]);
+  handlers.push(['change:dragmode', () => { const v = views[names[0]];
+    if (v && v.drawn) Plotly.relayout(v.gd, {dragmode: model.get('dragmode') || 'zoom', selectdirection: 'h'}); }]);
   handlers.push(['change:path', () => { paths = readPaths(model); }], ['change:path_data', () => { paths = readPaths(model); }]);
   handlers.push(['change:playing', () => (model.get('playing') ? play() : halt(false))]);
   for (const [ev, fn] of handlers) model.on(ev, fn);
   names.forEach(redraw);
-  const resize = new ResizeObserver(() => { for (const name of names) { const v = views[name]; if (v.drawn) fit(v.gd); } });
+  const resize = new ResizeObserver(() => { for (const name of names) { const v = views[name]; if (v.drawn) fit(v.gd, bandOf(name)); } });
   resize.observe(el);
   if (model.get('playing')) play();
   return () => {
@@ -306,8 +373,10 @@ class PlotlyView(anywidget.AnyWidget):
 
     Traits: one per name in ``names`` (the figure's JSON, from :meth:`set_figure`), ``cursor``
     (``{"t": step, name: position, ...}``: the position of each figure's cursor mark), and from the
-    browser ``view_range`` (``{"x": [x0, x1] or None, "n": count}``) and ``clicked``
-    (``{"figure": name, "t": step, "n": count}``).
+    browser ``view_range`` (``{"x": [x0, x1] or None, "n": count}``), ``clicked``
+    (``{"figure": name, "t": step, "n": count, "trace", "unit", "shift", "alt", "ctrl"}``) and
+    ``brushed`` (``{"figure": name, "x": [x0, x1], "n": count}``); ``band`` and ``dragmode`` (see the
+    module doc).
     """
 
     _esm = t.Unicode().tag(sync=True)
@@ -318,6 +387,9 @@ class PlotlyView(anywidget.AnyWidget):
     cursor = t.Dict().tag(sync=True)
     view_range = t.Dict().tag(sync=True)
     clicked = t.Dict().tag(sync=True)
+    brushed = t.Dict().tag(sync=True)
+    band = t.Dict().tag(sync=True)
+    dragmode = t.Unicode("zoom").tag(sync=True)
     debounce_ms = t.Int(100).tag(sync=True)
     playing = t.Bool(False).tag(sync=True)
     play_settings = t.Dict({"interval_ms": 80, "low": 0, "high": 0, "report_ms": 250}).tag(sync=True)
@@ -334,6 +406,12 @@ class PlotlyView(anywidget.AnyWidget):
         bad = [n for n in proposal["value"] if n not in ("timeline", "pca")]
         if bad:
             raise ValueError(f"names: expected figures among ('timeline', 'pca'); got {bad!r}.")
+        return proposal["value"]
+
+    @t.validate("dragmode")
+    def _check_dragmode(self, proposal):
+        if proposal["value"] not in ("zoom", "select", "pan"):
+            raise ValueError(f"dragmode: expected 'zoom', 'select' or 'pan'; got {proposal['value']!r}.")
         return proposal["value"]
 
     def set_figure(self, name: str, fig: go.Figure | dict | None, *, packed: bool = False) -> None:
@@ -363,6 +441,20 @@ class PlotlyView(anywidget.AnyWidget):
         with self.hold_sync():
             self.path_data = rows.tobytes()
             self.path = {name: {"k": int(rows.shape[1]), "rows": int(rows.shape[0]), "start": 0}}
+
+    def set_band(self, **marks: dict | None) -> None:
+        """Shows a selected range: ``marks[name]`` is ``{"range": [x0, x1]}`` (a time axis's ``"band"`` images)
+        or ``{"x": [...], "y": [...][, "z": [...]]}`` (the points of its ``"band"`` trace); ``None`` hides it.
+
+        Examples:
+            >>> view = PlotlyView(names=["timeline", "pca"])
+            >>> view.set_band(timeline={"range": [4.5, 15.5]}, pca={"x": [0.5], "y": [1]}); view.band["pca"]
+            {'x': [0.5], 'y': [1.0]}
+        """
+        bad = [k for k in marks if k not in self.names]
+        if bad:
+            raise ValueError(f"marks: expected figures among {list(self.names)}; got {bad!r}.")
+        self.band = {k: {a: [float(x) for x in v] for a, v in m.items()} for k, m in marks.items() if m is not None}
 
     def move_cursor(self, step: int, **positions: list[float]) -> None:
         """Moves the cursor marks: ``positions[name]`` is the mark's position in figure ``name``."""

@@ -132,14 +132,17 @@ def aligned_units_figure(
     units: Sequence[int],
     *,
     layer: int = -1,
-    max_units: int = 6,
+    max_units: int | None = 24,
     title: str | None = None,
     height: int | None = None,
     width: int | None = None,
     template: str = TEMPLATE,
 ):
-    """Selected units across every episode (all envs), aligned on their reset: one faint line per
-    episode and the mean in bold, per unit (LSTMVis' match view).
+    """Selected units across every episode (all envs), aligned on their reset: small multiples, one panel
+    per unit (one faint line per episode and the mean in bold; LSTMVis' match view), on one y scale.
+
+    Every unit is drawn up to ``max_units`` (``None``: no limit); past it the first ``max_units`` are,
+    and the title says how many were left out. ``height`` defaults to the panels' (a scrolling page).
 
     Examples:
         >>> from tensordict import TensorDict
@@ -149,10 +152,23 @@ def aligned_units_figure(
         >>> fig = aligned_units_figure(td, [1])
         >>> [d.name for d in fig.data], fig.data[1].y.tolist()
         (['unit 1 (episodes)', 'unit 1 (mean)'], [1.0, 1.5, 2.0])
+        >>> fig = aligned_units_figure(td, [0, 1], max_units=1)
+        >>> [d.name for d in fig.data][1], "1 of 2 selected units shown" in fig.layout.title.text
+        ('unit 0 (mean)', True)
     """
+    from plotly.subplots import make_subplots
+
+    if max_units is not None and int(max_units) < 1:
+        raise ValueError(f"max_units: expected an int >= 1 or None; got {max_units!r}.")
     hidden = hidden_states(trajectory, layer=layer)
-    units = [int(u) for u in units][:max_units]
-    fig = go.Figure()
+    selected = [int(u) for u in units]
+    units = selected if max_units is None else selected[:int(max_units)]
+    left_out = len(selected) - len(units)
+    n = len(units)
+    cols = 1 if n <= 3 else 2 if n <= 8 else 3
+    rows = max(1, -(-n // cols))
+    fig = make_subplots(rows=rows, cols=cols, shared_xaxes=True, subplot_titles=[f"unit {u}" for u in units] or None,
+                        vertical_spacing=min(0.08, 0.5 / rows), horizontal_spacing=0.06) if n else go.Figure()
     if units:
         aligned = align_on_resets(hidden[..., units], trajectory.get(KEYS.is_init))
         values = aligned.values.detach().cpu().double().numpy()  # [episodes, L, U]
@@ -165,27 +181,35 @@ def aligned_units_figure(
         mean = aligned.mean().detach().cpu().double().numpy()
         for i, unit in enumerate(units):
             color = PALETTE[i % len(PALETTE)]
+            where = dict(row=i // cols + 1, col=i % cols + 1)
             y = np.concatenate([np.concatenate([values[j, :, i], sep]) for j in range(n_ep)]) if n_ep else steps[:0]
             fig.add_trace(go.Scatter(
                 x=x, y=y, mode="lines", name=f"unit {unit} (episodes)", legendgroup=str(unit), customdata=info,
                 line=dict(color=color, width=1), opacity=0.35, connectgaps=False,
                 hovertemplate=(f"unit {unit}<br>env %{{customdata[0]}}, episode from step %{{customdata[1]}}"
                                "<br>%{x} steps since reset<br>h = %{y:.3f}<extra></extra>"),
-            ))
+            ), **where)
             fig.add_trace(go.Scatter(
                 x=steps, y=mean[:, i], mode="lines", name=f"unit {unit} (mean)", legendgroup=str(unit),
                 line=dict(color=color, width=3),
                 hovertemplate=f"unit {unit}, mean over episodes<br>%{{x}} steps since reset<br>h = %{{y:.3f}}<extra></extra>",
-            ))
+            ), **where)
+        fig.update_yaxes(matches="y")  # one scale: units compare at a glance
+        fig.update_xaxes(title_text="steps since reset", row=rows)
+        fig.update_yaxes(title_text="h", col=1)
+        fig.add_vline(x=-0.5, line=RESET_LINE, name="reset", row="all", col="all")
         n_text = f"{n_ep} episode{'s' if n_ep != 1 else ''}"
     else:
         n_text = "no unit selected"
-        fig.add_annotation(text="No unit stays above the threshold over that range: lower it or shorten the range.",
+        fig.add_annotation(text="No unit selected: lower the threshold, shorten the range, or pick units.",
                            showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
-    fig.add_vline(x=-0.5, line=RESET_LINE, name="reset")
+    text = title or (f"Selected units aligned on resets ({n_text})" if units else "No unit selected")
+    if left_out:
+        text += (f"<br><span style='font-size:12px'>{n} of {len(selected)} selected units shown "
+                 f"(the first {n}; {left_out} left out)</span>")
     fig.update_layout(
-        title=dict(text=title or f"Selected units aligned on resets ({n_text})"),
-        xaxis=dict(title=dict(text="steps since reset")), yaxis=dict(title=dict(text="h")),
-        height=height, width=width, template=template, legend=dict(orientation="h", y=-0.3),
+        title=dict(text=text, font=dict(size=13)), showlegend=False,
+        height=height if height is not None else 90 + (150 if cols == 1 else 130) * rows + (20 if left_out else 0),
+        width=width, template=template, margin=dict(t=80 if left_out else 60, b=40, l=60, r=20),
     )
     return fig
