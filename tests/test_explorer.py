@@ -412,4 +412,4 @@ def test_an_empty_selection_is_said_and_draws_no_figure(panel):
 
 def test_the_resets_are_counted_in_words(panel):
     # is_init every 97 steps from t = 0: 62 per env, of which the first is the env's start
-    assert "124 is_init steps (2 env starts + 122 episode resets)" in panel.message
+    assert "124 is_init steps = 2 env starts (t = 0) + 122 resets" in panel.message

@@ -41,7 +41,7 @@ import plotly.graph_objects as go
 import torch
 
 from workbench import decimate, figures
-from workbench.episodes import as_bool_init, episode_spans
+from workbench.episodes import as_bool_init, episode_spans, reset_counts
 from workbench.figures import timeline as tl
 from workbench.hidden import pca, select_units
 from workbench.keys import KEYS
@@ -59,20 +59,6 @@ BAND_POINTS = 2_000
 """the PCA draws at most this many points (evenly spaced steps; the cursor's point is exact at every step)"""
 """the PCA is fitted on at most this many evenly spaced points of the env, then every point is projected"""
 STATIC = ("hidden_heatmap", "hidden_norm", "gates", "hidden_pca")
-
-
-def _reset_words(is_init) -> str:
-    """``"N is_init steps (E env starts + R episode resets)"``: every ``is_init`` step, those at ``t = 0`` (an env's
-    first step) and the others (an episode reset mid-run); to be replaced by the project's one reset count.
-
-    Examples:
-        >>> _reset_words(torch.tensor([[True, False, True], [True, False, False]]))
-        '3 is_init steps (2 env starts + 1 episode reset)'
-    """
-    init = torch.as_tensor(is_init).bool()
-    total, starts = int(init.sum()), int(init[:, 0].sum()) if init.shape[-1] else 0
-    resets = total - starts
-    return f"{total} is_init steps ({starts} env start{'s' * (starts != 1)} + {resets} episode reset{'s' * (resets != 1)})"
 
 
 class _Figures(dict):
@@ -264,8 +250,16 @@ class ExplorerPanel(Panel):
             finally:
                 self._quiet = False
             self._draw()
-            resets = _reset_words(as_bool_init(traj.get(KEYS.is_init), (e_count, t)))
+            resets = self._resets_text(slice(None))
             self.show_message(f"{e_count} env(s) × {t} steps, {n_layers} layer(s), {resets}.", "ok")
+
+    def _resets_text(self, envs: slice) -> str:
+        """Both reset counts of ``envs`` in words (:func:`workbench.episodes.reset_counts`, the one owner)."""
+        traj = self.trajectory
+        init = torch.as_tensor(traj.get(KEYS.is_init)[envs]).cpu()
+        shape = tuple(init.shape[:2])
+        done = torch.as_tensor(traj.get(KEYS.done)[envs]).cpu().reshape(shape) if KEYS.done in traj.keys(True) else None
+        return reset_counts(as_bool_init(init, shape), done).describe()
 
     def _episode_options(self) -> None:
         spans = episode_spans(self.trajectory.get(KEYS.episode)[self.env.value]) \
@@ -501,8 +495,8 @@ class ExplorerPanel(Panel):
             self._draw(pca_only=pca and not full)
             if full:  # what is shown now (not the last selection's message, which no longer applies)
                 e, t = self.env.value, self.steps
-                init = as_bool_init(torch.as_tensor(self.trajectory.get(KEYS.is_init)[e:e + 1]).cpu(), (1, t))
-                self.show_message(f"Showing env {e} · layer {self.layer.value}: {t} steps, {_reset_words(init)}."
+                self.show_message(f"Showing env {e} · layer {self.layer.value}: {t} steps, "
+                                  f"{self._resets_text(slice(e, e + 1))}."
                                   + (" The unit selection was cleared." if had else ""), "ok")
 
     def _episode_changed(self) -> None:
