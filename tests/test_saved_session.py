@@ -250,6 +250,20 @@ class TestExplorerViewState:
                       "color='rainbow'", "layer='x'"):
             assert words in panel.message, (words, panel.message)
 
+    def test_hand_picked_units_come_back_as_they_were(self, run):
+        _, traj = run
+        panel = ExplorerPanel()
+        panel.set_trajectory(traj)
+        panel.toggle_unit(3)
+        panel.toggle_unit(1)
+        state = panel.view_state()
+        assert state["selected_units"] == [1, 3]
+        fresh = ExplorerPanel()
+        fresh.set_trajectory(traj)
+        fresh.restore_view_state(dict(state, selected_units=[1, 3, 99]))
+        assert fresh.selected_units == [1, 3]  # not what the threshold selects over the range
+        assert "units [99] (layer 0 has" in fresh.message, fresh.message
+
 
 # ---------------------------------------------------------------------------- the app
 @pytest.fixture

@@ -619,6 +619,22 @@ class ExplorerPanel(Panel):
             self._show_selection(f"Unit {unit} {'added' if added else 'dropped'}")
         return self.selected_units
 
+    def set_units(self, units) -> list[int]:
+        """Selects exactly ``units`` (of the current layer) over the steps of ``time_range``, as hand-picked ones:
+        outlined on the heatmap and drawn aligned on resets (a saved session's selection). Returns them."""
+        with self.busy("Selecting units…"):
+            if self.trajectory is None:
+                raise RuntimeError("No trajectory yet: run a rollout first.")
+            n = self._series()["hidden"].shape[1]
+            bad = [u for u in units if not 0 <= int(u) < n]
+            if bad:
+                raise ValueError(f"units: expected units of layer {self.layer.value}, 0..{n - 1}; got {bad}.")
+            self.selected_units = sorted({int(u) for u in units})
+            self._selection = tuple(self.time_range.value)
+            self._selection_words = "picked by hand"
+            self._show_selection("Units set")
+        return self.selected_units
+
     def _show_selection(self, done: str) -> None:
         """Shows ``selected_units``: the outlines (the timeline is sent again), the words, the aligned units."""
         a, b = self._selection
@@ -815,9 +831,12 @@ class ExplorerPanel(Panel):
                 skipped.append(f"selected_units={state.get('selected_units')!r} (not unit numbers)")
                 wanted = []
             if wanted:
-                got = self.select_units()
-                if got != wanted:
-                    skipped.append(f"the selected units {wanted} (the same threshold and steps now select {got})")
+                n = self._series()["hidden"].shape[1]
+                fits = [u for u in wanted if 0 <= u < n]
+                if len(fits) < len(wanted):
+                    skipped.append(f"units {[u for u in wanted if u not in fits]} (layer {self.layer.value} has {n})")
+                if self.select_units() != sorted(set(fits)):  # hand-picked: set them as they were
+                    self.set_units(fits)
         if self.last_error is None:
             if skipped:
                 self.show_message("View restored, except: " + "; ".join(skipped) + ".", "warning")
