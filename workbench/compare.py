@@ -184,8 +184,10 @@ def run_label(trajectory: TensorDictBase, fallback: str = "run") -> str:
     meta = trajectory_metadata(trajectory)
     policy = meta.get("policy") or {}
     parts = []
+    module = meta.get("module") or {}
     if policy.get("hidden_size") is not None:
-        cell = "Python cell" if policy.get("python_based") else "nn.GRU"
+        python = module.get("python_based", policy.get("python_based"))  # the cell that ran (make_python_based)
+        cell = "Python cell" if python else "nn.GRU"
         parts.append(f"GRU {policy['hidden_size']} ({cell})")
     checkpoint = meta.get("checkpoint") or {}
     if isinstance(checkpoint, dict) and checkpoint.get("path"):
