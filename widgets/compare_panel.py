@@ -279,11 +279,16 @@ class ComparePanel(Panel):
             self.wait()
 
     def _labels(self, a, b, given: tuple[str, str]) -> tuple[str, str]:
-        """The labels typed in, else ``"A: GRU 16 (nn.GRU) · file.pt (file.pt on ...)"`` from each run."""
+        """The labels typed in, else made from each run, e.g. ``"B: GRU 64 (nn.GRU) · agent.pt on A's seeds"``."""
         out = []
         for side, picker, td, text in (("A", self.source_a, a, given[0]), ("B", self.source_b, b, given[1])):
-            where = picker.describe()
-            out.append(text or f"{side}: {run_label(td, where)}" + ("" if where in run_label(td, where) else f" ({where})"))
+            where, name = picker.describe(), Path(picker.path.value.strip()).name
+            made = run_label(td, where)
+            if picker.kind.value != "current" and name and name in made:
+                made = made.replace(name, where)  # "cartpole_novel.pt" → "cartpole_novel.pt on A's seeds"
+            elif where not in made:
+                made = f"{made} · {where}"
+            out.append(text or f"{side}: {made}")
         return out[0], out[1]
 
     # ------------------------------------------------------------------ showing
@@ -353,9 +358,10 @@ class ComparePanel(Panel):
                          norm_range=c.norm_range, label=f"env {c.env} · layer {c.layer}")
 
     def _run_figure(self, win: tl.Window, label: str) -> go.Figure:
-        return tl.timeline_figure(win, rows=("hidden", "norm"), height=400,
-                                  title=f"{html.escape(label)}<br><span style='font-size:11px'>{win.label} · "
-                                        f"{win.describe()} · colours ±{win.zmax:.2g} (shared)</span>")
+        fig = tl.timeline_figure(win, rows=("hidden", "norm"), height=420,
+                                 title=f"{html.escape(label)}<br><span style='font-size:11px'>{win.label} · "
+                                       f"{win.describe()} · colours ±{win.zmax:.2g} (shared)</span>")
+        return fig.update_layout(margin_t=85)  # the two-line title above the rows' titles
 
     def _difference_figure(self, c: Comparison) -> go.Figure:
         scale = max(c.max_abs_diff or 0.0, c.tolerance, 1e-12)
@@ -365,7 +371,7 @@ class ComparePanel(Panel):
                         norm_range=(0.0, max(peak * 1.05, c.tolerance)), label=f"env {c.env} · layer {c.layer}")
         where = ("never beyond the tolerance" if c.first_divergence is None
                  else f"first beyond {c.tolerance:g} at step {c.first_divergence}")
-        fig = tl.timeline_figure(win, rows=("hidden", "norm"), height=360,
+        fig = tl.timeline_figure(win, rows=("hidden", "norm"), height=380,
                                  title=f"Difference h_a − h_b ({html.escape(c.a.label)} minus {html.escape(c.b.label)})"
                                        f"<br><span style='font-size:11px'>max |h_a − h_b| = {c.max_abs_diff:.3g}, "
                                        f"{where} · {win.describe()}</span>")
@@ -373,7 +379,9 @@ class ComparePanel(Panel):
                           hovertemplate="unit %{y}<br>h_a − h_b = %{z:.3g}<br>step %{x}<extra></extra>")
         fig.update_traces(selector=dict(name="norm"), hovertemplate="‖h_a − h_b‖ = %{y:.3g}<br>step %{x}<extra></extra>")
         fig.update_yaxes(title_text="‖h_a − h_b‖", row=2, col=1)
-        return fig
+        fig.for_each_annotation(lambda a: a.update(text={"hidden state h": "h_a − h_b", "‖h‖₂": "‖h_a − h_b‖₂"}
+                                                   .get(a.text, a.text)))
+        return fig.update_layout(margin_t=85)
 
     def _norms_figure(self, c: Comparison, win_a: tl.Window, win_b: tl.Window) -> go.Figure:
         fig = go.Figure()
