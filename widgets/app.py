@@ -27,6 +27,7 @@ from workbench.policy import PolicySpec
 from workbench.rollout import trajectory_metadata
 
 from ._panel import Panel
+from .compare_panel import ComparePanel
 from .explorer_panel import ExplorerPanel
 from .export_panel import ExportPanel
 from .policy_panel import PolicyPanel
@@ -68,22 +69,25 @@ class WorkbenchApp(w.VBox):
         self.policy_panel = PolicyPanel(policy_spec, env_spec)
         self.rollout_panel = RolloutPanel(steps=steps, env_spec=env_spec, device=device)
         self.explorer_panel = ExplorerPanel()
+        self.compare_panel = ComparePanel()
         self.export_panel = ExportPanel(folder=export_dir)
         self.timing_panel = TimingPanel(**{"device": device, **(timing or {})})
         self.sweep_panel = SweepPanel(**(sweep or {}))
         self.panels: dict[str, Panel] = {
             "policy": self.policy_panel, "rollout": self.rollout_panel, "explorer": self.explorer_panel,
+            "compare": self.compare_panel,
             "export": self.export_panel, "timing": self.timing_panel, "sweep": self.sweep_panel,
         }
         self.policy_panel.on_policy(self.rollout_panel.set_policy)
         self.rollout_panel.on_rollout(self.explorer_panel.set_trajectory)
         self.rollout_panel.on_rollout(self._rollout_metadata)
+        self.rollout_panel.on_rollout(self.compare_panel.set_current)
         self.sweep_panel.on_open(self.open_trial)
         self.policy_panel.on_policy(self._mark_stale)  # a new policy: what the explorer (and compare) show is old
         self.rollout_panel.on_rollout(self._clear_stale)
         self.session_bar = SessionBar(self)  # Save session / Open session (not a panel of `panels`: it reads them)
-        for name in ("rollout", "explorer", "timing", "sweep"):
-            self.export_panel.add_source(name, self.panels[name], from_rollout=name not in ("timing", "sweep"))
+        for name in ("rollout", "explorer", "compare", "timing", "sweep"):
+            self.export_panel.add_source(name, self.panels[name], from_rollout=name not in ("compare", "timing", "sweep"))
         for panel in (self.policy_panel, self.rollout_panel):
             panel.layout.width = "50%"
         top = w.HBox([self.policy_panel, self.rollout_panel], layout=w.Layout(width="100%"))
@@ -95,6 +99,7 @@ class WorkbenchApp(w.VBox):
             self.session_bar,
             top,
             self.explorer_panel,
+            self.compare_panel,
             self.export_panel,
             self.timing_panel,
             self.sweep_panel,
