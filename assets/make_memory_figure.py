@@ -28,7 +28,7 @@ ENV_ID = "workbench/CartPoleNoVel-v1"
 
 
 def main(seed: int = 2026) -> Path:
-    policy, spec = load_checkpoint(HERE / "checkpoints" / "cartpole_novel.pt")
+    policy, spec = load_checkpoint(HERE / "agents" / "cartpole_novel.pt")
     env = make_env(EnvSpec(ENV_ID, num_envs=16, max_steps=100, seed=seed), policy)
     traj = rollout(policy, env, 1000, seed=seed, progress=False, device="cpu")
     env.close()

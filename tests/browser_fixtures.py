@@ -82,8 +82,8 @@ def lab_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lab")
     root = tmp / "root"
     shutil.copytree(NOTEBOOKS, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "exports", "checkpoints"))
-    # notebooks read the shipped checkpoints as ../assets/checkpoints/
-    shutil.copytree(NOTEBOOKS.parent / "assets" / "checkpoints", tmp / "assets" / "checkpoints")
+    # notebooks read the shipped checkpoints as ../assets/agents/
+    shutil.copytree(NOTEBOOKS.parent / "assets" / "agents", tmp / "assets" / "agents")
     for name, values in LAB_SETTINGS.items():
         path = tmp / "settings" / name
         path.parent.mkdir(parents=True, exist_ok=True)

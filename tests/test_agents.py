@@ -23,7 +23,7 @@ from workbench.keys import KEYS
 from workbench.policy import PolicyIO, PolicySpec, build_policy, policy_spec_of, recurrent_modules, with_recorded_gates
 from workbench.rollout import rollout
 
-SHIPPED = SHIPPED_ASSETS / "checkpoints"
+SHIPPED = SHIPPED_ASSETS / "agents"
 CUE = SHIPPED / "cue_memory.pt"
 CARTPOLE = SHIPPED / "cartpole_novel.pt"
 

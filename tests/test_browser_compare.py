@@ -2,7 +2,7 @@
 
 A notebook written into the server's root builds an untrained GRU 64 for ``workbench/CartPoleNoVel-v1``
 in the app and rolls it out (the "current rollout"); in the page the compare panel rolls the shipped
-trained agent (``assets/checkpoints/cartpole_novel.pt``) out on the same seeds, by clicks. Then the
+trained agent (``assets/agents/cartpole_novel.pt``) out on the same seeds, by clicks. Then the
 one time cursor is moved with the slider's keys and by a click on a figure: every figure's cursor mark
 (a layout image named ``"cursor"``, read from plotly's layout in the page) must sit at the same step.
 Writes ``assets/screenshots/compare.png`` (1280 wide).
@@ -83,7 +83,7 @@ def test_compare_checkpoint_run_with_a_linked_cursor(lab_server, page):
     panel = page.locator(".wb-compare")
     expect(panel).to_be_visible()
     source_b = panel.locator(".wb-compare-source-b")
-    _set(source_b, "path", "../assets/checkpoints/cartpole_novel.pt")
+    _set(source_b, "path", "../assets/agents/cartpole_novel.pt")
     panel.locator(".widget-button", has_text="Compare").click()
     expect(panel).to_contain_text("Compared A: GRU 64 (nn.GRU)")
     expect(panel).to_contain_text("cartpole_novel.pt")

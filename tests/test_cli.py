@@ -62,7 +62,7 @@ def _read_lines(stream, lines: queue.Queue) -> None:
 
 def test_lab_headless_serves_the_notebooks(tmp_path):
     """``lab --headless`` prints a URL with a token that opens ``notebooks/``, and the server answers on it;
-    it serves the repository, so the file browser reaches the shipped agents in ``assets/checkpoints``."""
+    it serves the repository, so the file browser reaches the shipped agents in ``assets/agents``."""
     port = free_port()
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"))
@@ -102,15 +102,16 @@ def test_lab_headless_serves_the_notebooks(tmp_path):
         with urllib.request.urlopen(f"{base}/api/contents/notebooks?token={token}", timeout=10) as r:
             names = {item["name"] for item in json.load(r)["content"]}
         assert "01-quickstart.ipynb" in names
-        with urllib.request.urlopen(f"{base}/api/contents/assets?token={token}", timeout=10) as r:
-            assert {"name": "checkpoints", "type": "directory"}.items() <= next(
-                item for item in json.load(r)["content"] if item["name"] == "checkpoints").items()
-        # the shipped agents, reachable from Lab (jupyter-server routes ".../checkpoints" itself to its file
-        # checkpoints API, so the folder's listing is read as the files')
+        # the shipped agents, reachable from Lab's file browser: the folder lists (a folder named "checkpoints"
+        # would not: jupyter-server routes ".../checkpoints" to its own file-checkpoints API)
+        with urllib.request.urlopen(f"{base}/api/contents/assets/agents?content=1&token={token}", timeout=10) as r:
+            listing = json.load(r)
+        assert listing["type"] == "directory"
+        assert {"cartpole_novel.pt", "cue_memory.pt"} <= {item["name"] for item in listing["content"]}
         for name in ("cartpole_novel.pt", "cue_memory.pt"):
-            with urllib.request.urlopen(f"{base}/api/contents/assets/checkpoints/{name}?content=0&token={token}",
+            with urllib.request.urlopen(f"{base}/api/contents/assets/agents/{name}?content=0&token={token}",
                                         timeout=10) as r:
-                assert json.load(r)["path"] == f"assets/checkpoints/{name}"
+                assert json.load(r)["path"] == f"assets/agents/{name}"
         with urllib.request.urlopen(url, timeout=30) as r:  # the printed URL: Lab, opened on notebooks/
             page = r.read().decode()
         config = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',

@@ -247,7 +247,7 @@ class TestStaleTempFiles:
 class TestPolicyPanelSave:
     """Save keeps a loaded checkpoint's metadata, never overwrites silently, never writes assets/."""
 
-    ASSET = REPO / "assets" / "checkpoints" / "cartpole_novel.pt"
+    ASSET = REPO / "assets" / "agents" / "cartpole_novel.pt"
 
     @staticmethod
     def panel(folder: Path):

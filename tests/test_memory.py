@@ -23,7 +23,7 @@ from workbench.policy import build_policy
 from workbench.rollout import rollout
 from workbench.tasks import cue_decisions
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "assets" / "agents"
 SEED = 2026  # the notebook's: not used in training or in the shipped evaluations
 
 

@@ -16,7 +16,7 @@ from workbench.envs import EnvSpec, make_env, observation_names, state_names
 from workbench.tasks import CueMemoryEnv
 
 REPO = Path(__file__).resolve().parent.parent
-CHECKPOINTS = REPO / "assets" / "checkpoints"
+CHECKPOINTS = REPO / "assets" / "agents"
 TASK_IDS = ["workbench/CartPoleNoVel-v1", "workbench/PendulumNoVel-v1", "workbench/CueMemory-v0"]
 
 

@@ -194,7 +194,7 @@ class TestPolicyPanel:
         assert panel.hide_velocity.disabled and not panel.hide_velocity.value
         panel.env_id.value = "CartPole-v1"
         assert not panel.hide_velocity.disabled
-        panel.path.value = str(Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "cue_memory.pt")
+        panel.path.value = str(Path(__file__).resolve().parent.parent / "assets" / "agents" / "cue_memory.pt")
         panel.load_button.click()
         assert panel.last_error is None, panel.message
         assert panel.env_id.value == "workbench/CueMemory-v0" and panel.hidden_size.value == 32

@@ -97,7 +97,7 @@ class SourcePicker(w.VBox):
         >>> [v for _, v in picker.kind.options], picker.path.layout.display
         (['current', 'file', 'checkpoint'], 'none')
         >>> picker.kind.value = "checkpoint"; picker.path.layout.display, picker.path.placeholder
-        (None, 'a checkpoint (.pt), e.g. assets/checkpoints/cartpole_novel.pt')
+        (None, 'a checkpoint (.pt), e.g. assets/agents/cartpole_novel.pt')
     """
 
     def __init__(self, name: str, *, reference: str, kind: str = "current"):
@@ -118,7 +118,7 @@ class SourcePicker(w.VBox):
         kind = self.kind.value
         self.path.layout.display = "none" if kind == "current" else None
         self.path.placeholder = ("a trajectory file (trajectory.pt) or a rollout's memmap folder" if kind == "file"
-                                 else "a checkpoint (.pt), e.g. assets/checkpoints/cartpole_novel.pt")
+                                 else "a checkpoint (.pt), e.g. assets/agents/cartpole_novel.pt")
 
     def describe(self) -> str:
         """The source in words, e.g. ``"cue_memory.pt on A's seeds"``."""

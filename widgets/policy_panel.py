@@ -4,7 +4,7 @@ Shows the module, the GRU's keys, the primer the environment gets, and the param
 saves and loads checkpoints. Emits ``"policy"`` with a :class:`BuiltPolicy`.
 
 Trained agents are one click away: the *agent* dropdown lists the shipped checkpoints
-(``assets/checkpoints``) and those in a chosen folder (*Refresh* re-reads it); choosing one loads it,
+(``assets/agents``) and those in a chosen folder (*Refresh* re-reads it); choosing one loads it,
 as *Load* does with a typed path. A loaded agent runs on ``torch.nn.GRU``, which hides its gates: *Record
 gates* swaps it to the Python cell with the same weights (:func:`~workbench.policy.with_recorded_gates`)
 and emits it as a new policy; the description says when gates are not recorded.
@@ -43,7 +43,7 @@ POLICY_FIELDS = ("hidden_size", "num_layers", "head_cells", "activation", "pytho
                  "recurrent_backend", "seed")
 """the :class:`~workbench.policy.PolicySpec` fields the panel has a control for (built from their settings)"""
 
-USER_FOLDER = Path.home() / "gru-workbench" / "checkpoints"
+USER_FOLDER = Path.home() / "gru-workbench" / "agents"
 """where the panel proposes to save checkpoints (never the repository's ``assets/``)"""
 
 

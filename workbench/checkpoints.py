@@ -243,7 +243,7 @@ class CheckpointInfo:
     mean_return: float | None = None
     """the last recorded return: greedy evaluation, else the training batches' mean (None when not recorded)"""
     shipped: bool = False
-    """whether it is one of the repository's ``assets/checkpoints``"""
+    """whether it is one of the repository's ``assets/agents``"""
 
     @property
     def label(self) -> str:
@@ -279,7 +279,7 @@ def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     Raises :class:`~workbench.errors.CheckpointError` for a file that is not a readable checkpoint.
 
     Examples:
-        >>> info = checkpoint_info(SHIPPED_ASSETS / "checkpoints" / "cue_memory.pt")
+        >>> info = checkpoint_info(SHIPPED_ASSETS / "agents" / "cue_memory.pt")
         >>> info.env_id, info.spec.hidden_size, info.shipped
         ('workbench/CueMemory-v0', 32, True)
     """
@@ -305,17 +305,17 @@ def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
 
 def _shipped_folder() -> Path | None:
     """The shipped checkpoints' folder: next to the package (a source checkout or an editable install), else
-    ``assets/checkpoints`` under the current folder or its parent (a notebook in ``notebooks/``)."""
+    ``assets/agents`` under the current folder or its parent (a notebook in ``notebooks/``)."""
     here = Path.cwd()
-    for folder in (SHIPPED_ASSETS / "checkpoints", here / "assets" / "checkpoints",
-                   here.parent / "assets" / "checkpoints"):
+    for folder in (SHIPPED_ASSETS / "agents", here / "assets" / "agents",
+                   here.parent / "assets" / "agents"):
         if folder.is_dir() and any(folder.glob("*.pt")):
             return folder
     return None
 
 
 def shipped_checkpoints() -> list[CheckpointInfo]:
-    """The trained agents shipped in the repository's ``assets/checkpoints`` (``[]`` when they are not there).
+    """The trained agents shipped in the repository's ``assets/agents`` (``[]`` when they are not there).
 
     Examples:
         >>> [info.path.name for info in shipped_checkpoints()]

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from .episodes import as_bool_init
+from .episodes import as_bool_init, reset_counts
 from .errors import ConfigError
 from .jobs import CancelToken, Progress
 from .keys import KEYS
@@ -239,7 +239,7 @@ def _summary(td: TensorDictBase, e: int, layer: int, steps: int, label: str) -> 
                 sums = torch.zeros(int(episode[-1]) + 1, dtype=torch.float64).scatter_add_(0, episode, reward)
                 mean_return = float(sums[:finished].mean())
     return RunSummary(label=label, steps=int(td.batch_size[1]), hidden_size=int(h.shape[-1]), layers=int(h.shape[-2]),
-                      resets=int(init[1:].sum()), finished=finished, mean_return=mean_return, total_reward=total)
+                      resets=reset_counts(init[None]).resets, finished=finished, mean_return=mean_return, total_reward=total)
 
 
 def _hidden(td: TensorDictBase, e: int, layer: int, steps: int) -> np.ndarray:

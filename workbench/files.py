@@ -160,7 +160,7 @@ def is_shipped_asset(path: str | os.PathLike) -> bool:
     """Whether ``path`` (symlinks followed) lies under the repository's ``assets/`` folder.
 
     Examples:
-        >>> is_shipped_asset(SHIPPED_ASSETS / "checkpoints" / "cartpole_novel.pt"), is_shipped_asset("/tmp/p.pt")
+        >>> is_shipped_asset(SHIPPED_ASSETS / "agents" / "cartpole_novel.pt"), is_shipped_asset("/tmp/p.pt")
         (True, False)
     """
     real = Path(os.path.realpath(Path(path).expanduser()))
