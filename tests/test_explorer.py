@@ -413,3 +413,11 @@ def test_an_empty_selection_is_said_and_draws_no_figure(panel):
 def test_the_resets_are_counted_in_words(panel):
     # is_init every 97 steps from t = 0: 62 per env, of which the first is the env's start
     assert "124 is_init steps = 2 env starts (t = 0) + 122 resets" in panel.message
+
+
+def test_a_trajectory_without_gates_says_why_and_how_to_get_them(panel):
+    assert "Gates not recorded" not in panel.message  # the fixture's trajectory has gates
+    bare = ExplorerPanel(columns=100)
+    bare.set_trajectory(trajectory(t=300, gates=False))
+    assert bare.last_error is None and "gates" not in bare.figures
+    assert "Gates not recorded (an nn.GRU policy keeps them inside): click Record gates" in bare.message

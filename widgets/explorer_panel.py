@@ -251,7 +251,11 @@ class ExplorerPanel(Panel):
                 self._quiet = False
             self._draw()
             resets = self._resets_text(slice(None))
-            self.show_message(f"{e_count} env(s) × {t} steps, {n_layers} layer(s), {resets}.", "ok")
+            text = f"{e_count} env(s) × {t} steps, {n_layers} layer(s), {resets}."
+            if KEYS.gates not in traj.keys(True):  # the gates row is absent: say why, and how to get it
+                text += (" Gates not recorded (an nn.GRU policy keeps them inside): click Record gates in the "
+                         "policy builder, or tick record gates, then roll out again.")
+            self.show_message(text, "ok")
 
     def _resets_text(self, envs: slice) -> str:
         """Both reset counts of ``envs`` in words (:func:`workbench.episodes.reset_counts`, the one owner)."""
