@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -33,6 +34,11 @@ LAB_SETTINGS = {
                                                                          "checkForUpdates": False},
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
 }
+
+
+SCREENSHOTS = Path(os.environ.get("WORKBENCH_SCREENSHOTS") or Path(tempfile.gettempdir()) / "workbench-screenshots")
+"""where the browser tests put their screenshots: a temporary folder, so running the tests never touches the
+shipped ones; ``WORKBENCH_SCREENSHOTS=assets/screenshots`` renews the README's pictures"""
 
 
 def browser_missing() -> str | None:

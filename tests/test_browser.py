@@ -20,14 +20,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from browser_fixtures import browser_missing
+from browser_fixtures import SCREENSHOTS, browser_missing
 from test_notebooks import budgets, parameters, set_parameters
 from workbench.benchmark.ui import CELL_ERRORS, KERNEL_IDLE  # the page probes, written once (the UI benchmark's)
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))]
 
 NOTEBOOK = "05-workbench-app.ipynb"
-SHOTS = Path(os.environ.get("WORKBENCH_SCREENSHOTS", Path(__file__).resolve().parent.parent / "assets" / "screenshots"))
+SHOTS = SCREENSHOTS
 """where the screenshots go (the README shows them); WORKBENCH_SCREENSHOTS overrides"""
 PLOT = "(view) => document.querySelector(`.wb-view-${view} .js-plotly-plot`)"
 HEATMAP_SHAPE = f"""([units, steps]) => {{ const gd = ({PLOT})('timeline');  // the explorer's live timeline

@@ -16,13 +16,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from browser_fixtures import browser_missing
+from browser_fixtures import SCREENSHOTS, browser_missing
 from workbench.benchmark.ui import CELL_ERRORS, KERNEL_IDLE
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))]
 
-SHOTS = Path(os.environ.get("WORKBENCH_SCREENSHOTS", Path(__file__).resolve().parent.parent / "assets" / "screenshots"))
+SHOTS = SCREENSHOTS
 NOTEBOOK = "compare-browser-test.ipynb"
 STEPS = 150
 VIEWS = ("a", "b", "diff")

@@ -15,13 +15,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from browser_fixtures import browser_missing
+from browser_fixtures import SCREENSHOTS, browser_missing
 from workbench.benchmark.ui import CELL_ERRORS, KERNEL_IDLE
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))]
 
-SHOTS = Path(os.environ.get("WORKBENCH_SCREENSHOTS", Path(__file__).resolve().parent.parent / "assets" / "screenshots"))
+SHOTS = SCREENSHOTS
 NOTEBOOK = "layout-agents.ipynb"
 SIZES = [(1280, 800), (1600, 1000)]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from browser_fixtures import browser_missing
+from browser_fixtures import SCREENSHOTS, browser_missing
 from workbench.benchmark.ui import CELL_ERRORS, KERNEL_IDLE
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
@@ -113,7 +113,7 @@ def test_save_session_then_open_it_in_a_fresh_notebook(lab_server, page, tmp_pat
     expect(explorer).to_contain_text(f"at every step 5–15 of env 0: {picked}")
     expect(page.locator(".wb-policy")).to_contain_text("GRU 8 × 1")
     expect(page.locator(".wb-rollout")).to_contain_text("Opened from the session")
-    shots = Path(os.environ.get("WORKBENCH_SCREENSHOTS", Path(__file__).resolve().parent.parent / "assets" / "screenshots"))
+    shots = SCREENSHOTS
     shots.mkdir(parents=True, exist_ok=True)
     top = page.locator(".wb-app").bounding_box()  # the bar and the panels it restored
     page.screenshot(path=shots / "session.png", clip=dict(x=top["x"], y=top["y"], width=top["width"], height=720))

@@ -20,14 +20,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from browser_fixtures import _stop, browser_missing
+from browser_fixtures import SCREENSHOTS, _stop, browser_missing
 from workbench.benchmark.ui import CELL_ERRORS, KERNEL_IDLE
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))]
 
 REPO = Path(__file__).resolve().parent.parent
-SHOTS = Path(os.environ.get("WORKBENCH_SCREENSHOTS", REPO / "assets" / "screenshots"))
+SHOTS = SCREENSHOTS
 HEATMAP_SHAPE = """([units, steps]) => { const gd = document.querySelector('.wb-view-timeline .js-plotly-plot');
   const t = gd && gd._fullData ? gd._fullData[0] : null;
   return !!t && t.type === 'heatmap' && t.z.length === units && t.z[0].length === steps; }"""
