@@ -96,6 +96,14 @@ class TestAgentDropdown:
         assert GATES_NOT_RECORDED in text(panel.summary.value)
         assert panel.gates_button.layout.display == "" and not panel.gates_button.disabled
 
+    def test_building_a_policy_resets_the_choice_without_loading(self, panel):
+        panel.agent.value = str(CUE)
+        got = []
+        panel.on_policy(got.append)
+        panel.build_button.click()
+        assert panel.last_error is None, panel.message
+        assert panel.agent.value is None and len(got) == 1 and got[0].source == "built"
+
     def test_typing_a_path_still_loads_and_resets_the_choice(self, panel):
         panel.agent.value = str(CUE)
         panel.path.value = str(CARTPOLE)

@@ -82,7 +82,7 @@ def test_save_session_then_open_it_in_a_fresh_notebook(lab_server, page, tmp_pat
     threshold.press("ArrowLeft")
     explorer.locator(".widget-button", has_text="Select units").click()
     expect(explorer).to_contain_text("unit(s) with |h| > 0.05 at every step 5–15 of env 0")
-    picked = re.search(r"of env 0: (.*)\.", explorer.locator(".wb-msg-ok, .wb-msg-warning").filter(
+    picked = re.search(r"outlined over steps 5–15: (.*)\.", explorer.locator(".wb-msg-ok, .wb-msg-warning").filter(
         has_text="at every step").first.inner_text()).group(1).strip()
     field = _path_field(page)
     field.fill(str(session_file))
@@ -110,7 +110,7 @@ def test_save_session_then_open_it_in_a_fresh_notebook(lab_server, page, tmp_pat
     page.wait_for_function(f"() => ({CURSOR_X})() === 9")
     explorer = page.locator(".wb-explorer")
     expect(explorer).to_contain_text("step 9 ·")
-    expect(explorer).to_contain_text(f"at every step 5–15 of env 0: {picked}")
+    expect(explorer).to_contain_text(f"at every step 5–15 of env 0, outlined over steps 5–15: {picked}")
     expect(page.locator(".wb-policy")).to_contain_text("GRU 8 × 1")
     expect(page.locator(".wb-rollout")).to_contain_text("Opened from the session")
     shots = SCREENSHOTS

@@ -259,6 +259,11 @@ class PolicyPanel(Panel):
         with self.busy("Building the policy…"):
             spec, env_spec = self.policy_spec(), self.env_spec()
             policy = build_policy(spec, self._env_io(env_spec), device="cpu")
+            self._choosing = True  # a built policy is no trained agent: the dropdown says 'choose' again
+            try:
+                self.agent.value = None
+            finally:
+                self._choosing = False
             self._publish(BuiltPolicy(policy, spec, env_spec, "built"), "Policy built.")
 
     def save(self) -> None:
