@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import ipywidgets as w
 
 __all__ = [
-    "Panel", "box", "controls_for", "device_choice", "device_info_html", "device_note",
+    "Panel", "SaveConflict", "box", "controls_for", "device_choice", "device_info_html", "device_note",
     "device_options", "figure_output", "html_table", "parse_numbers", "read_controls", "set_controls",
 ]
 
@@ -528,3 +528,42 @@ def html_table(header: list[str], rows: list[list[str]], *, css: str = "", numer
     head = "<tr>" + "".join(cell("th", h, i) for i, h in enumerate(header)) + "</tr>"
     body = "".join("<tr>" + "".join(cell("td", v, i) for i, v in enumerate(r)) + "</tr>" for r in rows)
     return f"<table class='{css}' style='border-collapse:collapse;margin:2px 0;font-size:13px'>{head}{body}</table>"
+
+
+class SaveConflict:
+    """The controls of a save that would replace a file, for a :class:`Panel` with a ``path`` field: an
+    *overwrite* tick (the explicit confirm) and a *Save as NAME* button (a free name), both hidden until
+    a save is refused. The panel calls :meth:`_conflict_controls` in ``__init__``, :meth:`_show_conflict`
+    when it refuses, :meth:`_hide_conflict` after a save; the button saves again under the proposal
+    through the panel's ``_save_again()``."""
+
+    def _conflict_controls(self) -> None:
+        self.overwrite = w.Checkbox(value=False, description="overwrite the existing file", indent=False,
+                                    layout=w.Layout(display="none", width="220px"))
+        self.save_as_button = w.Button(description="Save as proposed", icon="save",
+                                       layout=w.Layout(display="none", width="auto"))
+        self.proposed = None
+        self.save_as_button.on_click(lambda _: self.save_as_proposed())
+
+    def save_as_proposed(self):
+        """Saves under the free name the last refused save proposed (``None`` when there is none)."""
+        if self.proposed is None:
+            return None
+        self.path.value = str(self.proposed)
+        return self._save_again()
+
+    def _show_conflict(self, proposal, *, confirm: bool, text: str) -> None:
+        """Shows why nothing was saved and proposes ``proposal``; ``confirm``: the overwrite tick too."""
+        self.proposed = proposal
+        self.save_as_button.description = f"Save as {proposal.name}"
+        self.save_as_button.tooltip = str(proposal)
+        self.save_as_button.layout.display = ""
+        self.overwrite.value = False
+        self.overwrite.layout.display = "" if confirm else "none"
+        self.show_message(f"{text} Proposed: {proposal}", "warning")
+
+    def _hide_conflict(self) -> None:
+        """Forgets a confirm and a proposal (after a save, or when the path changes)."""
+        self.proposed = None
+        self.overwrite.value = False
+        self.overwrite.layout.display = self.save_as_button.layout.display = "none"

@@ -35,7 +35,7 @@ from workbench.specs import settings
 from workbench.session import policy_io
 from workbench.tasks import TASKS
 
-from ._panel import Panel, controls_for, html_table, read_controls, set_controls
+from ._panel import Panel, SaveConflict, controls_for, html_table, read_controls, set_controls
 
 __all__ = ["BuiltPolicy", "PolicyPanel", "USER_FOLDER", "POLICY_FIELDS", "GATES_NOT_RECORDED", "agent_options"]
 
@@ -128,7 +128,7 @@ def _describe(built: BuiltPolicy) -> str:
     )
 
 
-class PolicyPanel(Panel):
+class PolicyPanel(SaveConflict, Panel):
     """Builds a recurrent policy from an :class:`~workbench.envs.EnvSpec` and a
     :class:`~workbench.policy.PolicySpec` (the controls start from them).
 
@@ -180,11 +180,7 @@ class PolicyPanel(Panel):
             layout=w.Layout(**_BUTTON))
         self._choosing = False
         # shown only when Save would overwrite: the explicit confirm, and "save under the proposed name"
-        self.overwrite = w.Checkbox(value=False, description="overwrite the existing file", indent=False,
-                                    layout=w.Layout(display="none", width="220px"))
-        self.save_as_button = w.Button(description="Save as proposed", icon="save",
-                                       layout=w.Layout(display="none", width="auto"))
-        self.proposed: Path | None = None
+        self._conflict_controls()
         self.summary = w.HTML()
         self.buttons += [self.build_button, self.save_button, self.load_button, self.save_as_button,
                          self.refresh_button, self.gates_button]
@@ -193,7 +189,6 @@ class PolicyPanel(Panel):
         self.build_button.on_click(lambda _: self.build())
         self.save_button.on_click(lambda _: self.save())
         self.load_button.on_click(lambda _: self.load())
-        self.save_as_button.on_click(lambda _: self.save_as_proposed())
         self.refresh_button.on_click(lambda _: self.refresh_agents())
         self.gates_button.on_click(lambda _: self.record_gates_now())
         self.agent.observe(lambda change: self._agent_chosen(change["new"]), "value")
@@ -291,11 +286,8 @@ class PolicyPanel(Panel):
             self._hide_conflict()
             self.show_message(f"Saved to {path.resolve()}", "ok")
 
-    def save_as_proposed(self) -> None:
-        """Saves under the free name the last refused Save proposed."""
-        if self.proposed is not None:
-            self.path.value = str(self.proposed)
-            self.save()
+    def _save_again(self) -> None:
+        self.save()
 
     def _metadata(self) -> dict[str, Any]:
         """What Save stores: the loaded checkpoint's metadata (``env_id`` included) kept as it came, plus
@@ -303,21 +295,6 @@ class PolicyPanel(Panel):
         built = self.built
         env = {"env_id": built.env_spec.env_id, "hide_velocity": built.env_spec.hide_velocity}
         return {**built.metadata, "source": built.source, "panel_env": env}
-
-    def _show_conflict(self, proposal: Path, *, confirm: bool, text: str) -> None:
-        self.proposed = proposal
-        self.save_as_button.description = f"Save as {proposal.name}"
-        self.save_as_button.tooltip = str(proposal)
-        self.save_as_button.layout.display = ""
-        self.overwrite.value = False
-        self.overwrite.layout.display = "" if confirm else "none"
-        self.show_message(f"{text} Proposed: {proposal}", "warning")
-
-    def _hide_conflict(self) -> None:
-        """Forgets a confirm and a proposal (after a save, or when the path changes)."""
-        self.proposed = None
-        self.overwrite.value = False
-        self.overwrite.layout.display = self.save_as_button.layout.display = "none"
 
     def load(self) -> None:
         """Loads the checkpoint path; the selected environment must fit its observation and action sizes."""

@@ -22,7 +22,7 @@ from workbench.errors import OutputPathError
 from workbench.files import check_output_path, free_name, is_shipped_asset
 from workbench.saved_session import SavedSession, load_session, save_session
 
-from ._panel import Panel, box
+from ._panel import Panel, SaveConflict, box
 
 __all__ = ["SessionBar", "SESSION_FOLDER"]
 
@@ -35,7 +35,7 @@ def _mib(on_progress):
     return lambda done, total: on_progress(done >> 20, None if total is None else max(1, total >> 20))
 
 
-class SessionBar(Panel):
+class SessionBar(SaveConflict, Panel):
     """*Save session…* / *Open session…* for an app (any object with the
     :class:`~widgets.app.WorkbenchApp` panels ``policy_panel``, ``rollout_panel``, ``explorer_panel``).
 
@@ -56,17 +56,12 @@ class SessionBar(Panel):
                                     tooltip="policy, environment, trajectory and view in one file")
         self.open_button = w.Button(description="Open session…", icon="folder-open", layout=w.Layout(width="auto"),
                                     tooltip="restore the policy, environment, trajectory and view of a session file")
-        self.overwrite = w.Checkbox(value=False, description="overwrite the existing file", indent=False,
-                                    layout=w.Layout(display="none", width="220px"))
-        self.save_as_button = w.Button(description="Save as proposed", icon="save",
-                                       layout=w.Layout(display="none", width="auto"))
-        self.proposed: Path | None = None
+        self._conflict_controls()
         self.saved: Path | None = None
         self.opened: SavedSession | None = None
         self.buttons += [self.save_button, self.open_button, self.save_as_button]
         self.save_button.on_click(lambda _: self.save_to())
         self.open_button.on_click(lambda _: self.open_from())
-        self.save_as_button.on_click(lambda _: self.save_as_proposed())
         self.path.observe(lambda _: self._hide_conflict(), "value")
         self.children = [
             w.HBox([self.path, self.save_button, self.open_button, self.overwrite, self.save_as_button],
@@ -154,26 +149,8 @@ class SessionBar(Panel):
         return dict(policy=built.policy, policy_spec=built.spec, env_spec=env_spec, trajectory=trajectory,
                     view=view, metadata=metadata)
 
-    def save_as_proposed(self):
-        """Saves under the free name the last refused save proposed."""
-        if self.proposed is not None:
-            self.path.value = str(self.proposed)
-            return self.save_to()
-        return None
-
-    def _show_conflict(self, proposal: Path, *, confirm: bool, text: str) -> None:
-        self.proposed = proposal
-        self.save_as_button.description = f"Save as {proposal.name}"
-        self.save_as_button.tooltip = str(proposal)
-        self.save_as_button.layout.display = ""
-        self.overwrite.value = False
-        self.overwrite.layout.display = "" if confirm else "none"
-        self.show_message(f"{text} Proposed: {proposal}", "warning")
-
-    def _hide_conflict(self) -> None:
-        self.proposed = None
-        self.overwrite.value = False
-        self.overwrite.layout.display = self.save_as_button.layout.display = "none"
+    def _save_again(self):
+        return self.save_to()
 
     # ------------------------------------------------------------------ open
     def open_from(self, path: str | None = None):
