@@ -30,11 +30,15 @@ CUT_BUTTONS = """() => Array.from(document.querySelectorAll('.wb-policy button.j
   .map(b => ({text: b.innerText.trim(), scroll: b.scrollWidth, client: b.clientWidth}))"""
 FILE_BROWSER_WIDTH = """() => { const fb = document.querySelector('.jp-SideBar + * .jp-FileBrowser, .jp-FileBrowser');
   return fb && fb.offsetParent !== null ? fb.getBoundingClientRect().width : 0; }"""
+OVERFLOWING_FIELDS = """() => { const panel = document.querySelector('.wb-rollout').getBoundingClientRect();
+  return Array.from(document.querySelectorAll('.wb-rollout .widget-inline-hbox'))
+    .filter(e => e.offsetParent !== null && e.getBoundingClientRect().right > panel.right + 1)
+    .map(e => e.innerText.trim().split('\\n')[0]); }"""
 OPEN_FILE_BROWSER = """() => { const app = window.jupyterapp;  // the left area, on the file browser
   app.shell.activateById('filebrowser'); if (app.shell.leftCollapsed) app.shell.expandLeft(); }"""
 
 
-def test_policy_buttons_keep_their_text_with_the_file_browser_open(lab_server, page):
+def test_policy_buttons_and_rollout_fields_fit_with_the_file_browser_open(lab_server, page):
     from playwright.sync_api import expect
 
     expect.set_options(timeout=60_000)
@@ -76,6 +80,8 @@ def test_policy_buttons_keep_their_text_with_the_file_browser_open(lab_server, p
         cut = [b for b in buttons if b["scroll"] > b["client"]]
         assert cut == [], f"at {width}×{height} with the file browser open ({page.evaluate(FILE_BROWSER_WIDTH):.0f} px), " \
                           f"these buttons' text is cut: {cut}"
+        # the rollout panel beside it: every field inside the panel (two columns wrap into one when narrow)
+        assert page.evaluate(OVERFLOWING_FIELDS) == [], f"at {width}×{height}, rollout fields past the panel's edge"
     print({size: [(b["text"], b["client"]) for b in buttons] for size, buttons in measured.items()})
     # the screenshot: 1280 wide with the file browser open, tall enough for the whole panel
     page.set_viewport_size({"width": 1280, "height": 1400})

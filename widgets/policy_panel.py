@@ -48,21 +48,22 @@ USER_FOLDER = Path.home() / "gru-workbench" / "agents"
 
 
 NO_AGENT = "— choose a trained agent —"
-"""the agent dropdown's first entry (value ``None``): nothing chosen"""
+"""the agent dropdown's first entry (value ``""``): nothing chosen"""
 
 GATES_NOT_RECORDED = "gates not recorded: nn.GRU backend; click Record gates"
 """the description's line for a policy on ``torch.nn.GRU`` (the explorer then has no gates row)"""
 
 
-def agent_options(agents: list[CheckpointInfo]) -> list[tuple[str, str | None]]:
-    """The agent dropdown's ``(label, path)`` options: nothing chosen first, then one per checkpoint.
+def agent_options(agents: list[CheckpointInfo]) -> list[tuple[str, str]]:
+    """The agent dropdown's ``(label, path)`` options: nothing chosen first (path ``""``: a ``None`` value would
+    show an empty dropdown), then one per checkpoint.
 
     Examples:
         >>> from workbench.checkpoints import shipped_checkpoints
         >>> [label.split(" · ")[0] for label, _ in agent_options(shipped_checkpoints())]
         ['— choose a trained agent —', 'cartpole_novel.pt', 'cue_memory.pt']
     """
-    return [(NO_AGENT, None)] + [(info.label, str(info.path)) for info in agents]
+    return [(NO_AGENT, "")] + [(info.label, str(info.path)) for info in agents]
 
 
 # buttons keep their text: their own width, never shrunk by the row (a row wraps instead)
@@ -167,7 +168,7 @@ class PolicyPanel(SaveConflict, Panel):
         self.load_button = w.Button(description="Load", icon="folder-open", layout=w.Layout(**_BUTTON))
         self.build_button.layout = w.Layout(**_BUTTON)
         # trained agents: the shipped ones and those in a folder; choosing one loads it
-        self.agent = w.Dropdown(options=[(NO_AGENT, None)], value=None, description="agent",
+        self.agent = w.Dropdown(options=[(NO_AGENT, "")], value="", description="agent",
                                 style={"description_width": "80px"},
                                 layout=w.Layout(flex="1 1 300px", min_width="220px", width="auto"))
         self.folder = w.Text(value=str(self.user_folder), description="folder", placeholder="a folder of .pt files",
@@ -256,7 +257,7 @@ class PolicyPanel(SaveConflict, Panel):
             policy = build_policy(spec, self._env_io(env_spec), device="cpu")
             self._choosing = True  # a built policy is no trained agent: the dropdown says 'choose' again
             try:
-                self.agent.value = None
+                self.agent.value = ""
             finally:
                 self._choosing = False
             self._publish(BuiltPolicy(policy, spec, env_spec, "built"), "Policy built.")
@@ -347,7 +348,7 @@ class PolicyPanel(SaveConflict, Panel):
         self._choosing = True
         try:
             self.agent.options = agent_options(agents)
-            self.agent.value = chosen if chosen in [str(a.path) for a in agents] else None
+            self.agent.value = chosen if chosen in [str(a.path) for a in agents] else ""
         finally:
             self._choosing = False
         return skipped
@@ -367,8 +368,8 @@ class PolicyPanel(SaveConflict, Panel):
             else:
                 self.show_message(text, "ok")
 
-    def _agent_chosen(self, path: str | None) -> None:
-        if self._choosing or path is None:
+    def _agent_chosen(self, path: str) -> None:
+        if self._choosing or not path:
             return
         self._choosing = True
         try:
@@ -382,7 +383,7 @@ class PolicyPanel(SaveConflict, Panel):
         if not self._choosing and change["new"] != self.agent.value:
             self._choosing = True
             try:
-                self.agent.value = None
+                self.agent.value = ""
             finally:
                 self._choosing = False
 

@@ -124,7 +124,7 @@ class RolloutPanel(Panel):
         self.disk_folder = w.Text(value="", description="store on disk in", placeholder="empty: keep it in memory",
                                   tooltip="a new (or empty) folder: the trajectory is written there as it runs "
                                           "(memory-mapped), for runs larger than RAM; the explorer reads it from disk",
-                                  style={"description_width": "130px"}, layout=w.Layout(width="540px"))
+                                  style={"description_width": "130px"}, layout=w.Layout(width="100%", max_width="540px"))
         choice, self.device_warning = device_choice(device)
         self.device = w.Dropdown(options=device_options(), value=choice, description="device", **style)
         self.run_button = w.Button(description="Run rollout", button_style="primary", icon="play")
@@ -142,8 +142,10 @@ class RolloutPanel(Panel):
         self.children = [
             self.header,
             self.policy_info,
+            # two columns that wrap into one when the panel is narrow (half of a small screen)
             w.HBox([w.VBox([self.steps, self.num_envs, self.max_steps]),
-                    w.VBox([self.seed, self.device, self.parallel, self.parallel_advice, self.deterministic])]),
+                    w.VBox([self.seed, self.device, self.parallel, self.parallel_advice, self.deterministic])],
+                   layout=w.Layout(flex_flow="row wrap")),
             self.disk_folder,
             self.device_info,
             self.run_button,
