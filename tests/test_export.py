@@ -300,7 +300,7 @@ class TestMarks:
         assert [(s["x0"], s["x1"]) for s in cursor] == [(3, 3)]
         (path,) = X.export_figure(marked["heat"], tmp_path / "cursor-only.json", include_marks=("cursor",))
         assert marks_of(json.loads(path.read_text())) == [("shape", "cursor")]
-        with pytest.raises(ConfigError, match=r"include_marks must be True, False or some of \['cursor', 'selection'\]"):
+        with pytest.raises(ConfigError, match=r"include_marks must be True, False or some of \['cursor', 'selection', 'band'\]"):
             X.export_figure(marked["heat"], tmp_path / "bad.json", include_marks=("cursr",))
 
     def test_figure_widget_and_dict(self, marked, tmp_path):

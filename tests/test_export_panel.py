@@ -237,3 +237,36 @@ def test_links_in_voila_and_outside_the_root(tmp_path, monkeypatch):
     assert f"<code>{outside.resolve()}</code>" in text and "outside the folder this server shares" in text
     monkeypatch.setenv("SCRIPT_NAME", "/")  # one notebook served: its folder is the root
     assert server_root() == (nb_dir.resolve(), "/base/voila/files/")
+
+
+def test_the_selected_range_band_is_a_mark_too(tmp_path):
+    """The explorer's selected step range (rings in the PCA, a band image on the timeline) is left out of an
+    export unless marks are ticked, as the cursor and the unit outlines are."""
+    from widgets.explorer_panel import ExplorerPanel
+    from workbench.figures.marks import without_marks
+    from workbench.figures.timeline import range_band_image
+
+    g = torch.Generator().manual_seed(0)
+    is_init = torch.zeros(1, 60, 1, dtype=torch.bool)
+    is_init[0, 0] = True
+    from tensordict import TensorDict
+    from workbench.keys import KEYS
+    traj = TensorDict({KEYS.next_hidden: torch.tanh(torch.randn(1, 60, 1, 4, generator=g).cumsum(1) * 0.3),
+                       KEYS.is_init: is_init}, [1, 60])
+    explorer = ExplorerPanel(columns=100)
+    explorer.set_trajectory(traj)
+    explorer.time_range.value = (10, 20)
+    pca = explorer.figures["hidden_pca"]
+    assert [t.name for t in pca.data].count("band") == 1
+    panel = ExportPanel(formats=("json",))
+    panel.add_source("explorer", explorer)
+    panel.folder.value = str(tmp_path)
+    panel.figure.value = "explorer:hidden_pca"
+    (path,) = panel.export()
+    assert panel.last_error is None, panel.message
+    assert "band" not in [t.get("name") for t in json.loads(path.read_text())["data"]]
+    panel.include_marks.value, panel.name.value = True, "with-marks"
+    (path,) = panel.export()
+    assert "band" in [t.get("name") for t in json.loads(path.read_text())["data"]]
+    timeline = go.Figure(go.Heatmap(z=[[0.0] * 30] * 2), layout=dict(images=[range_band_image(5, 9)]))
+    assert without_marks(timeline).layout.images == () and len(without_marks(timeline, keep="band").layout.images) == 1

@@ -23,8 +23,9 @@ from ._style import CURSOR_LINE, SELECTION_LINE, _env_trace_name
 
 __all__ = ["MARKS", "set_time_cursor", "set_pca_cursor", "outline_units", "zoom_time", "without_marks"]
 
-MARKS = ("cursor", "selection")
-"""the names of the marks that follow the user (shapes or traces): the time/PCA cursor, the unit outlines"""
+MARKS = ("cursor", "selection", "band")
+"""the names of the marks that follow the user (shapes, traces or layout images): the time/PCA cursor, the unit
+outlines, the selected step range (a band on the timeline, ringed points in the PCA)"""
 
 
 def set_time_cursor(fig: go.Figure, step: int) -> go.Figure:
@@ -116,7 +117,8 @@ def zoom_time(fig: go.Figure, span: tuple[int, int] | None) -> go.Figure:
 
 
 def without_marks(fig, keep: Sequence[str] = ()) -> go.Figure:
-    """A copy of ``fig`` without the shapes, traces and annotations named in :data:`MARKS` (except ``keep``).
+    """A copy of ``fig`` without the shapes, traces, annotations and layout images named in :data:`MARKS` (except
+    ``keep``).
 
     ``fig`` itself (a ``go.Figure``, a ``FigureWidget`` or a figure dict) is not changed.
 
@@ -139,7 +141,7 @@ def without_marks(fig, keep: Sequence[str] = ()) -> go.Figure:
     spec = fig.to_dict() if hasattr(fig, "to_dict") else copy.deepcopy(dict(fig))  # to_dict copies
     spec["data"] = [t for t in spec.get("data") or () if t.get("name") not in drop]
     layout = spec.setdefault("layout", {})
-    for key in ("shapes", "annotations"):
+    for key in ("shapes", "annotations", "images"):
         if key in layout:
             layout[key] = [item for item in layout[key] if item.get("name") not in drop]
     return go.Figure(spec)
