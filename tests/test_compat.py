@@ -129,3 +129,16 @@ def test_rays_exit_hook_leaves_an_uncaught_ctrl_c_its_sigint_exit():
     unguarded = subprocess.run([sys.executable, "-c", "import ray\nraise KeyboardInterrupt\n"],
                                capture_output=True, text=True, timeout=120)
     assert unguarded.returncode == 1  # what it guards against (if Ray fixes it, this test says so)
+
+
+def test_voilas_file_handler_is_in_its_handler_table():
+    """workbench.voila_app swaps Voila's /voila/files/ handler for one behind the login: the class is where
+    _compat finds it, serves GET and HEAD, and Voila still builds its handler table in init_handlers."""
+    pytest.importorskip("voila")
+    import inspect
+
+    from voila.app import Voila
+
+    handler = C.voila_file_handler()
+    assert callable(getattr(handler, "get", None)) and callable(getattr(handler, "head", None))
+    assert "AllowListFileHandler" in inspect.getsource(Voila.init_handlers)

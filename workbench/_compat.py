@@ -20,6 +20,8 @@ torchrl's recurrent mode   ``torchrl.modules.tensordict_module.rnn``:
 kaleido's server           ``kaleido._global_server``
 profiler memory events     ``profile.profiler.kineto_results.events()``
 Ray's exit hook            ``ray._private.worker.shutdown`` (registered with ``atexit``)
+Voila's file handler       ``voila.static_file_handler.AllowListFileHandler`` (undocumented) and
+                           ``Voila.init_handlers`` (its handler table, overridden by workbench.voila_app)
 =========================  ===========================================================
 
 Examples:
@@ -36,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "voila_file_handler",
     "functorch_wrapped",
     "native_gru",
     "flat_weights",
@@ -161,3 +164,11 @@ def guard_ray_exit() -> bool:
     atexit.register(shutdown_if_started)
     _ray_exit_guarded = True
     return True
+
+
+def voila_file_handler() -> type:
+    """Voila's handler of ``/voila/files/`` (its allow-list file handler), which :mod:`workbench.voila_app` puts
+    behind the login by swapping it in the table ``Voila.init_handlers`` returns (Voila documents neither)."""
+    from voila.static_file_handler import AllowListFileHandler
+
+    return AllowListFileHandler

@@ -23,7 +23,10 @@ from __future__ import annotations
 from jupyter_server.base.handlers import JupyterHandler
 from tornado import web
 from voila.app import Voila
-from voila.static_file_handler import AllowListFileHandler
+
+from ._compat import voila_file_handler
+
+AllowListFileHandler = voila_file_handler()
 
 __all__ = ["EXPORTED", "AuthenticatedAllowListFileHandler", "WorkbenchVoila", "main"]
 
