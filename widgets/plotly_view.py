@@ -155,7 +155,12 @@ function bandEdits(gd, range, edit) {
 // the cursor images' sizes in data units, so that they stay LINE_PX / RING_PX pixels wide at any zoom
 function fit(gd, band) {
   const fl = gd._fullLayout; if (!fl) return;
-  const edit = bandEdits(gd, band && band.range, {});
+  const edit = fitEdits(gd, bandEdits(gd, band && band.range, {}));
+  if (Object.keys(edit).length) return Plotly.relayout(gd, edit);
+}
+
+function fitEdits(gd, edit) {
+  const fl = gd._fullLayout; if (!fl) return edit;
   for (const [i, im] of cursorImages(gd)) {
     const xa = fl[axisName(im.xref || 'x')];
     if (!xa || !xa._length) continue;
@@ -169,7 +174,33 @@ function fit(gd, band) {
       edit[`images[${i}].sizey`] = RING_PX * Math.abs(ya.range[1] - ya.range[0]) / ya._length;
     }
   }
-  if (Object.keys(edit).length) return Plotly.relayout(gd, edit);
+  return edit;
+}
+
+// after a (re)draw: the cursor at `pos`, the band, every mark's size, in ONE relayout (each relayout of a
+// large figure costs a redraw of its layout), then the cursor and band traces (3D) if the figure has them
+async function marks(gd, pos, band) {
+  if (!gd._fullLayout) return;
+  const edit = {};
+  if (pos) for (const [i, im] of cursorImages(gd)) {
+    edit[`images[${i}].x`] = pos[0];
+    if (im.yref !== 'paper' && pos.length > 1) edit[`images[${i}].y`] = pos[1];
+  }
+  fitEdits(gd, bandEdits(gd, band && band.range, edit));
+  if (Object.keys(edit).length) await Plotly.relayout(gd, edit);
+  const k = cursorTrace(gd);
+  if (pos && k >= 0) {
+    const upd = {x: [[pos[0]]]};
+    if (pos.length > 1) upd.y = [[pos[1]]];
+    if (pos.length > 2) upd.z = [[pos[2]]];
+    await Plotly.restyle(gd, upd, [k]);
+  }
+  const b = (gd.data || []).findIndex(tr => tr.name === 'band');
+  if (b >= 0) {
+    const upd = {x: [(band && band.x) || []], y: [(band && band.y) || []]};
+    if (gd.data[b].type === 'scatter3d') upd.z = [(band && band.z) || []];
+    await Plotly.restyle(gd, upd, [b]);
+  }
 }
 
 function place(gd, pos) {
@@ -309,9 +340,7 @@ function render({model, el}) {
     else await Plotly.newPlot(v.gd, fig.data, layout, CONFIG);
     v.drawn = true;
     if (!v.wired) { wire(name, v.gd); v.wired = true; }
-    place(v.gd, playTimer !== null ? positions(playT)[name] : (model.get('cursor') || {})[name]);
-    placeBand(v.gd, bandOf(name));
-    await fit(v.gd, bandOf(name));
+    await marks(v.gd, playTimer !== null ? positions(playT)[name] : (model.get('cursor') || {})[name], bandOf(name));
   };
   const redraw = (name) => { const v = views[name]; v.queue = v.queue.then(() => draw(name)).catch(e => console.error(e)); };
   const move = () => {
