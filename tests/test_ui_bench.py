@@ -115,13 +115,13 @@ def test_a_tiny_real_run_returns_every_measure(tmp_path):
     cannot start inside another Playwright session, e.g. the browser tests' one)."""
     code = (f"from workbench.benchmark import ui\n"
             f"ui.MOVES, ui.PLAY_SECONDS = 5, 3.0\n"
-            f"ui.run_ui_bench([(1, 520)], hidden=16, json_path={str(tmp_path / 'r.json')!r}, "
-            f"md_path={str(tmp_path / 'r.md')!r}, log=print)\n")
+            f"ui.run_ui_bench([(1, 520)], hidden=16, json_path={str(tmp_path / 'new' / 'r.json')!r}, "
+            f"md_path={str(tmp_path / 'new' / 'r.md')!r}, log=print)\n")  # a folder made before the run
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
                           cwd=Path(__file__).resolve().parent.parent)
     log = done.stdout + done.stderr
     assert done.returncode in (0, 1), log  # 1: a target missed is reported, not a failure here
-    data = json.loads((tmp_path / "r.json").read_text())
+    data = json.loads((tmp_path / "new" / "r.json").read_text())
     results = data["results"]["1x520"]
     assert set(results) == set(TARGETS), log
     for key, m in results.items():
@@ -130,4 +130,4 @@ def test_a_tiny_real_run_returns_every_measure(tmp_path):
             assert isinstance(m["value"], (int, float)) and math.isfinite(m["value"]) and m["value"] >= 0, (key, m)
     assert results["rss_ratio"]["detail"]["stored_mb"] > 0
     assert results["notebook_kb"]["value"] > 1  # a notebook with its outputs
-    assert "| cursor move" in (tmp_path / "r.md").read_text()
+    assert "| cursor move" in (tmp_path / "new" / "r.md").read_text()
