@@ -124,7 +124,6 @@ class TimingPanel(Panel):
         self.table = w.HTML()
         self.buttons.append(self.run_button)
         self.records: list[dict] = []
-        self._quiet = False  # the x axis set by the panel itself (after a run): no redraw of its own
         self.run_button.on_click(lambda _: self.start())
         self.x_axis.observe(lambda _: self._redraw(), "value")
         self.log_y.observe(lambda _: self._redraw(), "value")
@@ -215,7 +214,7 @@ class TimingPanel(Panel):
                 self._quiet = False
 
     def _redraw(self) -> None:
-        if self.records and not self._quiet:
+        if self.records and not getattr(self, "_quiet", False):
             with self.guard():
                 self._draw()
 

@@ -519,7 +519,7 @@ def time_backends(
                 raise Cancelled("timing", done=done, total=len(cases), unit="cases", partial=records) from err
             for (backend, which), (fn, module) in fns.items():
                 m = timed[f"{backend}|{which}"]
-                floor = timed.get(f"{FLOOR}|{which}")
+                floor = timed.get(f"torch|{which}")
                 records.append({
                     "backend": backend,
                     "pass": which,
