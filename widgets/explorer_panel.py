@@ -603,7 +603,9 @@ class ExplorerPanel(Panel):
         """Adds ``unit`` to the selected units or drops it (a shift-click on its heatmap row): the outline on
         the heatmap and the aligned-units figure follow. Returns the selected units."""
         with self.busy(f"Selecting unit {unit}…"):
-            n = self._layer_units()
+            if self.trajectory is None:
+                raise RuntimeError("No trajectory yet: run a rollout first.")
+            n = self._series()["hidden"].shape[1]
             if not 0 <= int(unit) < n:
                 raise ValueError(f"unit: expected a unit of layer {self.layer.value}, 0..{n - 1}; got {unit!r}.")
             unit = int(unit)
@@ -621,7 +623,9 @@ class ExplorerPanel(Panel):
         """Selects exactly ``units`` (of the current layer) over the steps of ``time_range``, as hand-picked ones:
         outlined on the heatmap and drawn aligned on resets (a saved session's selection). Returns them."""
         with self.busy("Selecting units…"):
-            n = self._layer_units()
+            if self.trajectory is None:
+                raise RuntimeError("No trajectory yet: run a rollout first.")
+            n = self._series()["hidden"].shape[1]
             bad = [u for u in units if not 0 <= int(u) < n]
             if bad:
                 raise ValueError(f"units: expected units of layer {self.layer.value}, 0..{n - 1}; got {bad}.")
@@ -630,12 +634,6 @@ class ExplorerPanel(Panel):
             self._selection_words = "picked by hand"
             self._show_selection("Units set")
         return self.selected_units
-
-    def _layer_units(self) -> int:
-        """How many units the current layer has (a RuntimeError before a trajectory)."""
-        if self.trajectory is None:
-            raise RuntimeError("No trajectory yet: run a rollout first.")
-        return int(self._series()["hidden"].shape[1])
 
     def _show_selection(self, done: str) -> None:
         """Shows ``selected_units``: the outlines (the timeline is sent again), the words, the aligned units."""
@@ -833,7 +831,7 @@ class ExplorerPanel(Panel):
                 skipped.append(f"selected_units={state.get('selected_units')!r} (not unit numbers)")
                 wanted = []
             if wanted:
-                n = self._layer_units()
+                n = self._series()["hidden"].shape[1]
                 fits = [u for u in wanted if 0 <= u < n]
                 if len(fits) < len(wanted):
                     skipped.append(f"units {[u for u in wanted if u not in fits]} (layer {self.layer.value} has {n})")
