@@ -117,17 +117,20 @@ class WorkbenchApp(w.VBox):
             raise RuntimeError(f"could not open trial {trial.key}: {policy.message}")
         self.rollout_panel.start()
 
+    def _stale_panels(self) -> list[Panel]:
+        return [p for p in (self.explorer_panel, getattr(self, "compare_panel", None)) if p is not None]
+
     def _mark_stale(self, built) -> None:
         """A new policy: the explorer's (and the comparison's) rollout is the previous policy's until the next one."""
         result = self.rollout_panel.result
         if result is None or result.built is built:
             return
-        for panel in (self.explorer_panel, self.compare_panel):  # they show the rollout panel's run
+        for panel in self._stale_panels():
             panel.mark_stale(f"this shows the rollout of the previous policy (GRU {result.built.spec.hidden_size} in "
                              f"{result.env_spec.env_id}); run the rollout to see the new one.")
 
     def _clear_stale(self, result: RolloutResult) -> None:
-        for panel in (self.explorer_panel, self.compare_panel):  # they show the rollout panel's run
+        for panel in self._stale_panels():
             panel.clear_stale()
 
     def _rollout_metadata(self, result: RolloutResult) -> None:

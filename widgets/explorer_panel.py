@@ -41,7 +41,7 @@ import plotly.graph_objects as go
 import torch
 
 from workbench import decimate, figures
-from workbench.episodes import as_bool_init, episode_spans, trajectory_reset_counts
+from workbench.episodes import as_bool_init, episode_spans, reset_counts
 from workbench.figures import timeline as tl
 from workbench.hidden import pca, select_units
 from workbench.keys import KEYS
@@ -259,7 +259,11 @@ class ExplorerPanel(Panel):
 
     def _resets_text(self, envs: slice) -> str:
         """Both reset counts of ``envs`` in words (:func:`workbench.episodes.reset_counts`, the one owner)."""
-        return trajectory_reset_counts(self.trajectory[envs]).describe()
+        traj = self.trajectory
+        init = torch.as_tensor(traj.get(KEYS.is_init)[envs]).cpu()
+        shape = tuple(init.shape[:2])
+        done = torch.as_tensor(traj.get(KEYS.done)[envs]).cpu().reshape(shape) if KEYS.done in traj.keys(True) else None
+        return reset_counts(as_bool_init(init, shape), done).describe()
 
     def _episode_options(self) -> None:
         spans = episode_spans(self.trajectory.get(KEYS.episode)[self.env.value]) \

@@ -21,8 +21,9 @@ import ipywidgets as w
 from workbench import figures
 from workbench.diagnostics import DiagnosticsReport
 from workbench.envs import EnvSpec
-from workbench.episodes import episode_summary, trajectory_reset_counts
+from workbench.episodes import episode_summary, reset_counts, trajectory_is_init
 from workbench.jobs import check
+from workbench.keys import KEYS
 from workbench.rollout import trajectory_metadata
 from workbench.session import Session
 
@@ -86,8 +87,10 @@ def _summary_html(trajectory, result_device: str, seconds: float) -> str:
     table = html_table(["env", "finished episodes", "mean return", "best return", "mean length",
                         "steps of the open episode"], rows, css="wb-episodes")
     starts = ""
-    counts = trajectory_reset_counts(trajectory)
-    if counts is not None:
+    is_init = trajectory_is_init(trajectory)
+    if is_init is not None:
+        done = trajectory.get(KEYS.done, None)
+        counts = reset_counts(is_init, None if done is None else done.reshape(e_count, t))
         starts = f" Episode starts: {html.escape(counts.describe())}."
     return (f"<div style='font-size:13px'><b>{e_count} env(s) × {t} steps</b> on {html.escape(result_device)} "
             f"in {seconds:.2f} s.{starts}{table}</div>")

@@ -47,7 +47,6 @@ __all__ = [
     "RunningReturns",
     "episode_summary",
     "ResetCounts",
-    "trajectory_reset_counts",
     "reset_counts",
 ]
 
@@ -359,23 +358,6 @@ def reset_counts(is_init: Tensor, done: Tensor | None = None) -> ResetCounts:
         d = d.to(torch.bool)
         after_done = int((init[:, 1:] & d[:, :-1]).sum())
     return ResetCounts(total, starts, total - starts, after_done, int(init.shape[0]))
-
-
-def trajectory_reset_counts(trajectory: TensorDictBase) -> ResetCounts | None:
-    """:func:`reset_counts` of a trajectory ``[E, T]`` (or a slice of one): its ``is_init`` and, when it has
-    them, its done flags; None when it has no ``is_init``.
-
-    Examples:
-        >>> from tensordict import TensorDict
-        >>> td = TensorDict({"is_init": torch.tensor([[[1], [0], [1]]])}, [1, 3])
-        >>> trajectory_reset_counts(td).describe()
-        '2 is_init steps = 1 env start (t = 0) + 1 reset after an episode ended'
-    """
-    is_init = trajectory_is_init(trajectory)
-    if is_init is None:
-        return None
-    done = trajectory.get(KEYS.done, None)
-    return reset_counts(is_init, None if done is None else done.reshape(is_init.shape))
 
 
 def episode_summary(trajectory) -> list[dict]:
