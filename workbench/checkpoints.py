@@ -147,16 +147,6 @@ def _check_weights(stored: Any, spec: PolicySpec, io: PolicyIO, path, caller: st
         raise CheckpointError(f"{where}: the stored weights have entries its spec does not make: {unexpected[:5]}")
 
 
-def _stored(payload: dict, path, caller: str, config: type, key: str):
-    """The config stored under ``key`` (``config.from_dict`` of its JSON), or a CheckpointError that says it is invalid."""
-    try:
-        return config.from_dict(json_entry(payload, key, path, caller))
-    except CheckpointError:
-        raise
-    except (ValueError, TypeError) as error:
-        raise CheckpointError(f"{caller}: {str(path)!r}: the stored spec is invalid: {error}") from None
-
-
 def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> tuple[nn.Module, PolicySpec]:
     """Rebuilds a policy saved by :func:`save_checkpoint`; its outputs equal the original's bit for bit.
 
@@ -172,7 +162,13 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     """
     caller = "load_checkpoint"
     payload = _load_payload(path, caller)
-    spec, io = _stored(payload, path, caller, PolicySpec, "spec"), _stored(payload, path, caller, PolicyIO, "io")
+    try:
+        spec = PolicySpec.from_dict(json_entry(payload, "spec", path, caller))
+        io = PolicyIO.from_dict(json_entry(payload, "io", path, caller))
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"{caller}: {str(path)!r}: the stored spec is invalid: {error}") from None
     _check_weights(payload.get("state_dict"), spec, io, path, caller)
     policy = build_policy(spec, io, device="cpu")
     policy.load_state_dict(payload["state_dict"])
@@ -289,7 +285,12 @@ def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     """
     caller = "checkpoint_info"
     payload = _load_payload(path, caller)
-    spec = _stored(payload, path, caller, PolicySpec, "spec")
+    try:
+        spec = PolicySpec.from_dict(json_entry(payload, "spec", path, caller))
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"{caller}: {str(path)!r}: the stored spec is invalid: {error}") from None
     metadata = json_entry(payload, "metadata", path, caller, "{}", expect=dict)
     env = recorded_env(metadata)
     solved = metadata.get("solved")
