@@ -552,23 +552,6 @@ class SaveConflict:
         self.path.value = str(self.proposed)
         return self._save_again()
 
-    def _refuses(self, target, *, what: str, folder, shipped: str, again: str, overwrite: bool) -> bool:
-        """Whether a save to ``target`` must not happen, the conflict shown when so: a shipped asset (never
-        written: ``shipped`` says why, a free name in ``folder`` is proposed) or an existing file without
-        ``overwrite`` (a free name beside it, and the tick). ``what`` names the field in a path error;
-        ``again``: the button to click again."""
-        from workbench.files import check_output_path, free_name, is_shipped_asset
-
-        if is_shipped_asset(target):
-            self._show_conflict(free_name(folder / target.name), confirm=False, text=shipped)
-            return True
-        if check_output_path(target, what=what).exists() and not overwrite:
-            self._show_conflict(free_name(target), confirm=True, text=(
-                f"{target} exists: nothing was saved. Save under the proposed name, or tick "
-                f"'overwrite the existing file' and click {again} again."))
-            return True
-        return False
-
     def _show_conflict(self, proposal, *, confirm: bool, text: str) -> None:
         """Shows why nothing was saved and proposes ``proposal``; ``confirm``: the overwrite tick too."""
         self.proposed = proposal

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import ipywidgets as w
 
 from workbench.envs import VELOCITY_MASKS, EnvSpec
-from workbench.files import free_name
+from workbench.files import check_output_path, free_name, is_shipped_asset
 from workbench.checkpoints import (CheckpointInfo, checkpoint_metadata, find_checkpoints, load_checkpoint,
                                    save_checkpoint, shipped_checkpoints)
 from workbench.policy import (PolicyIO, PolicySpec, build_policy, policy_spec_of, recurrent_modules,
@@ -272,10 +272,16 @@ class PolicyPanel(SaveConflict, Panel):
             if self.built is None:
                 raise RuntimeError("Nothing to save yet: click 'Build policy' (or load a checkpoint) first.")
             target = Path(self.path.value).expanduser()
-            if self._refuses(target, what="checkpoint", folder=self.user_folder, again="Save",
-                             overwrite=self.overwrite.value, shipped=(
-                                 f"{target} is a shipped checkpoint under assets/: it is never overwritten, not even "
-                                 "with 'overwrite'. Save under the proposed name in your folder instead.")):
+            if is_shipped_asset(target):
+                self._show_conflict(free_name(self.user_folder / target.name), confirm=False, text=(
+                    f"{target} is a shipped checkpoint under assets/: it is never overwritten, not even with "
+                    "'overwrite'. Save under the proposed name in your folder instead."))
+                return
+            real = check_output_path(target, what="checkpoint")
+            if real.exists() and not self.overwrite.value:
+                self._show_conflict(free_name(target), confirm=True, text=(
+                    f"{target} exists: nothing was saved. Save under the proposed name, or tick "
+                    "'overwrite the existing file' and click Save again."))
                 return
             path = save_checkpoint(self.built.policy, self.built.spec, target, metadata=self._metadata())
             self._hide_conflict()

@@ -19,7 +19,7 @@ from typing import Any
 import ipywidgets as w
 
 from workbench.errors import OutputPathError
-from workbench.files import free_name
+from workbench.files import check_output_path, free_name, is_shipped_asset
 from workbench.saved_session import SavedSession, load_session, save_session
 
 from ._panel import Panel, SaveConflict, box
@@ -88,9 +88,15 @@ class SessionBar(SaveConflict, Panel):
             target = Path(self.path.value.strip()).expanduser()
             if not self.path.value.strip():
                 raise ValueError("session file: type a path to save to, e.g. ~/gru-workbench/sessions/run.zip")
-            if self._refuses(target, what="session file", folder=self.folder, again="Save session",
-                             overwrite=overwrite, shipped=(
-                                 f"{target} is under the repository's assets/: the workbench never writes there.")):
+            if is_shipped_asset(target):
+                self._show_conflict(free_name(self.folder / target.name), confirm=False, text=(
+                    f"{target} is under the repository's assets/: the workbench never writes there."))
+                return None
+            real = check_output_path(target, what="session file")
+            if real.exists() and not overwrite:
+                self._show_conflict(free_name(target), confirm=True, text=(
+                    f"{target} exists: nothing was saved. Save under the proposed name, or tick "
+                    "'overwrite the existing file' and click Save session again."))
                 return None
             parts = self._collect()
 
