@@ -299,8 +299,7 @@ class ComparePanel(Panel):
             self._show(a, b, labels)
 
     def _show(self, a, b, labels: tuple[str, str]) -> None:
-        # checks both runs before the controls change; drawn as it is when the controls select the same
-        checked = compare(a, b, env=0, layer=-1, tolerance=float(self.tolerance.value), labels=labels)
+        compare(a, b, env=0, layer=-1, labels=labels)  # checks both before the controls change
         ea, eb = a.batch_size[0], b.batch_size[0]
         la, lb = a.get(KEYS.next_hidden).shape[-2], b.get(KEYS.next_hidden).shape[-2]
         self.runs, self.labels = (a, b), (str(labels[0]), str(labels[1]))
@@ -312,7 +311,7 @@ class ComparePanel(Panel):
             self.layer.value = min(la, lb) - 1
         finally:
             self._quiet = False
-        self._draw(checked if la == lb else None)  # env 0 and the last layer of both: what was compared
+        self._draw()
 
     def _redraw(self) -> None:
         if self._quiet or self.runs is None:
@@ -320,12 +319,10 @@ class ComparePanel(Panel):
         with self.guard():
             self._draw()
 
-    def _draw(self, c: Comparison | None = None) -> None:
-        """Draws comparison ``c`` (default: the runs compared on the controls' env, layer and tolerance)."""
+    def _draw(self) -> None:
         a, b = self.runs
-        if c is None:
-            c = compare(a, b, env=self.env.value, layer=self.layer.value, tolerance=float(self.tolerance.value),
-                        labels=self.labels)
+        c = compare(a, b, env=self.env.value, layer=self.layer.value, tolerance=float(self.tolerance.value),
+                    labels=self.labels)
         self.comparison = c
         self._quiet = True
         try:

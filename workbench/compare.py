@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from .episodes import as_bool_init, episode_returns, reset_counts
+from .episodes import as_bool_init, reset_counts
 from .errors import ConfigError
 from .jobs import CancelToken, Progress
 from .keys import KEYS
@@ -234,9 +234,10 @@ def _summary(td: TensorDictBase, e: int, layer: int, steps: int, label: str) -> 
         if KEYS.done in keys:
             done = torch.as_tensor(td.get(KEYS.done)[e, :steps]).reshape(steps).bool()
             finished = int(done.sum())
-            if finished:  # episodes split after each done: the first `finished` are the finished ones
+            if finished:
                 episode = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), done[:-1].long()]), 0)
-                mean_return = float(episode_returns(episode[None], reward[None])[0, :finished].mean())
+                sums = torch.zeros(int(episode[-1]) + 1, dtype=torch.float64).scatter_add_(0, episode, reward)
+                mean_return = float(sums[:finished].mean())
     return RunSummary(label=label, steps=int(td.batch_size[1]), hidden_size=int(h.shape[-1]), layers=int(h.shape[-2]),
                       resets=reset_counts(init[None]).resets, finished=finished, mean_return=mean_return, total_reward=total)
 
